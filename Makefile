@@ -1,0 +1,30 @@
+# wikibot: `make run` starts the platform, `make test` runs the whole suite, `make bench` the benchmarks.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= var
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+# One install step for every target; constraints.txt pins torch to the CPU wheel on disk.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/wikibot init --data $(DATA)
+	$(VENV)/bin/wikibot serve --data $(DATA)
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/bench_git.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,175 @@
+"""The platform core: state, repositories and the account operations every entry point shares.
+
+The CLI, the dashboard and the HTTP endpoints all go through `Core`, so limits and validation
+are enforced in one place whatever path a change takes.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field, replace
+
+from wikibot.config import Config
+
+from .acl import Action, Decision, authorize
+from .names import check_name
+from .receive import ReceiveListener, ReceivePolicy, ReceiveSession
+from .records import ROLES, SCOPES, Grant, Token, User, Wiki
+from .repos import Repos
+from .secrets import ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
+from .store import Store, StoreError, TinyStore
+
+
+class CoreError(Exception):
+    """An account or wiki operation was refused; the message is meant for the user."""
+
+
+@dataclass
+class Core:
+    config: Config
+    store: Store
+    repos: Repos
+    policies: list[ReceivePolicy] = field(default_factory=list)
+    listeners: list[ReceiveListener] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, config: Config) -> Core:
+        return cls(config, TinyStore(config.db_path), Repos(config.repos_dir, config.locks_dir))
+
+    def initialise(self) -> None:
+        """Create the data dir layout and the secret key (idempotent)."""
+        for d in (self.config.data_dir, self.config.repos_dir, self.config.locks_dir, self.config.cache_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        ensure_secret_key(self.config.secret_key_path)
+
+    # users
+    def add_user(self, name: str, email: str = "", password: str | None = None, *,
+                 admin: bool = False, tier: str = "free") -> tuple[User, str]:
+        """Create a user; returns it with its password (generated when none is given)."""
+        check_name(name, "user name")
+        self.config.limits(tier)  # unknown tiers are refused before anything is written
+        password = password if password is not None else generate_password()
+        if len(password) < 8:
+            raise CoreError("password too short: use at least 8 characters")
+        user = User(name=name, email=email, password_hash=hash_password(password), tier=tier,
+                    admin=admin, created=time.time())
+        self._guard(self.store.add_user, user)
+        return user, password
+
+    def delete_user(self, name: str, purge: bool = False) -> list[str]:
+        """Delete a user; with `purge`, their wikis too (returned). Without it, owned wikis refuse."""
+        user = self.user(name)
+        owned = self.store.list_wikis(owner=user.name)
+        if owned and not purge:
+            names = ", ".join(w.full_name for w in owned)
+            raise CoreError(f"user {name!r} owns {names}; delete those wikis first or pass --purge")
+        for wiki in owned:
+            self.delete_wiki(wiki.owner, wiki.slug)
+        self._guard(self.store.delete_user, name)
+        return [w.full_name for w in owned]
+
+    def user(self, name: str) -> User:
+        user = self.store.get_user(name)
+        if user is None:
+            raise CoreError(f"no such user: {name!r}")
+        return user
+
+    # wikis
+    def wiki(self, owner: str, slug: str) -> Wiki:
+        wiki = self.store.get_wiki(owner, slug)
+        if wiki is None:
+            raise CoreError(f"no such wiki: {owner}/{slug}")
+        return wiki
+
+    def create_wiki(self, owner: str, slug: str, title: str = "", purpose: str = "",
+                    public: bool = False) -> Wiki:
+        """Record and initialise an empty wiki repository; nothing is left behind on failure."""
+        check_name(owner, "user name")
+        check_name(slug, "wiki name")
+        user = self.user(owner)
+        limits = self.config.limits(user.tier)
+        if self.repos.path(owner, slug).exists():
+            raise CoreError(f"a repository for {owner}/{slug} already exists on disk; remove it first")
+        wiki = Wiki(owner=owner, slug=slug, title=title or slug, purpose=purpose, public=public,
+                    created=time.time())
+        self._guard(self.store.add_wiki, wiki, max_owned=limits.max_wikis)
+        try:
+            self.repos.create(owner, slug)
+        except Exception:
+            self.store.delete_wiki(owner, slug)
+            self.repos.delete(owner, slug)
+            raise
+        return wiki
+
+    def delete_wiki(self, owner: str, slug: str) -> None:
+        self.wiki(owner, slug)
+        self.store.delete_wiki(owner, slug)
+        self.repos.delete(owner, slug)
+
+    def set_public(self, owner: str, slug: str, public: bool) -> Wiki:
+        wiki = replace(self.wiki(owner, slug), public=public)
+        self._guard(self.store.update_wiki, wiki)
+        return wiki
+
+    def grant(self, owner: str, slug: str, user: str, role: str) -> Grant:
+        wiki = self.wiki(owner, slug)
+        if role not in ROLES or role == "owner":
+            raise CoreError(f"invalid role {role!r}: use editor or viewer")
+        self.user(user)
+        if user == wiki.owner:
+            raise CoreError(f"{user!r} owns {wiki.full_name} already")
+        limits = self.config.limits(self.user(wiki.owner).tier)
+        grant = Grant(wiki=wiki.full_name, user=user, role=role)  # type: ignore[arg-type]
+        self._guard(self.store.set_grant, grant, max_grants=limits.max_collaborators)
+        return grant
+
+    def revoke(self, owner: str, slug: str, user: str) -> None:
+        wiki = self.wiki(owner, slug)
+        if not self.store.remove_grant(wiki.full_name, user):
+            raise CoreError(f"{user!r} has no role on {wiki.full_name}")
+
+    # tokens
+    def create_token(self, user: str, scope: str = "read", wikis: tuple[str, ...] = (),
+                     expires_days: float | None = None, note: str = "") -> tuple[Token, str]:
+        """Create a personal access token; returns the record and the secret, shown only once."""
+        self.user(user)
+        if scope not in SCOPES:
+            raise CoreError(f"invalid scope {scope!r}: use read or write")
+        for full in wikis:
+            owner, _, slug = full.partition("/")
+            self.wiki(owner, slug)
+        if expires_days is not None and expires_days <= 0:
+            raise CoreError("--expires-days must be positive")
+        now = time.time()
+        secret = new_token_secret()
+        token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]
+                      wikis=tuple(wikis), created=now, note=note,
+                      expires=None if expires_days is None else now + expires_days * 86400)
+        self._guard(self.store.add_token, token)
+        return token, secret
+
+    def revoke_token(self, token_id: str) -> None:
+        if not self.store.delete_token(token_id):
+            raise CoreError(f"no such token: {token_id!r}")
+
+    # access
+    def authorize(self, secret: str | None, owner: str, slug: str, action: Action) -> Decision:
+        return authorize(self.store, secret, owner, slug, action)
+
+    def receive_session(self, owner: str, slug: str, actor: User | None) -> ReceiveSession:
+        """What a push to `owner/slug` by `actor` needs: the lock, policies and follow-ups."""
+        return ReceiveSession(
+            wiki=f"{owner}/{slug}",
+            actor=actor.name if actor else None,
+            lock=lambda: self.repos.lock(owner, slug),
+            policies=list(self.policies),
+            sync_worktree=lambda: self.repos.sync_worktree(owner, slug),
+            listeners=list(self.listeners),
+        )
+
+    @staticmethod
+    def _guard(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StoreError as exc:
+            raise CoreError(str(exc)) from None

@@ -1,0 +1,163 @@
+"""The Git smart-HTTP endpoints: `/{user}/{wiki}.git/info/refs`, `git-upload-pack`, `git-receive-pack`.
+
+Routing, authentication and the response codes are ours (dulwich's `FileSystemBackend` cannot
+resolve paths under a WSGI mount, and its app knows no ACL); the protocol is dulwich's. Bodies are
+streamed both ways: the request through a reader (gunzipped when git compresses it), the response
+through the WSGI `write` callable as dulwich produces it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dulwich.protocol import ReceivableProtocol
+from dulwich.repo import Repo
+from dulwich.server import Backend, UploadPackHandler
+
+from .acl import Action, Decision, Verdict, authorize
+from .core import Core
+from .names import is_valid_name
+from .receive import ReceiveSession, WikiReceivePackHandler
+
+log = logging.getLogger(__name__)
+
+ROUTE = re.compile(r"/(?P<owner>[^/]+)/(?P<slug>[^/]+)\.git/(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)")
+SERVICES = ("git-upload-pack", "git-receive-pack")
+NO_CACHE = [
+    ("Expires", "Fri, 01 Jan 1980 00:00:00 GMT"),
+    ("Pragma", "no-cache"),
+    ("Cache-Control", "no-cache, max-age=0, must-revalidate"),
+]
+StartResponse = Callable[..., Callable[[bytes], Any]]
+
+
+class _OneRepoBackend(Backend):
+    """dulwich handlers open their repo through a backend; ours hands over the one already open."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+
+    def open_repository(self, path: str) -> Repo:
+        return self.repo
+
+
+def bearer_secret(environ: dict[str, Any]) -> str | None:
+    """The token presented as HTTP Basic password (any username) or as a Bearer token."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip() or None
+    if scheme == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return ""  # malformed credentials are bad credentials, not anonymous
+        return password or user  # some clients put the token in the user field
+    return None
+
+
+def _text(start_response: StartResponse, status: str, message: str,
+          headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    body = (message.rstrip("\n") + "\n").encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body))), *headers])
+    return [body]
+
+
+def _refuse(start_response: StartResponse, decision: Decision) -> list[bytes]:
+    if decision.verdict is Verdict.CHALLENGE:
+        return _text(start_response, "401 Unauthorized",
+                     f"wikibot: {decision.reason}; use a personal access token as the password",
+                     [("WWW-Authenticate", 'Basic realm="wikibot", charset="UTF-8"')])
+    if decision.verdict is Verdict.FORBIDDEN:
+        return _text(start_response, "403 Forbidden", f"wikibot: {decision.reason}")
+    return _text(start_response, "404 Not Found", "wikibot: repository not found")
+
+
+def _request_body(environ: dict[str, Any]):
+    """The request body as a file; gunicorn has already de-chunked it (see DESIGN pitfalls)."""
+    body = environ["wsgi.input"]
+    if environ.get("HTTP_CONTENT_ENCODING", "").lower() in ("gzip", "x-gzip"):
+        body = gzip.GzipFile(fileobj=body, mode="rb")
+    return body
+
+
+class GitHTTP:
+    """WSGI app for the smart-HTTP protocol; `None` from `match` lets a parent app route elsewhere."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    @staticmethod
+    def match(path: str) -> re.Match[str] | None:
+        return ROUTE.fullmatch(path)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        m = self.match(environ.get("PATH_INFO", ""))
+        if m is None or not (is_valid_name(m["owner"]) and is_valid_name(m["slug"])):
+            return _text(start_response, "404 Not Found", "wikibot: repository not found")
+        endpoint = m["endpoint"]
+        method = environ.get("REQUEST_METHOD", "GET")
+        if endpoint == "info/refs":
+            service = _query_service(environ.get("QUERY_STRING", ""))
+            if method not in ("GET", "HEAD"):
+                return _text(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET")])
+            if service is None:
+                return _text(start_response, "403 Forbidden", "wikibot serves the smart HTTP protocol only; upgrade git")
+        else:
+            service = endpoint
+            if method != "POST":
+                return _text(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
+            if environ.get("CONTENT_TYPE") != f"application/x-{service}-request":
+                return _text(start_response, "415 Unsupported Media Type", f"expected application/x-{service}-request")
+        action = Action.WRITE if service == "git-receive-pack" else Action.READ
+        decision = authorize(self.core.store, bearer_secret(environ), m["owner"], m["slug"], action)
+        if not decision.allowed:
+            return _refuse(start_response, decision)
+        owner, slug = m["owner"], m["slug"]
+        if not self.core.repos.exists(owner, slug):
+            log.error("wiki %s/%s has a record but no repository", owner, slug)
+            return _text(start_response, "404 Not Found", "wikibot: repository not found")
+        return self._serve(environ, start_response, owner, slug, service, endpoint == "info/refs", decision)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse, owner: str, slug: str,
+               service: str, advertise: bool, decision: Decision) -> Iterable[bytes]:
+        kind = "advertisement" if advertise else "result"
+        write = start_response("200 OK", [("Content-Type", f"application/x-{service}-{kind}"), *NO_CACHE])
+
+        def write_fn(data: bytes) -> int:
+            write(data)
+            return len(data)
+
+        body = None if advertise else _request_body(environ)
+        proto = ReceivableProtocol(body.read if body is not None else (lambda n: b""), write_fn)
+        if advertise:
+            proto.write_pkt_line(f"# service={service}\n".encode())
+            proto.write_pkt_line(None)
+        repo = Repo(str(self.core.repos.path(owner, slug)))
+        try:
+            backend = _OneRepoBackend(repo)
+            if service == "git-upload-pack":
+                handler = UploadPackHandler(backend, [""], proto, stateless_rpc=True, advertise_refs=advertise)
+            else:
+                session = self.core.receive_session(owner, slug, decision.user)
+                handler = WikiReceivePackHandler(backend, [""], proto, session=session,
+                                                 stateless_rpc=True, advertise_refs=advertise)
+            handler.handle()
+        finally:
+            repo.close()
+        return []
+
+
+def _query_service(query: str) -> str | None:
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "service" and value in SERVICES:
+            return value
+    return None

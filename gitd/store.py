@@ -1,0 +1,232 @@
+"""Platform state behind a small `Store` interface, with a TinyDB implementation.
+
+TinyDB alone is not safe across processes (gunicorn workers, the worker and CLI calls write at
+once), so `SafeJSONStorage` writes atomically (temp file, fsync, rename), re-reads only when the
+file changed, and every read-modify-write runs under an exclusive file lock. Tables are built per
+operation without TinyDB's query cache or id counter, which would go stale across processes.
+A PostgreSQL store would implement the same `Store` protocol.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from tinydb import Query
+from tinydb.storages import Storage
+from tinydb.table import Table
+
+from .locks import file_lock
+from .records import Grant, Token, User, Wiki, from_doc, to_doc
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A record conflicts with an existing one or is missing."""
+
+
+class Store(Protocol):
+    """What the platform needs from its state backend."""
+
+    def add_user(self, user: User) -> None: ...
+    def get_user(self, name: str) -> User | None: ...
+    def list_users(self) -> list[User]: ...
+    def update_user(self, user: User) -> None: ...
+    def delete_user(self, name: str) -> None: ...
+    def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None: ...
+    def get_wiki(self, owner: str, slug: str) -> Wiki | None: ...
+    def list_wikis(self, owner: str | None = None) -> list[Wiki]: ...
+    def update_wiki(self, wiki: Wiki) -> None: ...
+    def delete_wiki(self, owner: str, slug: str) -> None: ...
+    def set_grant(self, grant: Grant, max_grants: int | None = None) -> None: ...
+    def remove_grant(self, wiki: str, user: str) -> bool: ...
+    def list_grants(self, wiki: str | None = None, user: str | None = None) -> list[Grant]: ...
+    def add_token(self, token: Token) -> None: ...
+    def find_token(self, token_hash: str) -> Token | None: ...
+    def list_tokens(self, user: str | None = None) -> list[Token]: ...
+    def delete_token(self, token_id: str) -> bool: ...
+    def touch_token(self, token_id: str, when: float) -> None: ...
+
+
+class SafeJSONStorage(Storage):
+    """A TinyDB storage whose writes are atomic and whose reads see other processes' writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._data: dict[str, dict[str, Any]] = {}
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+            self._data = json.loads(raw) if raw.strip() else {}
+            self._stamp = stamp
+        # TinyDB mutates what it reads before writing it back: hand out a copy.
+        return copy.deepcopy(self._data)
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".db-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, separators=(",", ":"), sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        self._stamp = None  # the next read takes the new file's stamp
+
+    def close(self) -> None:
+        pass
+
+
+class TinyStore:
+    """The embedded default `Store`: one JSON file in the data dir."""
+
+    def __init__(self, path: Path) -> None:
+        self._storage = SafeJSONStorage(path)
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with file_lock(self._lock_path):
+            yield
+
+    def _table(self, name: str) -> Table:
+        return Table(self._storage, name, cache_size=0)
+
+    def _one(self, table: str, cls: type[T], cond: Any) -> T | None:
+        doc = self._table(table).get(cond)
+        return from_doc(cls, doc) if doc is not None else None  # type: ignore[arg-type]
+
+    def _all(self, table: str, cls: type[T], cond: Any | None = None) -> list[T]:
+        t = self._table(table)
+        docs = t.all() if cond is None else t.search(cond)
+        return [from_doc(cls, d) for d in docs]
+
+    def _insert_unique(self, table: str, record: Any, cond: Any, what: str) -> None:
+        with self._write():
+            t = self._table(table)
+            if t.contains(cond):
+                raise StoreError(f"{what} already exists")
+            t.insert(to_doc(record))
+
+    def _replace(self, table: str, record: Any, cond: Any, what: str) -> None:
+        with self._write():
+            if not self._table(table).update(to_doc(record), cond):
+                raise StoreError(f"{what} does not exist")
+
+    # users
+    def add_user(self, user: User) -> None:
+        self._insert_unique("users", user, Query().name == user.name, f"user {user.name!r}")
+
+    def get_user(self, name: str) -> User | None:
+        return self._one("users", User, Query().name == name)
+
+    def list_users(self) -> list[User]:
+        return sorted(self._all("users", User), key=lambda u: u.name)
+
+    def update_user(self, user: User) -> None:
+        self._replace("users", user, Query().name == user.name, f"user {user.name!r}")
+
+    def delete_user(self, name: str) -> None:
+        """Remove the user with their tokens and grants; their wikis must be deleted first."""
+        with self._write():
+            if self._table("wikis").contains(Query().owner == name):
+                raise StoreError(f"user {name!r} still owns wikis")
+            if not self._table("users").remove(Query().name == name):
+                raise StoreError(f"user {name!r} does not exist")
+            self._table("tokens").remove(Query().user == name)
+            self._table("grants").remove(Query().user == name)
+
+    # wikis
+    def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None:
+        """Insert `wiki`; with `max_owned`, refuse when its owner already has that many."""
+        with self._write():
+            t = self._table("wikis")
+            q = Query()
+            if t.contains((q.owner == wiki.owner) & (q.slug == wiki.slug)):
+                raise StoreError(f"wiki {wiki.full_name} already exists")
+            if max_owned is not None and t.count(q.owner == wiki.owner) >= max_owned:
+                raise StoreError(f"user {wiki.owner!r} already has {max_owned} wiki(s), the limit of their tier")
+            t.insert(to_doc(wiki))
+
+    def get_wiki(self, owner: str, slug: str) -> Wiki | None:
+        q = Query()
+        return self._one("wikis", Wiki, (q.owner == owner) & (q.slug == slug))
+
+    def list_wikis(self, owner: str | None = None) -> list[Wiki]:
+        wikis = self._all("wikis", Wiki, None if owner is None else Query().owner == owner)
+        return sorted(wikis, key=lambda w: w.full_name)
+
+    def update_wiki(self, wiki: Wiki) -> None:
+        q = Query()
+        self._replace("wikis", wiki, (q.owner == wiki.owner) & (q.slug == wiki.slug), f"wiki {wiki.full_name}")
+
+    def delete_wiki(self, owner: str, slug: str) -> None:
+        with self._write():
+            q = Query()
+            if not self._table("wikis").remove((q.owner == owner) & (q.slug == slug)):
+                raise StoreError(f"wiki {owner}/{slug} does not exist")
+            self._table("grants").remove(Query().wiki == f"{owner}/{slug}")
+
+    # grants
+    def set_grant(self, grant: Grant, max_grants: int | None = None) -> None:
+        """Give `grant.user` a role on a wiki, replacing any earlier role; `max_grants` caps new ones."""
+        with self._write():
+            t = self._table("grants")
+            q = Query()
+            cond = (q.wiki == grant.wiki) & (q.user == grant.user)
+            if t.contains(cond):
+                t.update(to_doc(grant), cond)
+                return
+            if max_grants is not None and t.count(q.wiki == grant.wiki) >= max_grants:
+                raise StoreError(f"wiki {grant.wiki} already has {max_grants} collaborator(s), the limit of its owner's tier")
+            t.insert(to_doc(grant))
+
+    def remove_grant(self, wiki: str, user: str) -> bool:
+        with self._write():
+            q = Query()
+            return bool(self._table("grants").remove((q.wiki == wiki) & (q.user == user)))
+
+    def list_grants(self, wiki: str | None = None, user: str | None = None) -> list[Grant]:
+        q = Query()
+        conds = [c for c in (wiki and q.wiki == wiki, user and q.user == user) if c]
+        cond = None
+        for c in conds:
+            cond = c if cond is None else cond & c
+        return sorted(self._all("grants", Grant, cond), key=lambda g: (g.wiki, g.user))
+
+    # tokens
+    def add_token(self, token: Token) -> None:
+        self._insert_unique("tokens", token, Query().id == token.id, f"token {token.id}")
+
+    def find_token(self, token_hash: str) -> Token | None:
+        return self._one("tokens", Token, Query().hash == token_hash)
+
+    def list_tokens(self, user: str | None = None) -> list[Token]:
+        tokens = self._all("tokens", Token, None if user is None else Query().user == user)
+        return sorted(tokens, key=lambda t: t.created)
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._write():
+            return bool(self._table("tokens").remove(Query().id == token_id))
+
+    def touch_token(self, token_id: str, when: float) -> None:
+        with self._write():
+            self._table("tokens").update({"last_used": when}, Query().id == token_id)

@@ -1,0 +1,36 @@
+"""The WSGI application gunicorn serves: one front router over the components' apps."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from wikibot.config import Config, load_config
+from wikibot.gitd.core import Core
+from wikibot.gitd.smart_http import GitHTTP, StartResponse
+
+
+class Platform:
+    """Routes each request to the component that owns its URL space."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.git = GitHTTP(core)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if ".git/" in path:
+            return self.git(environ, start_response)
+        if path in ("", "/"):
+            body = b"wikibot is running. Clone a wiki with: git clone " + \
+                self.core.config.public_url.encode() + b"/OWNER/WIKI.git\n"
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found\n"]
+
+
+def create_app(config: Config | None = None) -> Platform:
+    core = Core.open(config or load_config())
+    core.initialise()
+    return Platform(core)

@@ -1,0 +1,240 @@
+"""The `wikibot` command line. Its commands and output shapes are a contract scripts rely on.
+
+Every failure prints one line, `wikibot: error: ...`, on stderr and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Callable, Sequence
+
+from wikibot.bootstrap.create import TEMPLATES, create_wiki
+from wikibot.config import Config, ConfigError, load_config
+from wikibot.gitd.core import Core, CoreError
+from wikibot.gitd.names import InvalidName, split_wiki
+from wikibot.gitd.repos import RepoError
+
+ADMIN_NAME = "admin"
+STARTER_WIKI = "notes"
+
+
+class UsageError(Exception):
+    """Wrong command-line usage."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage dump
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def cmd_init(core: Core, args: argparse.Namespace) -> None:
+    core.initialise()
+    if core.store.list_users():
+        print(f"wikibot is already initialised in {core.config.data_dir}")
+        return
+    _, password = core.add_user(ADMIN_NAME, admin=True, tier="premium")
+    wiki, _ = create_wiki(core, ADMIN_NAME, STARTER_WIKI, title="Notes",
+                          purpose="A starter wiki: try cloning, editing and pushing it.")
+    _, token = core.create_token(ADMIN_NAME, scope="write", note="created by wikibot init")
+    host = core.config.public_url.split("://", 1)
+    print(f"wikibot initialised in {core.config.data_dir}")
+    print("These secrets are shown once; keep them somewhere safe.")
+    print(f"  admin user:   {ADMIN_NAME}")
+    print(f"  password:     {password}")
+    print(f"  write token:  {token}")
+    print(f"Clone the starter wiki {wiki.full_name}:")
+    print(f"  git clone {host[0]}://{ADMIN_NAME}:{token}@{host[1]}/{wiki.full_name}.git")
+
+
+def cmd_user_add(core: Core, args: argparse.Namespace) -> None:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    user, password_out = core.add_user(args.name, args.email or "", password,
+                                       admin=args.admin, tier=args.tier)
+    print(f"created user {user.name} (tier {user.tier}{', admin' if user.admin else ''})")
+    if not args.password_stdin:
+        print(f"password: {password_out}")
+
+
+def cmd_user_list(core: Core, args: argparse.Namespace) -> None:
+    rows = [[u.name, u.email or "-", u.tier, "yes" if u.admin else "", str(len(core.store.list_wikis(u.name)))]
+            for u in core.store.list_users()]
+    _table(rows, ["NAME", "EMAIL", "TIER", "ADMIN", "WIKIS"])
+
+
+def cmd_user_delete(core: Core, args: argparse.Namespace) -> None:
+    removed = core.delete_user(args.name, purge=args.purge)
+    extra = f" and wikis {', '.join(removed)}" if removed else ""
+    print(f"deleted user {args.name}{extra}")
+
+
+def cmd_wiki_create(core: Core, args: argparse.Namespace) -> None:
+    owner, slug = split_wiki(args.wiki)
+    wiki, _ = create_wiki(core, owner, slug, title=args.name or "", purpose=args.purpose or "",
+                          public=args.public, template=args.template)
+    print(f"created wiki {wiki.full_name} ({'public' if wiki.public else 'private'})")
+    print(f"  git clone {core.config.public_url}/{wiki.full_name}.git")
+
+
+def cmd_wiki_list(core: Core, args: argparse.Namespace) -> None:
+    rows = []
+    for w in core.store.list_wikis(args.owner):
+        grants = ", ".join(f"{g.user}:{g.role}" for g in core.store.list_grants(wiki=w.full_name))
+        rows.append([w.full_name, "public" if w.public else "private", w.title, grants or "-"])
+    _table(rows, ["WIKI", "ACCESS", "NAME", "COLLABORATORS"])
+
+
+def cmd_wiki_delete(core: Core, args: argparse.Namespace) -> None:
+    owner, slug = split_wiki(args.wiki)
+    core.delete_wiki(owner, slug)
+    print(f"deleted wiki {owner}/{slug}")
+
+
+def cmd_wiki_visibility(core: Core, args: argparse.Namespace) -> None:
+    owner, slug = split_wiki(args.wiki)
+    core.set_public(owner, slug, args.visibility == "public")
+    print(f"{owner}/{slug} is now {args.visibility}")
+
+
+def cmd_wiki_grant(core: Core, args: argparse.Namespace) -> None:
+    owner, slug = split_wiki(args.wiki)
+    grant = core.grant(owner, slug, args.user, args.role)
+    print(f"{grant.user} is now {grant.role} of {grant.wiki}")
+
+
+def cmd_wiki_revoke(core: Core, args: argparse.Namespace) -> None:
+    owner, slug = split_wiki(args.wiki)
+    core.revoke(owner, slug, args.user)
+    print(f"{args.user} no longer has a role on {owner}/{slug}")
+
+
+def cmd_token_create(core: Core, args: argparse.Namespace) -> None:
+    wikis = tuple("/".join(split_wiki(w)) for w in args.wiki)
+    token, secret = core.create_token(args.user, args.scope, wikis, args.expires_days, args.note or "")
+    limits = ", ".join(token.wikis) if token.wikis else "all wikis the user can reach"
+    print(f"created {token.scope} token {token.id} for {token.user} ({limits}; expires {_when(token.expires)})")
+    print("The token is shown once:")
+    print(secret)
+
+
+def cmd_token_list(core: Core, args: argparse.Namespace) -> None:
+    core.user(args.user)
+    rows = [[t.id, t.scope, ",".join(t.wikis) or "*", _when(t.created), _when(t.expires), _when(t.last_used), t.note]
+            for t in core.store.list_tokens(args.user)]
+    _table(rows, ["ID", "SCOPE", "WIKIS", "CREATED", "EXPIRES", "LAST USED", "NOTE"])
+
+
+def cmd_token_revoke(core: Core, args: argparse.Namespace) -> None:
+    core.revoke_token(args.id)
+    print(f"revoked token {args.id}")
+
+
+def cmd_serve(core: Core, args: argparse.Namespace) -> int:
+    from wikibot.serve import serve
+
+    core.initialise()
+    return serve(core.config)
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
+    common.add_argument("--data", default=argparse.SUPPRESS, metavar="DIR",
+                        help="data directory (default: $WIKIBOT_DATA or ./var)")
+    parser = Parser(prog="wikibot", parents=[common],
+                    description="Self-hostable wikis for people and AI agents, built around a Git server.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def command(group, name: str, fn: Callable, help: str) -> Parser:
+        p = group.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    command(sub, "init", cmd_init, "create the data dir; on first run an admin, a token and a starter wiki")
+    serve = command(sub, "serve", cmd_serve, "run the whole platform in the foreground")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
+    p = command(user, "add", cmd_user_add, "create a user (prints a generated password)")
+    p.add_argument("name")
+    p.add_argument("--email")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--tier", default="free")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    command(user, "list", cmd_user_list, "list users")
+    p = command(user, "delete", cmd_user_delete, "delete a user, their tokens and grants")
+    p.add_argument("name")
+    p.add_argument("--purge", action="store_true", help="also delete the wikis they own")
+
+    wiki = sub.add_parser("wiki", help="manage wikis").add_subparsers(dest="action", required=True, parser_class=Parser)
+    p = command(wiki, "create", cmd_wiki_create, "create a wiki")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("--name", help="display name (default: the slug)")
+    p.add_argument("--purpose", help="what the wiki is for")
+    p.add_argument("--public", action="store_true", help="anyone may read it")
+    p.add_argument("--template", default="default", choices=TEMPLATES)
+    p = command(wiki, "list", cmd_wiki_list, "list wikis")
+    p.add_argument("--owner")
+    p = command(wiki, "delete", cmd_wiki_delete, "delete a wiki and its repository")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p = command(wiki, "visibility", cmd_wiki_visibility, "make a wiki public or private")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("visibility", choices=["public", "private"])
+    p = command(wiki, "grant", cmd_wiki_grant, "give a user a role on a wiki")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("user")
+    p.add_argument("--role", required=True, choices=["editor", "viewer"])
+    p = command(wiki, "revoke", cmd_wiki_revoke, "remove a user's role on a wiki")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("user")
+
+    token = sub.add_parser("token", help="manage personal access tokens").add_subparsers(
+        dest="action", required=True, parser_class=Parser)
+    p = command(token, "create", cmd_token_create, "create a token; prints it alone on the last line")
+    p.add_argument("user")
+    p.add_argument("--scope", default="read", choices=["read", "write"])
+    p.add_argument("--wiki", action="append", default=[], metavar="OWNER/SLUG", help="limit to this wiki (repeatable)")
+    p.add_argument("--expires-days", type=float)
+    p.add_argument("--note")
+    p = command(token, "list", cmd_token_list, "list a user's tokens")
+    p.add_argument("user")
+    p = command(token, "revoke", cmd_token_revoke, "revoke a token by id")
+    p.add_argument("id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config(getattr(args, "data", None))
+        if args.fn is cmd_serve:
+            from dataclasses import replace
+
+            config = replace(config, host=args.host or config.host, port=args.port or config.port)
+        core = Core.open(config)
+        if args.fn is not cmd_init and args.fn is not cmd_serve and not config.data_dir.exists():
+            raise CoreError(f"no data directory at {config.data_dir}; run 'wikibot init' first")
+        return args.fn(core, args) or 0
+    except (UsageError, CoreError, InvalidName, ConfigError, RepoError, ValueError, OSError) as exc:
+        print(f"wikibot: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Platform configuration: defaults, an optional TOML file, then WIKIBOT_* environment overrides.
+
+Explicit and flat on purpose: every setting has one name in the file and one in the environment,
+so `etc/wikibot.example.toml` documents all of them.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """What one account tier may use; enforced at write time on every path."""
+
+    max_wikis: int
+    max_pages: int
+    max_collaborators: int
+    max_repo_mb: int
+    max_file_mb: int
+
+
+DEFAULT_TIERS = {
+    "free": TierLimits(max_wikis=1, max_pages=500, max_collaborators=3, max_repo_mb=50, max_file_mb=10),
+    "premium": TierLimits(
+        max_wikis=100, max_pages=100_000, max_collaborators=100, max_repo_mb=1024, max_file_mb=100
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the platform. `data_dir` holds all state (db, repos, indexes, queue)."""
+
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+    workers: int = 3
+    threads: int = 4
+    timeout: int = 300
+    tiers: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+
+    @property
+    def public_url(self) -> str:
+        """The URL people and agents use; printed in clone lines and starter pages."""
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "db.json"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.data_dir / "locks"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret_key"
+
+    def limits(self, tier: str) -> TierLimits:
+        try:
+            return self.tiers[tier]
+        except KeyError:
+            raise ConfigError(f"unknown tier {tier!r}; known: {', '.join(sorted(self.tiers))}") from None
+
+
+# Setting name -> environment variable. The TOML file uses the same names under [server]/[data].
+_ENV = {
+    "data_dir": "WIKIBOT_DATA",
+    "host": "WIKIBOT_HOST",
+    "port": "WIKIBOT_PORT",
+    "base_url": "WIKIBOT_BASE_URL",
+    "workers": "WIKIBOT_WORKERS",
+    "threads": "WIKIBOT_THREADS",
+    "timeout": "WIKIBOT_TIMEOUT",
+}
+_INTS = {"port", "workers", "threads", "timeout"}
+
+
+def _coerce(name: str, value: object) -> object:
+    if name == "data_dir":
+        return Path(str(value))
+    if name in _INTS:
+        try:
+            number = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be an integer, got {value!r}") from None
+        if number < 0 or (name == "port" and number > 65535):
+            raise ConfigError(f"setting {name} is out of range: {number}")
+        return number
+    return str(value)
+
+
+def _from_toml(path: Path) -> dict[str, object]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    values: dict[str, object] = {}
+    for section in ("server", "data"):
+        for key, value in raw.get(section, {}).items():
+            name = "data_dir" if (section, key) == ("data", "dir") else key
+            if name not in _ENV:
+                raise ConfigError(f"{path}: unknown setting [{section}] {key}")
+            values[name] = _coerce(name, value)
+    tiers = dict(DEFAULT_TIERS)
+    for tier, limits in raw.get("tiers", {}).items():
+        base = tiers.get(tier, DEFAULT_TIERS["free"])
+        known = {f.name for f in fields(TierLimits)}
+        unknown = set(limits) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown tier setting(s) {', '.join(sorted(unknown))}")
+        tiers[tier] = replace(base, **{k: int(v) for k, v in limits.items()})
+    values["tiers"] = tiers
+    return values
+
+
+def load_config(data_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the config: defaults < config file < environment < an explicit data dir.
+
+    The file is `WIKIBOT_CONFIG` if set, else `<data dir>/wikibot.toml` when it exists.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, var in _ENV.items():
+        if env.get(var):
+            values[name] = _coerce(name, env[var])
+    if data_dir is not None:
+        values["data_dir"] = Path(data_dir)
+    guess_dir = Path(values.get("data_dir", Config.data_dir))  # type: ignore[arg-type]
+    config_file = Path(env["WIKIBOT_CONFIG"]) if env.get("WIKIBOT_CONFIG") else guess_dir / "wikibot.toml"
+    merged: dict[str, object] = {}
+    if env.get("WIKIBOT_CONFIG") or config_file.exists():
+        merged.update(_from_toml(config_file))
+    merged.update(values)
+    config = Config(**merged)  # type: ignore[arg-type]
+    return replace(config, data_dir=config.data_dir.absolute())
