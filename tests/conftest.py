@@ -1,0 +1,127 @@
+"""Fixtures that run the real platform: `wikibot serve` (gunicorn) on a free 127.0.0.1 port."""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from wikibot.config import load_config
+from wikibot.gitd.core import Core
+
+WIKIBOT = [sys.executable, "-m", "wikibot.cli"]
+_names = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{os.getpid() % 10000}-{next(_names)}"
+
+
+def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real git CLI, never prompting and ignoring any credential helper of the machine."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+           "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    proc = subprocess.run(["git", "-c", "credential.helper=", "-c", "init.defaultBranch=main", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    data: Path
+    core: Core
+    proc: subprocess.Popen
+    init_output: str  # what `wikibot init` printed before the server started
+
+    def clone_url(self, wiki: str, token: str | None = None) -> str:
+        auth = f"user:{token}@" if token else ""
+        return f"http://{auth}127.0.0.1:{self.port}/{wiki}.git"
+
+
+def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = {**os.environ, "WIKIBOT_DATA": str(data), "WIKIBOT_PORT": str(port), "WIKIBOT_WORKERS": "2",
+           **(extra_env or {})}
+    init = subprocess.run([*WIKIBOT, "init"], env=env, check=True, capture_output=True, text=True)
+    log = open(data / "serve.log", "wb")
+    proc = subprocess.Popen([*WIKIBOT, "serve"], env=env, stdout=log, stderr=log, start_new_session=True)
+    wait_for_port(port, proc)
+    core = Core.open(load_config(data, environ={}))
+    return Server(url=f"http://127.0.0.1:{port}", port=port, data=data, core=core, proc=proc,
+                  init_output=init.stdout)
+
+
+def stop_server(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("wikibot-data")
+    srv = start_server(data)
+    yield srv
+    stop_server(srv)
+
+
+@dataclass
+class Account:
+    name: str
+    token: str  # write token on all the user's wikis
+
+
+@pytest.fixture
+def make_user(server: Server):
+    def make(tier: str = "premium") -> Account:
+        name = unique("u")
+        server.core.add_user(name, password="correct horse battery", tier=tier)
+        _, secret = server.core.create_token(name, scope="write")
+        return Account(name, secret)
+    return make
+
+
+@pytest.fixture
+def make_wiki(server: Server):
+    from wikibot.bootstrap.create import create_wiki
+
+    def make(owner: Account, public: bool = False, template: str = "default") -> str:
+        slug = unique("w")
+        wiki, _ = create_wiki(server.core, owner.name, slug, public=public, template=template)
+        return wiki.full_name
+    return make

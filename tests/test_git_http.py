@@ -1,0 +1,287 @@
+"""The smart-HTTP Git server driven by the real `git` client against `wikibot serve`."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import requests
+
+from conftest import Server, run_git
+
+
+def clone(server: Server, wiki: str, dest: Path, token: str | None = None, check: bool = True):
+    return run_git("clone", server.clone_url(wiki, token), str(dest), check=check)
+
+
+def commit_file(repo: Path, name: str, content: bytes | str, message: str = "edit") -> str:
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", message, cwd=repo)
+    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def assert_worktree_is_head(server: Server, wiki: str, head: str) -> None:
+    owner, slug = wiki.split("/")
+    repo = server.core.repos.path(owner, slug)
+    assert run_git("rev-parse", "HEAD", cwd=repo).stdout.strip() == head
+    assert run_git("status", "--porcelain", "--untracked-files=no", cwd=repo).stdout == ""
+    # index and files on disk match HEAD exactly
+    assert run_git("diff-index", "--quiet", "HEAD", "--", cwd=repo, check=False).returncode == 0
+
+
+def test_clone_push_fetch_pull_roundtrip(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    a, b = tmp_path / "a", tmp_path / "b"
+    clone(server, wiki, a, alice.token)
+    clone(server, wiki, b, alice.token)
+    assert (a / "home.md").exists()
+    head = commit_file(a, "Ideas.md", "# Ideas\n\nfirst\n", "add ideas")
+    push = run_git("push", "origin", "main", cwd=a)
+    assert "main -> main" in push.stderr
+    assert_worktree_is_head(server, wiki, head)
+    owner, slug = wiki.split("/")
+    assert (server.core.repos.path(owner, slug) / "Ideas.md").read_text() == "# Ideas\n\nfirst\n"
+
+    run_git("fetch", "origin", cwd=b)
+    assert run_git("rev-parse", "origin/main", cwd=b).stdout.strip() == head
+    # several commits in one push, then pull them into the other clone
+    for i in range(3):
+        head = commit_file(b, f"notes/n{i}.md", f"note {i}\n", f"note {i}")
+    run_git("pull", "-q", "--rebase", "origin", "main", cwd=b)
+    run_git("push", "origin", "main", cwd=b)
+    run_git("pull", "-q", "origin", "main", cwd=a)
+    assert (a / "notes" / "n2.md").read_text() == "note 2\n"
+    assert_worktree_is_head(server, wiki, run_git("rev-parse", "HEAD", cwd=a).stdout.strip())
+
+
+def test_deleting_a_page_by_push_removes_it_from_the_worktree(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    clone(server, wiki, tmp_path / "c", alice.token)
+    run_git("rm", "-q", "home.md", cwd=tmp_path / "c")
+    run_git("commit", "-q", "-m", "remove home", cwd=tmp_path / "c")
+    run_git("push", "origin", "main", cwd=tmp_path / "c")
+    owner, slug = wiki.split("/")
+    assert not (server.core.repos.path(owner, slug) / "home.md").exists()
+
+
+def test_push_of_several_megabytes(server, make_user, make_wiki, tmp_path):
+    """git sends bodies over 1 MiB chunked; gunicorn de-chunks them (DESIGN pitfall)."""
+    alice = make_user()
+    wiki = make_wiki(alice)
+    repo = tmp_path / "big"
+    clone(server, wiki, repo, alice.token)
+    blob = os.urandom(6 * 1024 * 1024)  # incompressible: the pack really is ~6 MB
+    head = commit_file(repo, "attachments/big.bin", blob, "big attachment")
+    run_git("push", "origin", "main", cwd=repo)
+    assert_worktree_is_head(server, wiki, head)
+    owner, slug = wiki.split("/")
+    assert (server.core.repos.path(owner, slug) / "attachments" / "big.bin").read_bytes() == blob
+    clone(server, wiki, tmp_path / "again", alice.token)
+    assert (tmp_path / "again" / "attachments" / "big.bin").read_bytes() == blob
+
+
+def test_private_wiki_needs_a_valid_token(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    anon = clone(server, wiki, tmp_path / "anon", check=False)
+    assert anon.returncode != 0
+    assert "could not read Username" in anon.stderr or "Authentication failed" in anon.stderr
+    wrong = clone(server, wiki, tmp_path / "wrong", "wbt_" + "x" * 43, check=False)
+    assert wrong.returncode != 0 and "Authentication failed" in wrong.stderr
+    # the raw answer: 401 with a Basic challenge so git asks its credential helper
+    r = requests.get(f"{server.url}/{wiki}.git/info/refs?service=git-upload-pack")
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_unknown_wiki_and_other_users_private_wiki_look_the_same(server, make_user, make_wiki, tmp_path):
+    alice, mallory = make_user(), make_user()
+    wiki = make_wiki(alice)
+    for target in (wiki, f"{alice.name}/does-not-exist"):
+        r = requests.get(f"{server.url}/{target}.git/info/refs?service=git-upload-pack", auth=("x", mallory.token))
+        assert r.status_code == 404, target
+        assert r.text == "wikibot: repository not found\n"
+        # anonymous: the same challenge for both, so existence is never revealed
+        r = requests.get(f"{server.url}/{target}.git/info/refs?service=git-upload-pack")
+        assert r.status_code == 401
+    other = clone(server, wiki, tmp_path / "m", mallory.token, check=False)
+    assert other.returncode != 0 and "not found" in other.stderr
+
+
+def test_viewer_can_fetch_but_not_push(server, make_user, make_wiki, tmp_path):
+    alice, victor = make_user(), make_user()
+    wiki = make_wiki(alice)
+    owner, slug = wiki.split("/")
+    server.core.grant(owner, slug, victor.name, "viewer")
+    repo = tmp_path / "v"
+    clone(server, wiki, repo, victor.token)
+    before = server.core.repos.head(owner, slug)
+    commit_file(repo, "x.md", "viewer edit\n")
+    push = run_git("push", "origin", "main", cwd=repo, check=False)
+    assert push.returncode != 0
+    assert "read-only access" in push.stderr and "viewer" in push.stderr
+    assert server.core.repos.head(owner, slug) == before
+    # once promoted to editor, the same token pushes
+    server.core.grant(owner, slug, victor.name, "editor")
+    run_git("push", "origin", "main", cwd=repo)
+
+
+def test_read_scoped_token_cannot_push(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    _, reader = server.core.create_token(alice.name, scope="read")
+    repo = tmp_path / "r"
+    clone(server, wiki, repo, reader)
+    commit_file(repo, "x.md", "x\n")
+    push = run_git("push", "origin", "main", cwd=repo, check=False)
+    assert push.returncode != 0 and "token is read-only" in push.stderr
+
+
+def test_token_limited_to_another_wiki_sees_nothing(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    w1, w2 = make_wiki(alice), make_wiki(alice)
+    _, limited = server.core.create_token(alice.name, scope="write", wikis=(w1,))
+    clone(server, w1, tmp_path / "one", limited)
+    res = clone(server, w2, tmp_path / "two", limited, check=False)
+    assert res.returncode != 0 and "not found" in res.stderr
+
+
+def test_revoked_and_expired_tokens_are_refused(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    token, secret = server.core.create_token(alice.name, scope="write")
+    clone(server, wiki, tmp_path / "ok", secret)
+    server.core.revoke_token(token.id)
+    revoked = clone(server, wiki, tmp_path / "revoked", secret, check=False)
+    assert revoked.returncode != 0 and "Authentication failed" in revoked.stderr
+    _, short = server.core.create_token(alice.name, scope="write", expires_days=1.5 / 86400)
+    time.sleep(2)
+    expired = clone(server, wiki, tmp_path / "expired", short, check=False)
+    assert expired.returncode != 0 and "Authentication failed" in expired.stderr
+    r = requests.get(f"{server.url}/{wiki}.git/info/refs?service=git-upload-pack", auth=("x", short))
+    assert r.status_code == 401 and "expired" in r.text
+
+
+def test_token_last_used_is_recorded(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    token, secret = server.core.create_token(alice.name)
+    assert token.last_used is None
+    clone(server, wiki, tmp_path / "c", secret)
+    [stored] = [t for t in server.core.store.list_tokens(alice.name) if t.id == token.id]
+    assert stored.last_used is not None and stored.last_used >= token.created
+
+
+def test_public_wiki_anonymous_clone_but_no_anonymous_push(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice, public=True)
+    repo = tmp_path / "pub"
+    clone(server, wiki, repo)
+    assert (repo / "home.md").exists()
+    commit_file(repo, "x.md", "anonymous\n")
+    push = run_git("push", "origin", "main", cwd=repo, check=False)
+    assert push.returncode != 0 and "could not read Username" in push.stderr
+    # an authenticated stranger may read a public wiki but not write it
+    bob = make_user()
+    push = run_git("push", server.clone_url(wiki, bob.token), "main", cwd=repo, check=False)
+    assert push.returncode != 0 and "read-only access" in push.stderr
+
+
+def test_bearer_token_header_works(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    run_git("-c", f"http.extraHeader=Authorization: Bearer {alice.token}", "clone",
+            server.clone_url(wiki), str(tmp_path / "bearer"))
+    assert (tmp_path / "bearer" / "home.md").exists()
+
+
+def raw_get(server: Server, path: str, token: str) -> tuple[int, bytes]:
+    """GET `path` byte for byte: requests would normalise dot segments before sending."""
+    import base64
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.putheader("Authorization", "Basic " + base64.b64encode(f"x:{token}".encode()).decode())
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_traversal_and_malformed_paths_are_refused(server, make_user, make_wiki):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    owner, slug = wiki.split("/")
+    auth = ("x", alice.token)
+    attempts = [
+        f"/{owner}/../{owner}/{slug}.git/info/refs",
+        f"/{owner}/%2e%2e/{slug}.git/info/refs",
+        f"/{owner}/{slug}%2f..%2f{slug}.git/info/refs",
+        f"/%2e%2e/%2e%2e/etc.git/info/refs",
+        f"/{owner}/..%252f{slug}.git/info/refs",
+        f"/{owner.upper()}/{slug}.git/info/refs",
+        f"/{owner}/{slug}.git/../../db.json",
+        f"/{owner}/{slug}.git/objects/info/packs",
+        f"/{owner}/{slug}.git/HEAD",
+        f"/{owner}/.{slug}.git/info/refs",
+        f"/{owner}/{slug}%00.git/info/refs",
+    ]
+    for path in attempts:
+        status, body = raw_get(server, path + "?service=git-upload-pack", alice.token)
+        assert status in (400, 404), (path, status)
+        assert b"PACK" not in body and b"refs/heads" not in body, path
+    ok = requests.get(f"{server.url}/{wiki}.git/info/refs?service=git-upload-pack", auth=auth)
+    assert ok.status_code == 200 and b"refs/heads/main" in ok.content
+
+
+def test_dumb_protocol_and_wrong_methods_are_refused(server, make_user, make_wiki):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    auth = ("x", alice.token)
+    assert requests.get(f"{server.url}/{wiki}.git/info/refs", auth=auth).status_code == 403
+    assert requests.get(f"{server.url}/{wiki}.git/git-upload-pack", auth=auth).status_code == 405
+    r = requests.post(f"{server.url}/{wiki}.git/git-upload-pack", auth=auth, data=b"0000",
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_gzip_request_bodies_are_accepted(server, make_user, make_wiki):
+    """git gzips large upload-pack negotiations; build one by hand and check the pack comes back."""
+    import gzip
+
+    alice = make_user()
+    wiki = make_wiki(alice)
+    owner, slug = wiki.split("/")
+    head = server.core.repos.head(owner, slug).encode()
+    want = b"want " + head + b" side-band-64k ofs-delta thin-pack no-progress\n"
+    body = b"%04x" % (len(want) + 4) + want + b"0000" + b"0009done\n"
+    r = requests.post(f"{server.url}/{wiki}.git/git-upload-pack", auth=("x", alice.token),
+                      data=gzip.compress(body),
+                      headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert b"PACK" in r.content
+
+
+def test_a_wiki_created_by_the_cli_while_serving_is_served(server, tmp_path):
+    """The CLI and the server share the data dir: what one writes, the other sees at once."""
+    import subprocess
+
+    from conftest import WIKIBOT, unique
+
+    env = {**os.environ, "WIKIBOT_DATA": str(server.data)}
+    name = unique("cli")
+    subprocess.run([*WIKIBOT, "user", "add", name], env=env, check=True, capture_output=True)
+    subprocess.run([*WIKIBOT, "wiki", "create", f"{name}/wiki"], env=env, check=True, capture_output=True)
+    out = subprocess.run([*WIKIBOT, "token", "create", name, "--scope", "write"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    token = out.strip().splitlines()[-1]
+    clone(server, f"{name}/wiki", tmp_path / "w", token)
+    assert (tmp_path / "w" / "home.md").exists()
