@@ -24,6 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORKER_ARGS = ["-k", "gthread", "--workers", "2", "--threads", "4"]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ def _wait_ready(proc: subprocess.Popen, probe_url: str, log: Path) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(probe_url, timeout=5) as response:
+            with NO_PROXY.open(probe_url, timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:  # refused, HTTP error or timeout: not ready yet
@@ -149,10 +150,40 @@ def otterwiki_git_server(repo_path: Path) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------
 # wikibot: to be implemented by the wikibot server's author.
 # ---------------------------------------------------------------------------------------
-def wikibot_server(repo_path: Path) -> AbstractContextManager[str]:
-    """Serve repo_path with `wikibot serve`, yielding its clone URL; filled in once
-    wikibot serve exists. Must run in a child process and stop when the block exits."""
-    raise NotImplementedError("filled in once wikibot serve exists")
+@contextmanager
+def wikibot_server(repo_path: Path) -> Iterator[str]:
+    """`wikibot serve` on a fresh data dir, holding repo_path's history pushed into a new wiki.
+
+    The history arrives the way a user's would (a push into an empty wiki), so the server's
+    repository is what wikibot itself made of it. Same gunicorn worker settings as the others.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-wikibot-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        env = _base_env(WIKIBOT_DATA=str(workdir / "var"), WIKIBOT_PORT=str(port),
+                        WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
+        cli = [sys.executable, "-m", "wikibot.cli"]
+
+        def wikibot(*args: str) -> str:
+            return subprocess.run([*cli, *args], env=env, cwd=workdir, check=True,
+                                  capture_output=True, text=True).stdout
+
+        wikibot("init")
+        wikibot("user", "add", "bench", "--tier", "premium")
+        wikibot("wiki", "create", "bench/wiki", "--template", "empty")
+        token = wikibot("token", "create", "bench", "--scope", "write").splitlines()[-1]
+        url = f"http://bench:{token}@127.0.0.1:{port}/bench/wiki.git"
+        log = workdir / "server.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*cli, "serve"], env=env, cwd=workdir, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_ready(proc, f"http://127.0.0.1:{port}/", log)
+            subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
+                           env=_base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
+            yield url
+        finally:
+            _stop(proc)
 
 
 SERVERS = {

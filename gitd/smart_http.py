@@ -12,17 +12,19 @@ import binascii
 import gzip
 import logging
 import re
+from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
-from dulwich.server import Backend, UploadPackHandler
+from dulwich.server import Backend
 
 from .acl import Action, Decision, Verdict, authorize
 from .core import Core
 from .names import is_valid_name
-from .receive import ReceiveSession, WikiReceivePackHandler
+from .receive import WikiReceivePackHandler
+from .upload import PackCache, WikiUploadPackHandler
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,9 @@ class GitHTTP:
         try:
             backend = _OneRepoBackend(repo)
             if service == "git-upload-pack":
-                handler = UploadPackHandler(backend, [""], proto, stateless_rpc=True, advertise_refs=advertise)
+                cache = PackCache(self.core.config.cache_dir / "packs" / owner / slug)
+                handler = WikiUploadPackHandler(backend, [""], proto, repo_path=Path(repo.path), cache=cache,
+                                                stateless_rpc=True, advertise_refs=advertise)
             else:
                 session = self.core.receive_session(owner, slug, decision.user)
                 handler = WikiReceivePackHandler(backend, [""], proto, session=session,
