@@ -16,6 +16,7 @@ from pathlib import Path
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dulwich.errors import GitProtocolError
 from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import Backend
@@ -131,19 +132,25 @@ class GitHTTP:
     def _serve(self, environ: dict[str, Any], start_response: StartResponse, owner: str, slug: str,
                service: str, advertise: bool, decision: Decision) -> Iterable[bytes]:
         kind = "advertisement" if advertise else "result"
-        write = start_response("200 OK", [("Content-Type", f"application/x-{service}-{kind}"), *NO_CACHE])
+        headers = [("Content-Type", f"application/x-{service}-{kind}"), *NO_CACHE]
+        sent = False
+        write: Callable[[bytes], Any] | None = None
 
         def write_fn(data: bytes) -> int:
+            nonlocal sent, write
+            if write is None:  # headers go out with the first byte, so errors before it get a 400
+                write = start_response("200 OK", headers)
+            sent = True
             write(data)
             return len(data)
 
         body = None if advertise else _request_body(environ)
         proto = ReceivableProtocol(body.read if body is not None else (lambda n: b""), write_fn)
-        if advertise:
-            proto.write_pkt_line(f"# service={service}\n".encode())
-            proto.write_pkt_line(None)
         repo = Repo(str(self.core.repos.path(owner, slug)))
         try:
+            if advertise:
+                proto.write_pkt_line(f"# service={service}\n".encode())
+                proto.write_pkt_line(None)
             backend = _OneRepoBackend(repo)
             if service == "git-upload-pack":
                 cache = PackCache(self.core.config.cache_dir / "packs" / owner / slug)
@@ -154,8 +161,15 @@ class GitHTTP:
                 handler = WikiReceivePackHandler(backend, [""], proto, session=session,
                                                  stateless_rpc=True, advertise_refs=advertise)
             handler.handle()
+        except (GitProtocolError, OSError, EOFError) as exc:
+            log.warning("%s %s/%s: %s", service, owner, slug, exc)
+            if not sent:
+                return _text(start_response, "400 Bad Request", f"wikibot: bad {service} request: {exc}")
+            raise
         finally:
             repo.close()
+        if write is None:
+            start_response("200 OK", headers)
         return []
 
 

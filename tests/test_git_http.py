@@ -285,3 +285,66 @@ def test_a_wiki_created_by_the_cli_while_serving_is_served(server, tmp_path):
     token = out.strip().splitlines()[-1]
     clone(server, f"{name}/wiki", tmp_path / "w", token)
     assert (tmp_path / "w" / "home.md").exists()
+
+
+def test_clone_after_push_sees_the_new_head(server, make_user, make_wiki, tmp_path):
+    """Full clones come from a pack cached per set of wanted commits: a push must never serve a stale one."""
+    alice = make_user()
+    wiki = make_wiki(alice)
+    first = tmp_path / "first"
+    clone(server, wiki, first, alice.token)
+    clone(server, wiki, tmp_path / "cached", alice.token)  # served from the cache
+    head = commit_file(first, "new.md", "new page\n")
+    run_git("push", "origin", "main", cwd=first)
+    second = tmp_path / "second"
+    clone(server, wiki, second, alice.token)
+    assert run_git("rev-parse", "HEAD", cwd=second).stdout.strip() == head
+    assert run_git("fsck", "--strict", cwd=second).returncode == 0
+
+
+def test_shallow_clone_then_deeper_then_full(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    src = tmp_path / "src"
+    clone(server, wiki, src, alice.token)
+    for i in range(4):
+        commit_file(src, f"p{i}.md", f"page {i}\n", f"commit {i}")
+    run_git("push", "origin", "main", cwd=src)
+    shallow = tmp_path / "shallow"
+    run_git("clone", "--depth", "1", server.clone_url(wiki, alice.token), str(shallow))
+    assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "1"
+    assert (shallow / "p3.md").read_text() == "page 3\n"
+    run_git("fetch", "--depth", "3", cwd=shallow)
+    assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "3"
+    run_git("fetch", "--unshallow", cwd=shallow)
+    assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "5"
+
+
+def test_tags_and_branches_travel(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    src = tmp_path / "src"
+    clone(server, wiki, src, alice.token)
+    run_git("tag", "-a", "v1", "-m", "first release", cwd=src)
+    run_git("checkout", "-q", "-b", "draft", cwd=src)
+    commit_file(src, "draft.md", "draft\n")
+    run_git("push", "origin", "v1", "draft", cwd=src)
+    dst = tmp_path / "dst"
+    clone(server, wiki, dst, alice.token)
+    assert "v1" in run_git("tag", cwd=dst).stdout
+    assert "origin/draft" in run_git("branch", "-r", cwd=dst).stdout
+    # a branch push does not touch the wiki's worktree (only main is the wiki)
+    owner, slug = wiki.split("/")
+    assert not (server.core.repos.path(owner, slug) / "draft.md").exists()
+    run_git("push", "origin", "--delete", "draft", cwd=src)
+    assert "draft" not in run_git("ls-remote", "origin", cwd=src).stdout
+
+
+def test_garbage_request_body_is_a_client_error(server, make_user, make_wiki):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    for service in ("git-upload-pack", "git-receive-pack"):
+        r = requests.post(f"{server.url}/{wiki}.git/{service}", auth=("x", alice.token), data=b"zzzz garbage",
+                          headers={"Content-Type": f"application/x-{service}-request"})
+        assert r.status_code == 400, (service, r.status_code, r.text)
+        assert r.text.startswith("wikibot: bad")
