@@ -24,7 +24,8 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/bench_git.py
+	$(PY) bench/bench_git.py --pages 500 --runs 5
+	$(PY) bench/bench_git.py --pages 5000 --runs 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -145,7 +146,7 @@ def bench_server(name: str, corpus: Path, runs: int, workdir: Path,
         except NotImplementedError as e:
             print(f"skipping {name}: {e}", flush=True)
             return None
-        print(f"{name}: {url}", flush=True)
+        print(f"{name}: {re.sub(r'//[^@/]*@', '//', url)}", flush=True)
         result = Result(name)
         prepared = Path(stack.enter_context(
             tempfile.TemporaryDirectory(dir=client_dir, prefix="bench-push-")))
