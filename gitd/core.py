@@ -162,8 +162,8 @@ class Core:
             wiki=f"{owner}/{slug}",
             actor=actor.name if actor else None,
             lock=lambda: self.repos.lock(owner, slug),
-            policies=list(self.policies),
             sync_worktree=lambda: self.repos.sync_worktree(owner, slug),
+            policies=list(self.policies),
             listeners=list(self.listeners),
         )
 

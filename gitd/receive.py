@@ -1,19 +1,21 @@
-"""Receive-pack for wiki repositories: the pack is stored first, then refs move under the wiki lock.
+"""Receive-pack for wiki repositories: quarantine the pack, check, then move refs under the lock.
 
 The named seams the hooks component fills:
-- `ReceivePolicy.check` runs after the pack is stored and before any ref moves; a reason refuses
-  that ref (all refs for an atomic push). Refused refs leave refs and worktree untouched.
+- `ReceivePolicy.check` runs after the pack is received (in quarantine) and before any ref
+  moves; a reason refuses that ref (all refs for an atomic push). A push whose refs are all
+  refused leaves the repository byte-identical: the quarantine is simply removed.
 - `ReceiveListener(wiki, updates, actor)` is called after the lock is released with the refs that
   did move.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
-
 import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, GitProtocolError, ObjectFormatException
 from dulwich.objects import valid_hexsha
@@ -25,8 +27,9 @@ from dulwich.protocol import (
     extract_capabilities,
 )
 from dulwich.refs import check_ref_format
-from dulwich.repo import Repo
 from dulwich.server import ReceivePackHandler
+
+from .quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 ZERO_SHA = b"0" * 40
@@ -45,10 +48,19 @@ class RefUpdate:
         return self.ref.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class PushContext:
+    """What a policy may look at: the repo, git's view of old plus quarantined objects, the push size."""
+
+    repo_path: Path
+    git_env: dict[str, str]
+    incoming_bytes: int
+
+
 class ReceivePolicy(Protocol):
     """Checks a push before any ref moves. Returns a reason per refused ref (keyed by ref)."""
 
-    def check(self, repo: Repo, updates: Sequence[RefUpdate]) -> dict[bytes, str]: ...
+    def check(self, ctx: PushContext, updates: Sequence[RefUpdate]) -> dict[bytes, str]: ...
 
 
 ReceiveListener = Callable[[str, Sequence[RefUpdate], "str | None"], None]
@@ -56,19 +68,19 @@ ReceiveListener = Callable[[str, Sequence[RefUpdate], "str | None"], None]
 
 @dataclass
 class ReceiveSession:
-    """Everything one push needs from the platform: the lock, the policy, the follow-ups."""
+    """Everything one push needs from the platform: the lock, the policies, the follow-ups."""
 
     wiki: str  # "owner/slug"
     actor: str | None
-
-    lock: Callable[[], object]  # returns a context manager holding the wiki's writer lock
-    policies: Sequence[ReceivePolicy]
+    lock: Callable[[], AbstractContextManager[object]]  # the wiki's writer lock
     sync_worktree: Callable[[], None]
-    listeners: Sequence[ReceiveListener]
+    policies: Sequence[ReceivePolicy] = field(default_factory=list)
+    listeners: Sequence[ReceiveListener] = field(default_factory=list)
+    max_pack_bytes: int | None = None
 
 
 class WikiReceivePackHandler(ReceivePackHandler):
-    """dulwich's receive-pack with wikibot's ordering: store pack, check, lock, move refs, sync."""
+    """dulwich's receive-pack with wikibot's ordering: quarantine, lock, check, move refs, sync."""
 
     def __init__(self, backend, args, proto, *, session: ReceiveSession, stateless_rpc: bool = True,
                  advertise_refs: bool = False) -> None:
@@ -82,11 +94,15 @@ class WikiReceivePackHandler(ReceivePackHandler):
         updates = self._read_commands()
         if not updates:
             return
-        unpack = self._store_pack(updates)
-        if unpack != b"ok":
-            self._report([(b"unpack", unpack)] + [(u.ref, b"unpacker error") for u in updates])
-            return
-        reasons = self._apply(updates)
+        quarantine = Quarantine(Path(self.repo.controldir()))
+        try:
+            unpack = self._receive_pack(updates, quarantine)
+            if unpack != b"ok":
+                self._report([(b"unpack", unpack)] + [(u.ref, b"unpacker error") for u in updates])
+                return
+            reasons = self._apply(updates, quarantine)
+        finally:
+            quarantine.discard()
         self._report([(b"unpack", b"ok")] + [(u.ref, reasons.get(u.ref, "ok").encode()) for u in updates])
         moved = [u for u in updates if u.ref not in reasons]
         for listener in self.session.listeners if moved else ():
@@ -110,39 +126,41 @@ class WikiReceivePackHandler(ReceivePackHandler):
             line = self.proto.read_pkt_line()
         return updates
 
-    def _store_pack(self, updates: list[RefUpdate]) -> bytes:
-        """Read the pack (if any) into the object store; unreferenced until refs move."""
+    def _receive_pack(self, updates: list[RefUpdate], quarantine: Quarantine) -> bytes:
+        """Read the pack (if any) into the quarantine; 'ok' or the reason it failed."""
         if all(u.new == ZERO_SHA for u in updates):
             return b"ok"
         try:
-            self.repo.object_store.add_thin_pack(self.proto.read, self.proto.recv)
+            quarantine.store.add_thin_pack(self.proto.read, self.proto.recv,
+                                           max_input_size=self.session.max_pack_bytes)
         except PACK_ERRORS as exc:
-            log.warning("push to %s: unpack failed: %s", self.repo.path, exc)
+            log.warning("push to %s: unpack failed: %s", self.session.wiki, exc)
             return str(exc).replace("\n", " ").encode()
         return b"ok"
 
-    def _apply(self, updates: list[RefUpdate]) -> dict[bytes, str]:
+    def _apply(self, updates: list[RefUpdate], quarantine: Quarantine) -> dict[bytes, str]:
         """Under the wiki lock: check every ref, then move the accepted ones; returns refusals."""
         reasons: dict[bytes, str] = {}
-        with self.session.lock():  # type: ignore[attr-defined]
+        with self.session.lock():
             for u in updates:
                 if not u.ref.startswith(b"refs/") or not check_ref_format(u.ref):
                     reasons[u.ref] = "funny refname"
-                    continue
-                if self._current(u.ref) != u.old:
+                elif self._current(u.ref) != u.old:
                     reasons[u.ref] = "fetch first: the ref changed since you fetched"
+            ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.size())
             candidates = [u for u in updates if u.ref not in reasons]
             for policy in self.session.policies:
                 if candidates:
-                    reasons.update(policy.check(self.repo, candidates))
+                    reasons.update(policy.check(ctx, candidates))
                     candidates = [u for u in candidates if u.ref not in reasons]
             if reasons and self.has_capability(CAPABILITY_ATOMIC):
                 for u in updates:
                     reasons.setdefault(u.ref, "atomic push failed")
+            if len(reasons) == len(updates):
+                return reasons
+            quarantine.accept()
             for u in updates:
-                if u.ref in reasons:
-                    continue
-                if not self._move(u):
+                if u.ref not in reasons and not self._move(u):
                     reasons[u.ref] = "failed to update ref"
             if any(u.ref == MAIN_REF and u.ref not in reasons for u in updates):
                 self.session.sync_worktree()
