@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 from wikibot.gitd.core import Core
+from wikibot.gitd.receive import MAIN_REF, ZERO_SHA, RefChange
 from wikibot.gitd.records import Wiki
 
 TEMPLATES = ("default", "empty")
@@ -41,6 +42,7 @@ def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: 
             for name, text in _default_pages(wiki, core).items():
                 (path / name).write_text(text, encoding="utf-8")
             head = core.repos.commit_all(owner, slug, f"Create {wiki.title}", SYSTEM_AUTHOR)
+            core.announce(RefChange(wiki.full_name, MAIN_REF.decode(), ZERO_SHA.decode(), head, "bootstrap", owner))
     except BaseException:
         core.delete_wiki(owner, slug)
         raise

@@ -5,19 +5,24 @@ are enforced in one place whatever path a change takes.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from wikibot.config import Config
+from wikibot.config import Config, TierLimits
 
 from .acl import Action, Decision, authorize
 from .names import check_name
-from .receive import ReceiveListener, ReceivePolicy, ReceiveSession
+from .receive import ReceivePolicy, ReceiveSession, RefChange
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
 from .repos import Repos
 from .secrets import ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
 from .store import Store, StoreError, TinyStore
+
+log = logging.getLogger(__name__)
+MB = 1024 * 1024
 
 
 class CoreError(Exception):
@@ -29,8 +34,10 @@ class Core:
     config: Config
     store: Store
     repos: Repos
-    policies: list[ReceivePolicy] = field(default_factory=list)
-    listeners: list[ReceiveListener] = field(default_factory=list)
+    # Seams the hooks component fills (see wikibot.wiring): push checks built from the owner's
+    # limits, and what to do when any ref of any wiki moved.
+    policies: list[Callable[[TierLimits], ReceivePolicy]] = field(default_factory=list)
+    announcers: list[Callable[[RefChange], None]] = field(default_factory=list)
 
     @classmethod
     def open(cls, config: Config) -> Core:
@@ -86,8 +93,7 @@ class Core:
         """Record and initialise an empty wiki repository; nothing is left behind on failure."""
         check_name(owner, "user name")
         check_name(slug, "wiki name")
-        user = self.user(owner)
-        limits = self.config.limits(user.tier)
+        limits = self.limits_of(owner)
         if self.repos.path(owner, slug).exists():
             raise CoreError(f"a repository for {owner}/{slug} already exists on disk; remove it first")
         wiki = Wiki(owner=owner, slug=slug, title=title or slug, purpose=purpose, public=public,
@@ -118,7 +124,7 @@ class Core:
         self.user(user)
         if user == wiki.owner:
             raise CoreError(f"{user!r} owns {wiki.full_name} already")
-        limits = self.config.limits(self.user(wiki.owner).tier)
+        limits = self.limits_of(wiki.owner)
         grant = Grant(wiki=wiki.full_name, user=user, role=role)  # type: ignore[arg-type]
         self._guard(self.store.set_grant, grant, max_grants=limits.max_collaborators)
         return grant
@@ -156,15 +162,28 @@ class Core:
     def authorize(self, secret: str | None, owner: str, slug: str, action: Action) -> Decision:
         return authorize(self.store, secret, owner, slug, action)
 
+    def announce(self, change: RefChange) -> None:
+        """Tell every announcer that a ref moved; their failures never fail the write."""
+        for announcer in self.announcers:
+            try:
+                announcer(change)
+            except Exception:
+                log.exception("announcing %s %s failed", change.wiki, change.ref)
+
+    def limits_of(self, owner: str) -> TierLimits:
+        return self.config.limits(self.user(owner).tier)
+
     def receive_session(self, owner: str, slug: str, actor: User | None) -> ReceiveSession:
         """What a push to `owner/slug` by `actor` needs: the lock, policies and follow-ups."""
+        limits = self.limits_of(owner)
         return ReceiveSession(
             wiki=f"{owner}/{slug}",
             actor=actor.name if actor else None,
             lock=lambda: self.repos.lock(owner, slug),
             sync_worktree=lambda: self.repos.sync_worktree(owner, slug),
-            policies=list(self.policies),
-            listeners=list(self.listeners),
+            announce=self.announce,
+            policies=[make(limits) for make in self.policies],
+            max_pack_bytes=limits.max_repo_mb * MB,
         )
 
     @staticmethod

@@ -4,8 +4,8 @@ The named seams the hooks component fills:
 - `ReceivePolicy.check` runs after the pack is received (in quarantine) and before any ref
   moves; a reason refuses that ref (all refs for an atomic push). A push whose refs are all
   refused leaves the repository byte-identical: the quarantine is simply removed.
-- `ReceiveListener(wiki, updates, actor)` is called after the lock is released with the refs that
-  did move.
+- `announce(RefChange)` is called for each ref that moved, still under the lock, so a wiki's
+  changes are announced in the order they happened.
 """
 from __future__ import annotations
 
@@ -63,7 +63,16 @@ class ReceivePolicy(Protocol):
     def check(self, ctx: PushContext, updates: Sequence[RefUpdate]) -> dict[bytes, str]: ...
 
 
-ReceiveListener = Callable[[str, Sequence[RefUpdate], "str | None"], None]
+@dataclass(frozen=True)
+class RefChange:
+    """A ref of a wiki moved, by any path (push, web, MCP, bootstrap): what events are made of."""
+
+    wiki: str  # "owner/slug"
+    ref: str
+    old: str  # 40 zeros when created
+    new: str  # 40 zeros when deleted
+    source: str
+    actor: str | None
 
 
 @dataclass
@@ -74,8 +83,8 @@ class ReceiveSession:
     actor: str | None
     lock: Callable[[], AbstractContextManager[object]]  # the wiki's writer lock
     sync_worktree: Callable[[], None]
+    announce: Callable[[RefChange], None]
     policies: Sequence[ReceivePolicy] = field(default_factory=list)
-    listeners: Sequence[ReceiveListener] = field(default_factory=list)
     max_pack_bytes: int | None = None
 
 
@@ -104,12 +113,6 @@ class WikiReceivePackHandler(ReceivePackHandler):
         finally:
             quarantine.discard()
         self._report([(b"unpack", b"ok")] + [(u.ref, reasons.get(u.ref, "ok").encode()) for u in updates])
-        moved = [u for u in updates if u.ref not in reasons]
-        for listener in self.session.listeners if moved else ():
-            try:
-                listener(self.session.wiki, moved, self.session.actor)
-            except Exception:  # a follow-up must never turn an accepted push into an error
-                log.exception("receive listener failed for %s", [u.ref_name for u in moved])
 
     def _read_commands(self) -> list[RefUpdate]:
         line = self.proto.read_pkt_line()
@@ -164,6 +167,10 @@ class WikiReceivePackHandler(ReceivePackHandler):
                     reasons[u.ref] = "failed to update ref"
             if any(u.ref == MAIN_REF and u.ref not in reasons for u in updates):
                 self.session.sync_worktree()
+            for u in updates:
+                if u.ref not in reasons:
+                    self.session.announce(RefChange(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
+                                                    "push", self.session.actor))
         return reasons
 
     def _current(self, ref: bytes) -> bytes:

@@ -28,6 +28,8 @@ class Wiki:
     purpose: str = ""
     public: bool = False
     created: float = 0.0
+    pages: int = 0  # usage at the last event, kept by the usage consumer
+    bytes: int = 0
 
     @property
     def full_name(self) -> str:

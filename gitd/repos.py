@@ -37,9 +37,37 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes 
 class Repos:
     """Where wiki repositories live, and the operations every component shares."""
 
-    def __init__(self, root: Path, locks: Path) -> None:
+    def __init__(self, root: Path, locks: Path, hook_scripts: dict[str, str] | None = None) -> None:
         self.root = root
         self.locks = locks
+        # git hooks every repository carries (name -> script), e.g. post-commit turning web
+        # edits into events; written at creation and repaired by `install_hooks`.
+        self.hook_scripts = dict(hook_scripts or {})
+
+    def all(self) -> list[tuple[str, str]]:
+        """Every (owner, slug) with a repository on disk."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p.parent.name, p.name) for p in self.root.glob("*/*") if (p / ".git").is_dir())
+
+    def install_hooks(self, owner: str, slug: str) -> list[str]:
+        """Write any missing or altered hook script; returns the names it (re)wrote."""
+        hooks_dir = self.path(owner, slug) / ".git" / "hooks"
+        written = []
+        for name, script in self.hook_scripts.items():
+            hook = hooks_dir / name
+            try:
+                if hook.read_text() == script and os.access(hook, os.X_OK):
+                    continue
+            except FileNotFoundError:
+                pass
+            hooks_dir.mkdir(parents=True, exist_ok=True)
+            tmp = hooks_dir / f".{name}.tmp"
+            tmp.write_text(script)
+            tmp.chmod(0o755)
+            os.replace(tmp, hook)
+            written.append(name)
+        return written
 
     def path(self, owner: str, slug: str) -> Path:
         return self.root / check_name(owner, "user name") / check_name(slug, "wiki name")
@@ -67,6 +95,7 @@ class Repos:
         # A wiki is written by many paths; none of them should trip over a missing identity.
         git(path, "config", "user.name", "wikibot")
         git(path, "config", "user.email", "wikibot@localhost")
+        self.install_hooks(owner, slug)
         return path
 
     def delete(self, owner: str, slug: str) -> None:
@@ -92,7 +121,10 @@ class Repos:
             git(path, "reset", "-q", "--hard", "HEAD")
 
     def commit_all(self, owner: str, slug: str, message: str, author: tuple[str, str]) -> str:
-        """Commit every change in the worktree (call with the lock held); returns the new HEAD."""
+        """Commit every change in the worktree (call with the lock held); returns the new HEAD.
+
+        Hooks are off: wikibot announces its own commits, the post-commit hook is for others'.
+        """
         path = self.path(owner, slug)
         name, email = author
         env = {
@@ -102,5 +134,5 @@ class Repos:
             "GIT_COMMITTER_EMAIL": "wikibot@localhost",
         }
         git(path, "add", "-A")
-        git(path, "commit", "-q", "--no-verify", "-m", message, env=env)
+        git(path, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--no-verify", "-m", message, env=env)
         return git(path, "rev-parse", "HEAD").strip()

@@ -12,7 +12,7 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -43,6 +43,7 @@ class Store(Protocol):
     def get_wiki(self, owner: str, slug: str) -> Wiki | None: ...
     def list_wikis(self, owner: str | None = None) -> list[Wiki]: ...
     def update_wiki(self, wiki: Wiki) -> None: ...
+    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None: ...
     def delete_wiki(self, owner: str, slug: str) -> None: ...
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None: ...
     def remove_grant(self, wiki: str, user: str) -> bool: ...
@@ -177,6 +178,12 @@ class TinyStore:
     def update_wiki(self, wiki: Wiki) -> None:
         q = Query()
         self._replace("wikis", wiki, (q.owner == wiki.owner) & (q.slug == wiki.slug), f"wiki {wiki.full_name}")
+
+    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None:
+        """Record a wiki's usage without touching its other fields (no lost update)."""
+        with self._write():
+            q = Query()
+            self._table("wikis").update({"pages": pages, "bytes": bytes}, (q.owner == owner) & (q.slug == slug))
 
     def delete_wiki(self, owner: str, slug: str) -> None:
         with self._write():

@@ -15,6 +15,7 @@ import pytest
 
 from wikibot.config import load_config
 from wikibot.gitd.core import Core
+from wikibot.wiring import open_core
 
 WIKIBOT = [sys.executable, "-m", "wikibot.cli"]
 _names = itertools.count(1)
@@ -78,7 +79,7 @@ def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
     log = open(data / "serve.log", "wb")
     proc = subprocess.Popen([*WIKIBOT, "serve"], env=env, stdout=log, stderr=log, start_new_session=True)
     wait_for_port(port, proc)
-    core = Core.open(load_config(data, environ={}))
+    core = open_core(load_config(data, environ={}))
     return Server(url=f"http://127.0.0.1:{port}", port=port, data=data, core=core, proc=proc,
                   init_output=init.stdout)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
+from wikibot.wiring import open_core
 from wikibot.gitd.smart_http import GitHTTP, StartResponse
 
 
@@ -31,6 +32,6 @@ class Platform:
 
 
 def create_app(config: Config | None = None) -> Platform:
-    core = Core.open(config or load_config())
+    core = open_core(config or load_config())
     core.initialise()
     return Platform(core)

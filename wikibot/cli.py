@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from wikibot.bootstrap.create import TEMPLATES, create_wiki
 from wikibot.config import Config, ConfigError, load_config
 from wikibot.gitd.core import Core, CoreError
+from wikibot.wiring import open_core
 from wikibot.gitd.names import InvalidName, split_wiki
 from wikibot.gitd.repos import RepoError
 
@@ -94,8 +95,9 @@ def cmd_wiki_list(core: Core, args: argparse.Namespace) -> None:
     rows = []
     for w in core.store.list_wikis(args.owner):
         grants = ", ".join(f"{g.user}:{g.role}" for g in core.store.list_grants(wiki=w.full_name))
-        rows.append([w.full_name, "public" if w.public else "private", w.title, grants or "-"])
-    _table(rows, ["WIKI", "ACCESS", "NAME", "COLLABORATORS"])
+        rows.append([w.full_name, "public" if w.public else "private", str(w.pages),
+                     f"{w.bytes / 1048576:.1f} MB", w.title, grants or "-"])
+    _table(rows, ["WIKI", "ACCESS", "PAGES", "SIZE", "NAME", "COLLABORATORS"])
 
 
 def cmd_wiki_delete(core: Core, args: argparse.Namespace) -> None:
@@ -143,6 +145,52 @@ def cmd_token_revoke(core: Core, args: argparse.Namespace) -> None:
     print(f"revoked token {args.id}")
 
 
+def cmd_worker(core: Core, args: argparse.Namespace) -> int:
+    from wikibot.worker import run_worker
+
+    return run_worker(core.config)
+
+
+def _publisher(core: Core):
+    from wikibot.hooks.publish import Publisher
+
+    return Publisher(core.config.data_dir)
+
+
+def cmd_events_status(core: Core, args: argparse.Namespace) -> None:
+    from wikibot.worker import BUILTIN_CONSUMERS
+
+    queue = _publisher(core).queue
+    last = queue.last_id()
+    names = sorted(set(queue.consumers()) | set(BUILTIN_CONSUMERS)
+                   | {spec.split("=", 1)[0] for spec in core.config.consumers})
+    dead = queue.dead_letters()
+    rows = [[n, str(queue.cursor(n)), str(last - queue.cursor(n)), str(sum(1 for d in dead if d.consumer == n))]
+            for n in names]
+    print(f"{last} event(s) queued in all")
+    _table(rows, ["CONSUMER", "CURSOR", "LAG", "DEAD"])
+    if dead:
+        print("dead letters:")
+        _table([[d.consumer, str(d.event.id), d.event.wiki, d.event.source, str(d.attempts), d.error.splitlines()[-1][:80]]
+                for d in dead], ["CONSUMER", "EVENT", "WIKI", "SOURCE", "ATTEMPTS", "LAST ERROR"])
+
+
+def cmd_events_replay(core: Core, args: argparse.Namespace) -> None:
+    from wikibot.hooks.events import ZERO_SHA, Event
+
+    owner, slug = split_wiki(args.wiki)
+    wiki = core.wiki(owner, slug)
+    publisher = _publisher(core)
+    head = core.repos.head(owner, slug) or ZERO_SHA
+    dead = publisher.queue.dead_letters(wiki=wiki.full_name)
+    event_id = publisher.publish(Event(wiki=wiki.full_name, ref="refs/heads/main", old_sha=ZERO_SHA,
+                                       new_sha=head, source="sync", actor="wikibot events replay"))
+    for d in dead:
+        publisher.queue.forget_dead(d.consumer, d.event.id)
+    print(f"queued event {event_id}: {wiki.full_name} from scratch to {head[:12]} for every consumer"
+          f"{f'; cleared {len(dead)} dead letter(s)' if dead else ''}")
+
+
 def cmd_serve(core: Core, args: argparse.Namespace) -> int:
     from wikibot.serve import serve
 
@@ -167,6 +215,13 @@ def build_parser() -> Parser:
     serve = command(sub, "serve", cmd_serve, "run the whole platform in the foreground")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+
+    command(sub, "worker", cmd_worker, "run only the event worker (serve starts it for you)")
+    events = sub.add_parser("events", help="the change-event queue").add_subparsers(
+        dest="action", required=True, parser_class=Parser)
+    command(events, "status", cmd_events_status, "per-consumer lag and dead letters")
+    p = command(events, "replay", cmd_events_replay, "make every consumer reprocess a wiki from scratch")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
     p = command(user, "add", cmd_user_add, "create a user (prints a generated password)")
@@ -225,8 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dataclasses import replace
 
             config = replace(config, host=args.host or config.host, port=args.port or config.port)
-        core = Core.open(config)
-        if args.fn is not cmd_init and args.fn is not cmd_serve and not config.data_dir.exists():
+        core = open_core(config)
+        if args.fn not in (cmd_init, cmd_serve, cmd_worker) and not config.data_dir.exists():
             raise CoreError(f"no data directory at {config.data_dir}; run 'wikibot init' first")
         return args.fn(core, args) or 0
     except (UsageError, CoreError, InvalidName, ConfigError, RepoError, ValueError, OSError) as exc:

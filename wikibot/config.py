@@ -45,6 +45,7 @@ class Config:
     workers: int = 3
     threads: int = 4
     timeout: int = 300
+    consumers: tuple[str, ...] = ()  # extra event consumers: "name=module:factory", factory(core) -> handler
     tiers: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIERS))
 
     @property
@@ -88,6 +89,7 @@ _ENV = {
     "workers": "WIKIBOT_WORKERS",
     "threads": "WIKIBOT_THREADS",
     "timeout": "WIKIBOT_TIMEOUT",
+    "consumers": "WIKIBOT_CONSUMERS",
 }
 _INTS = {"port", "workers", "threads", "timeout"}
 
@@ -95,6 +97,13 @@ _INTS = {"port", "workers", "threads", "timeout"}
 def _coerce(name: str, value: object) -> object:
     if name == "data_dir":
         return Path(str(value))
+    if name == "consumers":
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+        specs = tuple(str(i).strip() for i in items if str(i).strip())
+        for spec in specs:
+            if "=" not in spec or ":" not in spec.split("=", 1)[1]:
+                raise ConfigError(f"consumer {spec!r} must look like name=module:factory")
+        return specs
     if name in _INTS:
         try:
             number = int(value)  # type: ignore[arg-type]
@@ -112,7 +121,7 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data"):
+    for section in ("server", "data", "events"):
         for key, value in raw.get(section, {}).items():
             name = "data_dir" if (section, key) == ("data", "dir") else key
             if name not in _ENV:

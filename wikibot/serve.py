@@ -1,6 +1,6 @@
 """`wikibot serve`: run every long-lived process of the platform in the foreground, supervised.
 
-Today that is gunicorn serving `wikibot.app`; the event worker joins it later. If one process
+gunicorn serves `wikibot.app`; the worker delivers change events to consumers. If one process
 exits, the others are stopped too, so a half-running platform never hides behind a live port.
 """
 from __future__ import annotations
@@ -38,6 +38,10 @@ def gunicorn_process(config: Config) -> Process:
     return Process("web", argv)
 
 
+def worker_process() -> Process:
+    return Process("worker", [sys.executable, "-m", "wikibot.cli", "worker"])
+
+
 def child_env(config: Config) -> dict[str, str]:
     """Children resolve the same config: pass the settings that may have come from flags."""
     return {
@@ -52,7 +56,7 @@ def child_env(config: Config) -> dict[str, str]:
 def serve(config: Config) -> int:
     """Start all processes and wait; Ctrl-C or SIGTERM stops them all. Returns an exit code."""
     env = child_env(config)
-    procs = [(p, subprocess.Popen(p.argv, env=env)) for p in (gunicorn_process(config),)]
+    procs = [(p, subprocess.Popen(p.argv, env=env)) for p in (worker_process(), gunicorn_process(config))]
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

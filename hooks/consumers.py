@@ -1,0 +1,57 @@
+"""The built-in event consumers: usage accounting and repacking."""
+from __future__ import annotations
+
+import logging
+
+from wikibot.gitd.core import Core
+from wikibot.gitd.repos import git
+
+from .events import Event
+from .policy import repo_bytes
+
+log = logging.getLogger(__name__)
+MAIN = "refs/heads/main"
+REPACK_AFTER_PACKS = 8  # every push adds a pack; fetches slow down as they pile up
+
+
+def _wiki(core: Core, event: Event) -> tuple[str, str] | None:
+    """The wiki an event is about, or None if it has been deleted since."""
+    owner, slug = event.wiki.split("/", 1)
+    return (owner, slug) if core.repos.exists(owner, slug) and core.store.get_wiki(owner, slug) else None
+
+
+class UsageConsumer:
+    """Keeps each wiki's page count and bytes current (limits and the dashboard read them)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def __call__(self, event: Event) -> None:
+        wiki = _wiki(self.core, event)
+        if wiki is None or event.ref != MAIN:
+            return
+        path = self.core.repos.path(*wiki)
+        head = self.core.repos.head(*wiki)
+        names = git(path, "ls-tree", "-r", "-z", "--name-only", head).split("\0") if head else []
+        pages = sum(1 for n in names if n.endswith(".md"))
+        self.core.store.set_usage(*wiki, pages=pages, bytes=repo_bytes(path))
+
+
+class RepackConsumer:
+    """Repacks a wiki once its pack count passes a threshold, under the wiki's writer lock."""
+
+    def __init__(self, core: Core, threshold: int = REPACK_AFTER_PACKS) -> None:
+        self.core = core
+        self.threshold = threshold
+
+    def __call__(self, event: Event) -> None:
+        wiki = _wiki(self.core, event)
+        if wiki is None:
+            return
+        path = self.core.repos.path(*wiki)
+        packs = len(list((path / ".git" / "objects" / "pack").glob("*.pack")))
+        if packs <= self.threshold:
+            return
+        with self.core.repos.lock(*wiki):
+            git(path, "repack", "-a", "-d", "-q")
+        log.info("repacked %s: %d packs into one", event.wiki, packs)

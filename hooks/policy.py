@@ -1,0 +1,189 @@
+"""The pre-receive policy: what a push may change. Runs on quarantined objects, before any ref moves.
+
+- `main` is the wiki: it can be neither deleted nor rewritten (fast-forward only).
+- No pushed commit may bring a symlink, a submodule, or a path that is unsafe or invalid on
+  common filesystems (`..`, `.git`, absolute, reserved Windows names and characters, ...).
+- The owner's tier limits: pages at the new `main`, repository size after the push, file size.
+Every refusal names the ref and says why, in words git shows after `[remote rejected]`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from wikibot.config import TierLimits
+from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
+from wikibot.hooks.events import ZERO_SHA
+
+MB = 1024 * 1024
+MODE_SYMLINK = "120000"
+MODE_GITLINK = "160000"
+_BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
+_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+
+
+class PolicyError(Exception):
+    """Git could not answer a question the policy asked; the push is refused, nothing changes."""
+
+
+def path_problem(path: bytes) -> str | None:
+    """Why `path` (from a tree) must not enter a wiki, or None if it is fine."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if text.startswith("/"):
+        return "is absolute"
+    for part in text.split("/"):
+        bare = part.rstrip(". ").lower()
+        if part in ("", ".", ".."):
+            return "has an empty, '.' or '..' component"
+        if bare == ".git" or bare == "git~1":
+            return "has a .git component"
+        if _BAD_CHARS.search(part):
+            return "has a character invalid on common filesystems"
+        if part != part.rstrip(". "):
+            return "has a component ending in a dot or space"
+        if _RESERVED.fullmatch(part):
+            return "has a name reserved on Windows"
+        if len(part.encode()) > 255:
+            return "has a component longer than 255 bytes"
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    mode: str
+    sha: str
+    path: bytes
+
+
+class Git:
+    """git commands against the repository plus its quarantined objects."""
+
+    def __init__(self, ctx: PushContext) -> None:
+        self.ctx = ctx
+
+    def _proc(self, *args: str, input: bytes | None = None, ok_codes: tuple[int, ...] = (0,)):
+        proc = subprocess.run(["git", "-C", str(self.ctx.repo_path), *args], input=input, capture_output=True,
+                              env={**os.environ, **self.ctx.git_env, "LC_ALL": "C"})
+        if proc.returncode not in ok_codes:
+            raise PolicyError(f"git {args[0]}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc
+
+    def run(self, *args: str, input: bytes | None = None) -> bytes:
+        return self._proc(*args, input=input).stdout
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        return self._proc("merge-base", "--is-ancestor", old, new, ok_codes=(0, 1)).returncode == 0
+
+    def object_type(self, sha: str) -> str:
+        """"commit", "tag", "tree", "blob", or "" for an object the repository does not have."""
+        return self._proc("cat-file", "-t", sha, ok_codes=(0, 128)).stdout.decode().strip()
+
+    def new_changes(self, tip: str) -> Iterator[Change]:
+        """Every entry that commits new to the repository add or modify (vs their first parent).
+
+        An entry a new commit shares with its first parent came from that parent, which is
+        either already in the repository (and was checked when it arrived) or new (and checked
+        here), so diffing against first parents covers every tree of the push.
+        """
+        commits = self.run("rev-list", tip, "--not", "--all")
+        if not commits:
+            return
+        out = self.run("diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root",
+                       "--diff-merges=first-parent", "--no-commit-id", input=commits)
+        fields = out.split(b"\0")
+        for meta, path in zip(fields[0::2], fields[1::2]):
+            _, new_mode, _, new_sha, status = meta.decode().lstrip(":").split(" ")
+            if status[0] in "AMT":
+                yield Change(new_mode, new_sha, path)
+
+    def blob_sizes(self, shas: list[str]) -> dict[str, int]:
+        if not shas:
+            return {}
+        out = self.run("cat-file", "--batch-check=%(objectname) %(objectsize)", input="\n".join(shas).encode() + b"\n")
+        return {sha: int(size) for sha, size in (line.split() for line in out.decode().splitlines())}
+
+    def page_count(self, commit: str) -> int:
+        names = self.run("ls-tree", "-r", "-z", "--name-only", commit).split(b"\0")
+        return sum(1 for n in names if n.endswith(b".md"))
+
+
+def repo_bytes(repo_path: Path) -> int:
+    """Bytes the repository's objects take on disk (what the size limit counts), quarantine excluded."""
+    total = 0
+    for root, dirs, files in os.walk(repo_path / ".git" / "objects"):
+        dirs[:] = [d for d in dirs if not d.startswith("incoming-")]
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+class PushPolicy:
+    """The default `ReceivePolicy`, parameterised by the wiki owner's tier limits."""
+
+    def __init__(self, limits: TierLimits) -> None:
+        self.limits = limits
+
+    def check(self, ctx: PushContext, updates: Sequence[RefUpdate]) -> dict[bytes, str]:
+        git = Git(ctx)
+        reasons: dict[bytes, str] = {}
+        size_after = repo_bytes(ctx.repo_path) + ctx.incoming_bytes
+        for u in updates:
+            try:
+                reason = self._check_ref(git, u, size_after)
+            except PolicyError as exc:
+                reason = f"cannot check this push: {exc}"
+            if reason:
+                reasons[u.ref] = reason
+        return reasons
+
+    def _check_ref(self, git: Git, u: RefUpdate, size_after: int) -> str | None:
+        old, new = u.old.decode(), u.new.decode()
+        is_main = u.ref == MAIN_REF
+        if new == ZERO_SHA:
+            return "main is the wiki and cannot be deleted" if is_main else None
+        kind = git.object_type(new)
+        if kind == "tag":
+            kind = git.object_type(f"{new}^{{}}")
+        if kind != "commit":
+            return "only commits and tags of commits may be pushed"
+        if is_main and old != ZERO_SHA and not git.is_ancestor(old, new):
+            return "non-fast-forward: main cannot be rewritten; pull, merge and push again"
+        return self._check_content(git, new) or self._check_limits(git, u, old, new, is_main, size_after)
+
+    def _check_content(self, git: Git, tip: str) -> str | None:
+        blobs: list[tuple[str, bytes]] = []
+        for change in git.new_changes(tip):
+            name = change.path.decode("utf-8", "replace")
+            if change.mode == MODE_SYMLINK:
+                return f"symlinks are not allowed: {name}"
+            if change.mode == MODE_GITLINK:
+                return f"submodules are not allowed: {name}"
+            problem = path_problem(change.path)
+            if problem:
+                return f"path {name!r} {problem}"
+            blobs.append((change.sha, change.path))
+        cap = self.limits.max_file_mb * MB
+        sizes = git.blob_sizes(sorted({sha for sha, _ in blobs}))
+        for sha, path in blobs:
+            if sizes.get(sha, 0) > cap:
+                return (f"file {path.decode('utf-8', 'replace')} is {sizes[sha] / MB:.1f} MB, "
+                        f"over the {self.limits.max_file_mb} MB per-file limit")
+        return None
+
+    def _check_limits(self, git: Git, u: RefUpdate, old: str, new: str, is_main: bool, size_after: int) -> str | None:
+        cap = self.limits.max_repo_mb * MB
+        if size_after > cap:
+            return (f"repository size limit {self.limits.max_repo_mb} MB reached: "
+                    f"push would make it {size_after / MB:.1f} MB")
+        if is_main:
+            pages = git.page_count(new)
+            before = git.page_count(old) if old != ZERO_SHA else 0
+            if pages > self.limits.max_pages and pages > before:
+                return f"page limit {self.limits.max_pages} reached: push would make {pages} pages"
+        return None

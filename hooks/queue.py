@@ -1,0 +1,128 @@
+"""The durable event queue: an SQLite file in the data dir (WAL, safe across processes).
+
+Delivery is at-least-once: a consumer's cursor moves only after its handler succeeded, so a crash
+mid-event redelivers it. `EventQueue` is the interface a Redis-streams queue would implement.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .events import Event
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    wiki TEXT NOT NULL, ref TEXT NOT NULL, old_sha TEXT NOT NULL, new_sha TEXT NOT NULL,
+    source TEXT NOT NULL, actor TEXT, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_wiki ON events(wiki, id);
+CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, last_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (
+    consumer TEXT NOT NULL, event_id INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    error TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (consumer, event_id));
+CREATE TABLE IF NOT EXISTS last_seen (
+    wiki TEXT NOT NULL, ref TEXT NOT NULL, sha TEXT NOT NULL, PRIMARY KEY (wiki, ref));
+"""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    consumer: str
+    event: Event
+    attempts: int
+    error: str
+    time: float
+
+
+class EventQueue(Protocol):
+    def publish(self, event: Event) -> int: ...
+    def read(self, after: int, limit: int = 100) -> list[Event]: ...
+    def last_id(self) -> int: ...
+    def cursor(self, consumer: str) -> int: ...
+    def set_cursor(self, consumer: str, event_id: int) -> None: ...
+    def bury(self, consumer: str, event: Event, attempts: int, error: str) -> None: ...
+    def dead_letters(self, consumer: str | None = None, wiki: str | None = None) -> list[DeadLetter]: ...
+    def forget_dead(self, consumer: str, event_id: int) -> None: ...
+    def last_seen(self, wiki: str, ref: str) -> str | None: ...
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(wiki=row["wiki"], ref=row["ref"], old_sha=row["old_sha"], new_sha=row["new_sha"],
+                 source=row["source"], actor=row["actor"], time=row["time"], id=row["id"])
+
+
+class SqliteQueue:
+    """The embedded default `EventQueue`. One connection per thread (sqlite3 objects are not shared)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives a power cut
+            self._local.db = db
+        return db
+
+    def publish(self, event: Event) -> int:
+        db = self._db()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute(
+                "INSERT INTO events (wiki, ref, old_sha, new_sha, source, actor, time) VALUES (?,?,?,?,?,?,?)",
+                (event.wiki, event.ref, event.old_sha, event.new_sha, event.source, event.actor, event.time))
+            db.execute("INSERT OR REPLACE INTO last_seen (wiki, ref, sha) VALUES (?,?,?)",
+                       (event.wiki, event.ref, event.new_sha))
+            return int(cur.lastrowid)
+
+    def read(self, after: int, limit: int = 100) -> list[Event]:
+        rows = self._db().execute("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [_event(r) for r in rows]
+
+    def events_of(self, wiki: str) -> list[Event]:
+        rows = self._db().execute("SELECT * FROM events WHERE wiki = ? ORDER BY id", (wiki,))
+        return [_event(r) for r in rows]
+
+    def last_id(self) -> int:
+        return int(self._db().execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+
+    def cursor(self, consumer: str) -> int:
+        row = self._db().execute("SELECT last_id FROM cursors WHERE consumer = ?", (consumer,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def consumers(self) -> list[str]:
+        return [r[0] for r in self._db().execute("SELECT consumer FROM cursors ORDER BY consumer")]
+
+    def set_cursor(self, consumer: str, event_id: int) -> None:
+        self._db().execute("INSERT INTO cursors (consumer, last_id) VALUES (?, ?) "
+                           "ON CONFLICT(consumer) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+                           (consumer, event_id))
+
+    def bury(self, consumer: str, event: Event, attempts: int, error: str) -> None:
+        self._db().execute("INSERT OR REPLACE INTO dead (consumer, event_id, attempts, error, time) VALUES (?,?,?,?,?)",
+                           (consumer, event.id, attempts, error[:2000], time.time()))
+
+    def dead_letters(self, consumer: str | None = None, wiki: str | None = None) -> list[DeadLetter]:
+        query = ("SELECT d.consumer, d.attempts, d.error, d.time AS dtime, e.* FROM dead d "
+                 "JOIN events e ON e.id = d.event_id WHERE (? IS NULL OR d.consumer = ?) "
+                 "AND (? IS NULL OR e.wiki = ?) ORDER BY e.id")
+        rows = self._db().execute(query, (consumer, consumer, wiki, wiki))
+        return [DeadLetter(r["consumer"], _event(r), r["attempts"], r["error"], r["dtime"]) for r in rows]
+
+    def forget_dead(self, consumer: str, event_id: int) -> None:
+        self._db().execute("DELETE FROM dead WHERE consumer = ? AND event_id = ?", (consumer, event_id))
+
+    def last_seen(self, wiki: str, ref: str) -> str | None:
+        row = self._db().execute("SELECT sha FROM last_seen WHERE wiki = ? AND ref = ?", (wiki, ref)).fetchone()
+        return row[0] if row else None

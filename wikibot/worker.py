@@ -1,0 +1,72 @@
+"""The event worker: one long-lived process that runs every consumer, started by `wikibot serve`.
+
+Heavy consumers (the indexer's embedding model) live here, never in a web request.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+
+from wikibot.config import Config, ConfigError
+from wikibot.gitd.core import Core
+from wikibot.hooks.consumers import RepackConsumer, UsageConsumer
+from wikibot.hooks.dispatcher import Dispatcher, Handler
+from wikibot.hooks.publish import Publisher
+from wikibot.hooks.reconcile import reconcile
+from wikibot.hooks.wake import WakeListener
+from wikibot.wiring import open_core
+
+log = logging.getLogger("wikibot.worker")
+BUILTIN_CONSUMERS = ("usage", "repack")
+
+
+def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
+    """`name=module:factory` -> (name, factory(core))."""
+    name, _, target = spec.partition("=")
+    module, _, attr = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load consumer {spec!r}: {exc}") from None
+    return name.strip(), factory(core)
+
+
+def build_dispatcher(core: Core, publisher: Publisher) -> Dispatcher:
+    dispatcher = Dispatcher(publisher.queue)
+    dispatcher.subscribe("usage", UsageConsumer(core))
+    dispatcher.subscribe("repack", RepackConsumer(core))
+    for spec in core.config.consumers:
+        dispatcher.subscribe(*load_consumer(spec, core))
+    return dispatcher
+
+
+def run_worker(config: Config, stop: threading.Event | None = None) -> int:
+    """Serve events until SIGTERM/SIGINT (or `stop`); returns an exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker] %(levelname)s %(name)s: %(message)s")
+    stop = stop or threading.Event()
+    core = open_core(config)
+    publisher = Publisher(config.data_dir)
+    try:
+        listener = WakeListener(config.data_dir)
+    except OSError:
+        raise ConfigError(f"another worker is already running for {config.data_dir}") from None
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    dispatcher = build_dispatcher(core, publisher)
+    drifted = reconcile(core, publisher)
+    log.info("worker started: consumers %s; %d wiki(s) resynced", ", ".join(dispatcher.consumers), len(drifted))
+    threads = dispatcher.start(stop)
+    try:
+        while not stop.is_set():
+            if listener.wait(timeout=0.5):
+                dispatcher.notify()
+    finally:
+        listener.close()
+        dispatcher.notify()
+        for t in threads:
+            t.join(timeout=30)
+    log.info("worker stopped")
+    return 0
