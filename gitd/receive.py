@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, GitProtocolError, ObjectFormatException
+from dulwich.object_store import PackInputTooLarge
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
@@ -34,6 +35,7 @@ from .quarantine import Quarantine
 log = logging.getLogger(__name__)
 ZERO_SHA = b"0" * 40
 MAIN_REF = b"refs/heads/main"
+DISCARD_LIMIT = 256 * 1024 * 1024
 PACK_ERRORS = (OSError, ChecksumMismatch, ApplyDeltaError, AssertionError, zlib.error, ObjectFormatException)
 
 
@@ -136,10 +138,24 @@ class WikiReceivePackHandler(ReceivePackHandler):
         try:
             quarantine.store.add_thin_pack(self.proto.read, self.proto.recv,
                                            max_input_size=self.session.max_pack_bytes)
+        except PackInputTooLarge:
+            self._discard_rest()
+            mb = (self.session.max_pack_bytes or 0) / (1024 * 1024)
+            return f"push too large: over the {mb:g} MB repository size limit".encode()
         except PACK_ERRORS as exc:
             log.warning("push to %s: unpack failed: %s", self.session.wiki, exc)
             return str(exc).replace("\n", " ").encode()
         return b"ok"
+
+    def _discard_rest(self) -> None:
+        """Read and drop what the client still sends (nothing is stored), so git reads our reason.
+
+        HTTP/1.1 clients read the answer only after sending the whole body; past DISCARD_LIMIT
+        bytes the connection is simply cut instead.
+        """
+        discarded = 0
+        while discarded < DISCARD_LIMIT and (chunk := self.proto.recv(1 << 16)):
+            discarded += len(chunk)
 
     def _apply(self, updates: list[RefUpdate], quarantine: Quarantine) -> dict[bytes, str]:
         """Under the wiki lock: check every ref, then move the accepted ones; returns refusals."""

@@ -105,16 +105,16 @@ class GitHTTP:
         m = self.match(environ.get("PATH_INFO", ""))
         if m is None or not (is_valid_name(m["owner"]) and is_valid_name(m["slug"])):
             return _text(start_response, "404 Not Found", "wikibot: repository not found")
-        endpoint = m["endpoint"]
+        advertise = m["endpoint"] == "info/refs"
         method = environ.get("REQUEST_METHOD", "GET")
-        if endpoint == "info/refs":
+        if advertise:
             service = _query_service(environ.get("QUERY_STRING", ""))
             if method not in ("GET", "HEAD"):
                 return _text(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET")])
             if service is None:
                 return _text(start_response, "403 Forbidden", "wikibot serves the smart HTTP protocol only; upgrade git")
         else:
-            service = endpoint
+            service = m["endpoint"]
             if method != "POST":
                 return _text(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
             if environ.get("CONTENT_TYPE") != f"application/x-{service}-request":
@@ -124,10 +124,15 @@ class GitHTTP:
         if not decision.allowed:
             return _refuse(start_response, decision)
         owner, slug = m["owner"], m["slug"]
+        if service == "git-receive-pack" and not advertise:
+            cap = self.core.limits_of(owner).max_repo_mb
+            if _content_length(environ) > cap * 1024 * 1024:
+                return _text(start_response, "413 Content Too Large",
+                             f"wikibot: push too large: over the {cap} MB repository size limit")
         if not self.core.repos.exists(owner, slug):
             log.error("wiki %s/%s has a record but no repository", owner, slug)
             return _text(start_response, "404 Not Found", "wikibot: repository not found")
-        return self._serve(environ, start_response, owner, slug, service, endpoint == "info/refs", decision)
+        return self._serve(environ, start_response, owner, slug, service, advertise, decision)
 
     def _serve(self, environ: dict[str, Any], start_response: StartResponse, owner: str, slug: str,
                service: str, advertise: bool, decision: Decision) -> Iterable[bytes]:
@@ -171,6 +176,13 @@ class GitHTTP:
         if write is None:
             start_response("200 OK", headers)
         return []
+
+
+def _content_length(environ: dict[str, Any]) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def _query_service(query: str) -> str | None:

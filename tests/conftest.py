@@ -126,3 +126,20 @@ def make_wiki(server: Server):
         wiki, _ = create_wiki(server.core, owner.name, slug, public=public, template=template)
         return wiki.full_name
     return make
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (event delivery is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def events_of(server: Server, wiki: str):
+    from wikibot.hooks.publish import Publisher
+
+    return Publisher(server.data).queue.events_of(wiki)

@@ -1,7 +1,8 @@
 """`wikibot serve`: run every long-lived process of the platform in the foreground, supervised.
 
-gunicorn serves `wikibot.app`; the worker delivers change events to consumers. If one process
-exits, the others are stopped too, so a half-running platform never hides behind a live port.
+gunicorn serves `wikibot.app`; the worker delivers change events to consumers. A worker that dies
+is restarted (events wait durably in the queue meanwhile); if gunicorn exits, everything stops,
+so a half-running platform never hides behind a live port. Ctrl-C or SIGTERM stops it all.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 
 from wikibot.config import Config
 
+RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # a crash-looping worker backs off to one try per 30 s
+
 
 @dataclass(frozen=True)
 class Process:
     name: str
     argv: list[str]
+    restart: bool  # restarted when it exits, rather than stopping the platform
 
 
 def gunicorn_process(config: Config) -> Process:
@@ -35,11 +39,11 @@ def gunicorn_process(config: Config) -> Process:
         "--preload",
         "wikibot.app:create_app()",
     ]
-    return Process("web", argv)
+    return Process("web", argv, restart=False)
 
 
 def worker_process() -> Process:
-    return Process("worker", [sys.executable, "-m", "wikibot.cli", "worker"])
+    return Process("worker", [sys.executable, "-m", "wikibot.cli", "worker"], restart=True)
 
 
 def child_env(config: Config) -> dict[str, str]:
@@ -53,10 +57,16 @@ def child_env(config: Config) -> dict[str, str]:
     }
 
 
+def _say(message: str) -> None:
+    print(f"wikibot: {message}", file=sys.stderr, flush=True)
+
+
 def serve(config: Config) -> int:
-    """Start all processes and wait; Ctrl-C or SIGTERM stops them all. Returns an exit code."""
+    """Start all processes and supervise them; returns an exit code."""
     env = child_env(config)
-    procs = [(p, subprocess.Popen(p.argv, env=env)) for p in (worker_process(), gunicorn_process(config))]
+    specs = [worker_process(), gunicorn_process(config)]
+    running = {p.name: subprocess.Popen(p.argv, env=env) for p in specs}
+    restarts = {p.name: 0 for p in specs}
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -65,22 +75,28 @@ def serve(config: Config) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"wikibot serving on {config.public_url} (data in {config.data_dir}); Ctrl-C stops",
-          file=sys.stderr, flush=True)
+    _say(f"serving on {config.public_url} (data in {config.data_dir}); Ctrl-C stops")
     code = 0
     while not stopping:
-        for p, proc in procs:
-            if proc.poll() is not None:
-                print(f"wikibot: {p.name} process exited with code {proc.returncode}; stopping",
-                      file=sys.stderr, flush=True)
-                code = proc.returncode or 1
-                stopping = True
+        for spec in specs:
+            proc = running[spec.name]
+            if proc.poll() is None:
+                continue
+            if not spec.restart:
+                _say(f"{spec.name} process exited with code {proc.returncode}; stopping")
+                code, stopping = proc.returncode or 1, True
+                break
+            delay = RESTART_DELAYS[min(restarts[spec.name], len(RESTART_DELAYS) - 1)]
+            _say(f"{spec.name} process exited with code {proc.returncode}; restarting in {delay}s")
+            time.sleep(delay)
+            restarts[spec.name] += 1
+            running[spec.name] = subprocess.Popen(spec.argv, env=env)
         time.sleep(0.2)
-    for _, proc in procs:
+    for proc in running.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 15
-    for _, proc in procs:
+    for proc in running.values():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

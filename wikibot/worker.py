@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import threading
 
@@ -56,6 +57,8 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     dispatcher = build_dispatcher(core, publisher)
+    pid_file = publisher.queue.path.parent / "worker.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     drifted = reconcile(core, publisher)
     log.info("worker started: consumers %s; %d wiki(s) resynced", ", ".join(dispatcher.consumers), len(drifted))
     threads = dispatcher.start(stop)
@@ -68,5 +71,6 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
         dispatcher.notify()
         for t in threads:
             t.join(timeout=30)
+        pid_file.unlink(missing_ok=True)
     log.info("worker stopped")
     return 0

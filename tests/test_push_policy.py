@@ -1,0 +1,221 @@
+"""The push policy, driven by the real git CLI. A refused push must leave the repository
+byte-identical: refs, objects on disk (so everything reachable from refs) and the worktree."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, run_git, start_server, stop_server, unique
+
+LIMITS = """
+[tiers.free]
+max_wikis = 3
+max_pages = 5
+max_collaborators = 3
+max_repo_mb = 2
+max_file_mb = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory) -> Server:
+    """A server whose free tier is tiny, so limits are reached with a few small pushes."""
+    data = tmp_path_factory.mktemp("limited")
+    (data / "wikibot.toml").write_text(LIMITS)
+    server = start_server(data)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def wiki_clone(limited, tmp_path):
+    """A free-tier user's fresh wiki and a clone of it: (server, wiki, clone path, token)."""
+    from wikibot.bootstrap.create import create_wiki
+
+    name = unique("p")
+    limited.core.add_user(name, password="correct horse battery", tier="free")
+    _, token = limited.core.create_token(name, scope="write")
+    wiki, _ = create_wiki(limited.core, name, "w")
+    repo = tmp_path / "clone"
+    run_git("clone", limited.clone_url(wiki.full_name, token), str(repo))
+    return limited, wiki.full_name, repo
+
+
+def snapshot(server: Server, wiki: str) -> dict[str, object]:
+    owner, slug = wiki.split("/")
+    repo = server.core.repos.path(owner, slug)
+    files = {}
+    for path in sorted(repo.rglob("*")):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_file() and not rel.startswith(".git/logs") and rel != ".git/index" and not rel.endswith(".lock"):
+            if rel.startswith(".git/") and not rel.startswith((".git/objects", ".git/refs", ".git/packed-refs", ".git/HEAD")):
+                continue
+            files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {
+        "refs": run_git("for-each-ref", "--format=%(refname) %(objectname)", cwd=repo).stdout,
+        "reachable": sorted(run_git("rev-list", "--objects", "--all", cwd=repo).stdout.split("\n")),
+        "status": run_git("status", "--porcelain", "--ignored", cwd=repo).stdout,
+        "files": files,
+    }
+
+
+def push_refused(server: Server, wiki: str, repo: Path, *refspecs: str, expect: str) -> str:
+    before = snapshot(server, wiki)
+    result = run_git("push", "origin", *refspecs, cwd=repo, check=False)
+    assert result.returncode != 0, result.stderr
+    assert expect in result.stderr, result.stderr
+    assert snapshot(server, wiki) == before
+    return result.stderr
+
+
+def commit(repo: Path, files: dict[str, bytes | str], message: str = "change") -> str:
+    for name, content in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", message, cwd=repo)
+    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def test_main_cannot_be_rewritten(wiki_clone):
+    server, wiki, repo = wiki_clone
+    commit(repo, {"a.md": "a"})
+    run_git("push", "origin", "main", cwd=repo)
+    run_git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
+    commit(repo, {"b.md": "b"})
+    err = push_refused(server, wiki, repo, "+main", expect="non-fast-forward")
+    assert "[remote rejected] main -> main (non-fast-forward: main cannot be rewritten" in err
+
+
+def test_main_cannot_be_deleted(wiki_clone):
+    server, wiki, repo = wiki_clone
+    push_refused(server, wiki, repo, ":main", expect="main is the wiki and cannot be deleted")
+
+
+def test_other_branches_may_be_rewritten_and_deleted(wiki_clone):
+    server, wiki, repo = wiki_clone
+    run_git("checkout", "-q", "-b", "draft", cwd=repo)
+    commit(repo, {"d.md": "1"})
+    run_git("push", "origin", "draft", cwd=repo)
+    run_git("commit", "-q", "--amend", "-m", "rewritten", cwd=repo)
+    run_git("push", "origin", "+draft", cwd=repo)
+    run_git("push", "origin", ":draft", cwd=repo)
+
+
+def test_symlink_anywhere_in_the_pushed_history_is_refused(wiki_clone):
+    server, wiki, repo = wiki_clone
+    os.symlink("/etc/passwd", repo / "passwd.md")
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", "link", cwd=repo)
+    run_git("rm", "-q", "passwd.md", cwd=repo)  # gone at the tip, still in the history
+    commit(repo, {"ok.md": "fine"})
+    push_refused(server, wiki, repo, "main", expect="symlinks are not allowed: passwd.md")
+
+
+def test_submodule_is_refused(wiki_clone):
+    server, wiki, repo = wiki_clone
+    head = run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    run_git("update-index", "--add", "--cacheinfo", f"160000,{head},vendor/lib", cwd=repo)
+    run_git("commit", "-q", "-m", "submodule", cwd=repo)
+    push_refused(server, wiki, repo, "main", expect="submodules are not allowed: vendor/lib")
+
+
+@pytest.mark.parametrize("name,why", [
+    ("CON.md", "reserved on Windows"),
+    ("a:b.md", "invalid on common filesystems"),
+    ("trailing.", "ending in a dot or space"),
+    ("back\\slash.md", "invalid on common filesystems"),
+    (".GIT", ".git component"),
+    ("...", "ending in a dot or space"),
+])
+def test_unsafe_names_are_refused(wiki_clone, name, why):
+    """Trees built with plumbing, since a normal checkout could not even hold some of these names."""
+    server, wiki, repo = wiki_clone
+    blob = run_git("hash-object", "-w", str(repo / "home.md"), cwd=repo).stdout.strip()
+    tree = _mktree(repo, [("100644", "blob", blob, name), ("100644", "blob", blob, "home.md")])
+    parent = run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    new = run_git("commit-tree", tree, "-p", parent, "-m", "bad name", cwd=repo).stdout.strip()
+    run_git("update-ref", "refs/heads/main", new, cwd=repo)
+    push_refused(server, wiki, repo, "main", expect=why)
+
+
+def _mktree(repo: Path, entries: list[tuple[str, str, str, str]]) -> str:
+    import subprocess
+
+    text = "".join(f"{mode} {kind} {sha}\t{name}\n" for mode, kind, sha, name in entries)
+    proc = subprocess.run(["git", "mktree", "--missing"], cwd=repo, input=text, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_page_limit(wiki_clone):
+    server, wiki, repo = wiki_clone  # the starter page is page 1 of 5
+    commit(repo, {f"p{i}.md": f"page {i}" for i in range(4)})
+    run_git("push", "origin", "main", cwd=repo)
+    commit(repo, {"p4.md": "one too many", "p5.md": "and another", "notes.txt": "not a page"})
+    err = push_refused(server, wiki, repo, "main", expect="page limit 5 reached: push would make 7 pages")
+    assert "[remote rejected] main -> main (page limit 5 reached" in err
+
+
+def test_file_size_limit(wiki_clone):
+    server, wiki, repo = wiki_clone
+    commit(repo, {"big.bin": os.urandom(1536 * 1024)})
+    push_refused(server, wiki, repo, "main", expect="file big.bin is 1.5 MB, over the 1 MB per-file limit")
+
+
+def test_repository_size_limit(wiki_clone):
+    server, wiki, repo = wiki_clone
+    commit(repo, {f"f{i}.bin": os.urandom(800 * 1024) for i in range(2)})
+    run_git("push", "origin", "main", cwd=repo)
+    commit(repo, {"f2.bin": os.urandom(800 * 1024)})  # this pack alone is under the cap
+    push_refused(server, wiki, repo, "main", expect="repository size limit 2 MB reached: push would make it 2.")
+
+
+def test_huge_push_is_cut_off_while_streaming(wiki_clone):
+    server, wiki, repo = wiki_clone
+    for i in range(6):  # 6 MB over several commits: each file passes the per-file cap
+        commit(repo, {f"part{i}.bin": os.urandom(900 * 1024)}, f"part {i}")
+    push_refused(server, wiki, repo, "main", expect="push too large: over the 2 MB repository size limit")
+    owner, slug = wiki.split("/")
+    objects = server.core.repos.path(owner, slug) / ".git" / "objects"
+    assert not list(objects.glob("incoming-*")), "the quarantine must be gone"
+
+
+def test_tag_of_a_blob_is_refused(wiki_clone):
+    server, wiki, repo = wiki_clone
+    blob = run_git("hash-object", "-w", str(repo / "home.md"), cwd=repo).stdout.strip()
+    run_git("tag", "blobtag", blob, cwd=repo)
+    push_refused(server, wiki, repo, "blobtag", expect="only commits and tags of commits may be pushed")
+
+
+def test_atomic_push_is_all_or_nothing(wiki_clone):
+    server, wiki, repo = wiki_clone
+    run_git("branch", "side", cwd=repo)
+    os.symlink("x", repo / "link")
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", "bad", cwd=repo)
+    run_git("checkout", "-q", "side", cwd=repo)
+    commit(repo, {"fine.md": "fine"})
+    push_refused(server, wiki, repo, "--atomic", "main", "side", expect="atomic push failed")
+
+
+def test_declared_oversize_body_is_refused_before_reading(wiki_clone):
+    import base64
+    import http.client
+
+    server, wiki, repo = wiki_clone
+    token = run_git("config", "remote.origin.url", cwd=repo).stdout.split(":")[2].split("@")[0]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", f"/{wiki}.git/git-receive-pack")
+    conn.putheader("Authorization", "Basic " + base64.b64encode(f"x:{token}".encode()).decode())
+    conn.putheader("Content-Type", "application/x-git-receive-pack-request")
+    conn.putheader("Content-Length", str(50 * 1024 * 1024))
+    conn.endheaders()  # and never send the body: the answer must not wait for it
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert b"over the 2 MB repository size limit" in resp.read()
+    conn.close()
