@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, GitProtocolError, ObjectFormatException
-from dulwich.object_store import PackInputTooLarge
+from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
@@ -52,10 +52,11 @@ class RefUpdate:
 
 @dataclass(frozen=True)
 class PushContext:
-    """What a policy may look at: the repo, git's view of old plus quarantined objects, the push size."""
+    """What a policy may look at: the repo, old plus quarantined objects (for git: `git_env`), the push size."""
 
     repo_path: Path
     git_env: dict[str, str]
+    objects: DiskObjectStore
     incoming_bytes: int
 
 
@@ -166,7 +167,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
                     reasons[u.ref] = "funny refname"
                 elif self._current(u.ref) != u.old:
                     reasons[u.ref] = "fetch first: the ref changed since you fetched"
-            ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.size())
+            ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.store, quarantine.size())
             candidates = [u for u in updates if u.ref not in reasons]
             for policy in self.session.policies:
                 if candidates:
@@ -181,7 +182,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
             for u in updates:
                 if u.ref not in reasons and not self._move(u):
                     reasons[u.ref] = "failed to update ref"
-            if any(u.ref == MAIN_REF and u.ref not in reasons for u in updates):
+            if any(u.ref == MAIN_REF and u.new != ZERO_SHA and u.ref not in reasons for u in updates):
                 self.session.sync_worktree()
             for u in updates:
                 if u.ref not in reasons:

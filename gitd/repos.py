@@ -116,9 +116,7 @@ class Repos:
         dulwich's receive-pack moves refs only; without this, Otterwiki's next save would commit
         the stale files and silently undo the push.
         """
-        path = self.path(owner, slug)
-        if self.head(owner, slug) is not None:
-            git(path, "reset", "-q", "--hard", "HEAD")
+        git(self.path(owner, slug), "reset", "-q", "--hard", "HEAD")
 
     def commit_all(self, owner: str, slug: str, message: str, author: tuple[str, str]) -> str:
         """Commit every change in the worktree (call with the lock held); returns the new HEAD.

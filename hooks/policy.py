@@ -81,9 +81,16 @@ class Git:
     def is_ancestor(self, old: str, new: str) -> bool:
         return self._proc("merge-base", "--is-ancestor", old, new, ok_codes=(0, 1)).returncode == 0
 
-    def object_type(self, sha: str) -> str:
-        """"commit", "tag", "tree", "blob", or "" for an object the repository does not have."""
-        return self._proc("cat-file", "-t", sha, ok_codes=(0, 128)).stdout.decode().strip()
+    def peeled_type(self, sha: str) -> str:
+        """The type of what `sha` names once tags are peeled ("commit", "tree", "blob"), in-process."""
+        store = self.ctx.objects
+        try:
+            obj = store[sha.encode()]
+            while obj.type_name == b"tag":
+                obj = store[obj.object[1]]
+        except KeyError:
+            return "missing"
+        return obj.type_name.decode()
 
     def new_changes(self, tip: str) -> Iterator[Change]:
         """Every entry that commits new to the repository add or modify (vs their first parent).
@@ -92,13 +99,14 @@ class Git:
         either already in the repository (and was checked when it arrived) or new (and checked
         here), so diffing against first parents covers every tree of the push.
         """
-        commits = self.run("rev-list", tip, "--not", "--all")
-        if not commits:
-            return
-        out = self.run("diff-tree", "--stdin", "-r", "-z", "--no-renames", "--root",
-                       "--diff-merges=first-parent", "--no-commit-id", input=commits)
-        fields = out.split(b"\0")
-        for meta, path in zip(fields[0::2], fields[1::2]):
+        out = self.run("log", "--no-renames", "--diff-merges=first-parent", "--raw", "--no-abbrev", "-z",
+                       "--format=", tip, "--not", "--all")
+        tokens = iter(out.split(b"\0"))
+        for token in tokens:
+            meta = token.lstrip(b"\n")
+            if not meta.startswith(b":"):
+                continue
+            path = next(tokens)
             _, new_mode, _, new_sha, status = meta.decode().lstrip(":").split(" ")
             if status[0] in "AMT":
                 yield Change(new_mode, new_sha, path)
@@ -147,10 +155,7 @@ class PushPolicy:
         is_main = u.ref == MAIN_REF
         if new == ZERO_SHA:
             return "main is the wiki and cannot be deleted" if is_main else None
-        kind = git.object_type(new)
-        if kind == "tag":
-            kind = git.object_type(f"{new}^{{}}")
-        if kind != "commit":
+        if git.peeled_type(new) != "commit":
             return "only commits and tags of commits may be pushed"
         if is_main and old != ZERO_SHA and not git.is_ancestor(old, new):
             return "non-fast-forward: main cannot be rewritten; pull, merge and push again"
@@ -183,7 +188,6 @@ class PushPolicy:
                     f"push would make it {size_after / MB:.1f} MB")
         if is_main:
             pages = git.page_count(new)
-            before = git.page_count(old) if old != ZERO_SHA else 0
-            if pages > self.limits.max_pages and pages > before:
+            if pages > self.limits.max_pages and pages > (git.page_count(old) if old != ZERO_SHA else 0):
                 return f"page limit {self.limits.max_pages} reached: push would make {pages} pages"
         return None
