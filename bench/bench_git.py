@@ -92,8 +92,7 @@ def _settle(idle: set[int], timeout: float = 2.0) -> None:
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=CLIENT_ENV, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = subprocess.run(["git", *args], cwd=cwd, env=CLIENT_ENV, text=True, capture_output=True)
     if done.returncode:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout

@@ -12,8 +12,8 @@ import binascii
 import gzip
 import logging
 import re
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from dulwich.errors import GitProtocolError
@@ -112,7 +112,8 @@ class GitHTTP:
             if method not in ("GET", "HEAD"):
                 return _text(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET")])
             if service is None:
-                return _text(start_response, "403 Forbidden", "wikibot serves the smart HTTP protocol only; upgrade git")
+                return _text(start_response, "403 Forbidden",
+                             "wikibot serves the smart HTTP protocol only; upgrade git")
         else:
             service = m["endpoint"]
             if method != "POST":

@@ -203,7 +203,8 @@ class TinyStore:
                 t.update(to_doc(grant), cond)
                 return
             if max_grants is not None and t.count(q.wiki == grant.wiki) >= max_grants:
-                raise StoreError(f"wiki {grant.wiki} already has {max_grants} collaborator(s), the limit of its owner's tier")
+                raise StoreError(f"wiki {grant.wiki} already has {max_grants} collaborator(s), "
+                                 "the limit of its owner's tier")
             t.insert(to_doc(grant))
 
     def remove_grant(self, wiki: str, user: str) -> bool:

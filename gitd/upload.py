@@ -13,9 +13,10 @@ import logging
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from dulwich.pack import write_pack_from_container
 from dulwich.protocol import (
     CAPABILITY_FILTER,
     CAPABILITY_INCLUDE_TAG,
@@ -23,7 +24,6 @@ from dulwich.protocol import (
     CAPABILITY_THIN_PACK,
 )
 from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
-from dulwich.pack import write_pack_from_container
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries

@@ -6,7 +6,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import WIKIBOT, run_git, start_server, stop_server
 
 
@@ -36,7 +35,7 @@ def test_init_prints_secrets_once_and_its_clone_line_works(tmp_path):
         assert "already initialised" in again.stdout and "wbt_" not in again.stdout
         assert oct((data / "secret_key").stat().st_mode & 0o777) == "0o600"
         # the printed clone line works as it is
-        line = next(l for l in first.splitlines() if l.strip().startswith("git clone "))
+        line = next(ln for ln in first.splitlines() if ln.strip().startswith("git clone "))
         run_git(*line.split()[1:], str(tmp_path / "starter"))
         assert "Notes" in (tmp_path / "starter" / "home.md").read_text()
     finally:

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from conftest import Server, run_git
 
 
@@ -225,7 +224,7 @@ def test_traversal_and_malformed_paths_are_refused(server, make_user, make_wiki)
         f"/{owner}/../{owner}/{slug}.git/info/refs",
         f"/{owner}/%2e%2e/{slug}.git/info/refs",
         f"/{owner}/{slug}%2f..%2f{slug}.git/info/refs",
-        f"/%2e%2e/%2e%2e/etc.git/info/refs",
+        "/%2e%2e/%2e%2e/etc.git/info/refs",
         f"/{owner}/..%252f{slug}.git/info/refs",
         f"/{owner.upper()}/{slug}.git/info/refs",
         f"/{owner}/{slug}.git/../../db.json",

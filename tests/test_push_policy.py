@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import Server, run_git, start_server, stop_server, unique
 
 LIMITS = """
@@ -51,7 +50,8 @@ def snapshot(server: Server, wiki: str) -> dict[str, object]:
     for path in sorted(repo.rglob("*")):
         rel = path.relative_to(repo).as_posix()
         if path.is_file() and not rel.startswith(".git/logs") and rel != ".git/index" and not rel.endswith(".lock"):
-            if rel.startswith(".git/") and not rel.startswith((".git/objects", ".git/refs", ".git/packed-refs", ".git/HEAD")):
+            kept = (".git/objects", ".git/refs", ".git/packed-refs", ".git/HEAD")
+            if rel.startswith(".git/") and not rel.startswith(kept):
                 continue
             files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return {

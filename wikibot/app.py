@@ -6,8 +6,8 @@ from typing import Any
 
 from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
-from wikibot.wiring import open_core
 from wikibot.gitd.smart_http import GitHTTP, StartResponse
+from wikibot.wiring import open_core
 
 
 class Platform:

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from wikibot.bootstrap.create import TEMPLATES, create_wiki
-from wikibot.config import Config, ConfigError, load_config
+from wikibot.config import ConfigError, load_config
 from wikibot.gitd.core import Core, CoreError
-from wikibot.wiring import open_core
 from wikibot.gitd.names import InvalidName, split_wiki
 from wikibot.gitd.repos import RepoError
+from wikibot.wiring import open_core
 
 ADMIN_NAME = "admin"
 STARTER_WIKI = "notes"
@@ -32,13 +32,13 @@ class Parser(argparse.ArgumentParser):
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def cmd_init(core: Core, args: argparse.Namespace) -> None:
@@ -171,8 +171,9 @@ def cmd_events_status(core: Core, args: argparse.Namespace) -> None:
     _table(rows, ["CONSUMER", "CURSOR", "LAG", "DEAD"])
     if dead:
         print("dead letters:")
-        _table([[d.consumer, str(d.event.id), d.event.wiki, d.event.source, str(d.attempts), d.error.splitlines()[-1][:80]]
-                for d in dead], ["CONSUMER", "EVENT", "WIKI", "SOURCE", "ATTEMPTS", "LAST ERROR"])
+        _table([[d.consumer, str(d.event.id), d.event.wiki, d.event.source, str(d.attempts),
+                 d.error.splitlines()[-1][:80]] for d in dead],
+               ["CONSUMER", "EVENT", "WIKI", "SOURCE", "ATTEMPTS", "LAST ERROR"])
 
 
 def cmd_events_replay(core: Core, args: argparse.Namespace) -> None:
