@@ -6,9 +6,12 @@ challenge for any wiki it cannot read, an authenticated one gets "not found".
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .records import Role, Token, User, Wiki
 from .secrets import TOKEN_PREFIX, token_hash
@@ -113,3 +116,19 @@ def authorize(store: Store, secret: str | None, owner: str, slug: str, action: A
         except BadToken as exc:
             return Decision(Verdict.CHALLENGE, str(exc))
     return decide(store, user, token, owner, slug, action)
+
+
+def bearer_secret(environ: dict[str, Any]) -> str | None:
+    """The token presented as HTTP Basic password (any username) or as a Bearer token."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        return value.strip() or None
+    if scheme == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return ""  # malformed credentials are bad credentials, not anonymous
+        return password or user  # some clients put the token in the user field
+    return None

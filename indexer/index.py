@@ -1,0 +1,81 @@
+"""One wiki's search index in memory: chunks, their vectors (FAISS, ID-mapped) and BM25.
+
+Vectors are keyed by chunk id in an `IndexIDMap2`, so replacing one page removes and adds only
+that page's ids. A chunk whose content hash is already indexed reuses its vector: edits and
+renames re-embed only text that is really new.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from .chunking import Chunk
+from .keyword import KeywordIndex
+
+
+def new_vector_index(dim: int) -> faiss.IndexIDMap2:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))  # inner product of unit vectors: cosine
+
+
+@dataclass
+class WikiIndex:
+    dim: int
+    vectors: faiss.IndexIDMap2
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    indexed_sha: str | None = None
+    wiki_created: float = 0.0  # tells a re-created wiki of the same name from the one indexed
+    next_id: int = 0
+    _keyword: KeywordIndex | None = field(default=None, repr=False)
+    _keyword_ids: list[int] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def empty(cls, dim: int, wiki_created: float = 0.0) -> WikiIndex:
+        return cls(dim=dim, vectors=new_vector_index(dim), wiki_created=wiki_created)
+
+    @property
+    def pages(self) -> set[str]:
+        return {c.page for c in self.chunks.values()}
+
+    def ids_of(self, page: str) -> list[int]:
+        return [i for i, c in self.chunks.items() if c.page == page]
+
+    def known_vectors(self, keys: set[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed for chunks with these content hashes."""
+        found: dict[str, np.ndarray] = {}
+        for chunk_id, chunk in self.chunks.items():
+            if chunk.key in keys and chunk.key not in found:
+                found[chunk.key] = self.vectors.reconstruct(chunk_id)
+        return found
+
+    def remove_page(self, page: str) -> None:
+        ids = self.ids_of(page)
+        if ids:
+            self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
+            for i in ids:
+                del self.chunks[i]
+            self._keyword = None
+
+    def set_page(self, page: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        """Replace everything indexed for `page` by `chunks` with their `vectors` (one row each)."""
+        self.remove_page(page)
+        if not chunks:
+            return
+        ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
+        self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self.chunks.update(zip(ids.tolist(), chunks, strict=True))
+        self.next_id += len(chunks)
+        self._keyword = None
+
+    def semantic(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if not self.chunks:
+            return []
+        scores, ids = self.vectors.search(query_vector.reshape(1, -1).astype(np.float32), min(k, len(self.chunks)))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+
+    def keyword(self, query: str, k: int) -> list[tuple[int, float]]:
+        if self._keyword is None:  # built on first use after a change
+            self._keyword_ids = sorted(self.chunks)
+            self._keyword = KeywordIndex([self.chunks[i].embed_text for i in self._keyword_ids])
+        return [(self._keyword_ids[row], score) for row, score in self._keyword.search(query, k)]

@@ -1,0 +1,84 @@
+"""The query service: the worker, which holds the model, answers searches for other processes.
+
+Web workers and CLI calls stay light (no torch, no 440 MB model each): they send one JSON line
+over a Unix socket in a private (0700) folder and read one JSON line back. Access control is
+the caller's job; the socket's folder keeps other local users out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import tempfile
+import threading
+from pathlib import Path
+
+from .search import Searcher, SearchError
+
+log = logging.getLogger(__name__)
+
+
+class SearchUnavailable(Exception):
+    """No worker answers for this data dir (not started yet, or restarting)."""
+
+
+def socket_path(data_dir: Path) -> Path:
+    """Short and private: Unix socket paths are limited to ~107 bytes, data dirs can be deep."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"wikibot-{os.getuid()}-{digest}" / "search.sock"
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        searcher: Searcher = self.server.searcher  # type: ignore[attr-defined]
+        try:
+            request = json.loads(self.rfile.readline())
+            answer = searcher.search(request["wiki"], request["query"], request.get("mode", "hybrid"),
+                                     int(request.get("limit", 10)))
+            reply = {"ok": True, "answer": answer.to_dict()}
+        except (SearchError, KeyError, ValueError, TypeError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # keep serving; the caller gets the reason
+            log.exception("search failed")
+            reply = {"ok": False, "error": f"search failed: {exc}"}
+        self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, data_dir: Path, searcher: Searcher) -> None:
+        path = socket_path(data_dir)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        if path.parent.stat().st_uid != os.getuid() or path.parent.stat().st_mode & 0o077:
+            raise OSError(f"{path.parent} is not private to this user")
+        path.unlink(missing_ok=True)
+        self.searcher = searcher
+        super().__init__(str(path), _Handler)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="search-service", daemon=True)
+        thread.start()
+        return thread
+
+
+def remote_search(data_dir: Path, wiki: str, query: str, mode: str = "hybrid", limit: int = 10,
+                  timeout: float = 30.0) -> dict:
+    """Ask the worker; returns the answer dict, raises SearchError or SearchUnavailable."""
+    request = json.dumps({"wiki": wiki, "query": query, "mode": mode, "limit": limit}).encode() + b"\n"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(socket_path(data_dir)))
+            s.sendall(request)
+            reply = json.loads(s.makefile("rb").readline() or b"null")
+    except (OSError, ValueError) as exc:
+        raise SearchUnavailable(f"the search service is not answering ({exc})") from None
+    if not reply:
+        raise SearchUnavailable("the search service closed the connection")
+    if not reply["ok"]:
+        raise SearchError(reply["error"])
+    return reply["answer"]
