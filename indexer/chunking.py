@@ -100,13 +100,15 @@ def _sections(lines: list[str], first_line: int, title: str) -> Iterator[_Sectio
             current.lines.append((number, line))
             continue
         heading: tuple[int, str] | None = None
+        heading_lines = [(number, line)]
         atx = ATX.match(line)
         setext = SETEXT.match(line)
         if atx:
             heading = (len(atx.group(1)), (atx.group(2) or "").strip())
         elif setext and current.lines and current.lines[-1][1].strip() and not _is_block_start(current.lines[-1][1]):
-            number, underlined = current.lines.pop()
-            heading = (1 if setext.group(1)[0] == "=" else 2, underlined.strip())
+            underlined = current.lines.pop()
+            heading_lines.insert(0, underlined)
+            heading = (1 if setext.group(1)[0] == "=" else 2, underlined[1].strip())
         if heading is None:
             current.lines.append((number, line))
             continue
@@ -122,7 +124,7 @@ def _sections(lines: list[str], first_line: int, title: str) -> Iterator[_Sectio
             anchor = f"{anchor}-{anchors[anchor]}"
         else:
             anchors[anchor] = 0
-        current = _Section([title, *(t for _, t in stack)], anchor, [(number, line)])
+        current = _Section([title, *(t for _, t in stack)], anchor, heading_lines)
     if current.lines:
         yield current
 
@@ -168,8 +170,8 @@ class Chunker:
 
     def chunk(self, path: str, text: str) -> list[Chunk]:
         meta, lines, first = split_frontmatter(text)
-        tags = meta.get("tags") or ()
-        tags = tuple(str(t) for t in (tags if isinstance(tags, list) else [tags]))
+        raw_tags = meta.get("tags") or []
+        tags = tuple(str(t) for t in (raw_tags if isinstance(raw_tags, list) else [raw_tags]))
         title = str(meta.get("title") or "") or self._first_h1(lines) or page_title_from_path(path)
         chunks: list[Chunk] = []
         for section in _sections(lines, first, title):
@@ -206,14 +208,21 @@ class Chunker:
             yield current
 
     def _overlap(self, previous: list[tuple[int, str]], room: int) -> list[tuple[int, str]]:
-        """The last lines of the previous chunk, up to the overlap size, if they fit."""
+        """The end of the previous chunk, up to the overlap size: whole lines, then trailing words."""
         tail: list[tuple[int, str]] = []
         limit = min(self.overlap_tokens, room)
         for number, line in reversed(previous):
             candidate = [(number, line), *tail]
-            if self.count("\n".join(t for _, t in candidate)) > limit:
-                break
-            tail = candidate
+            if self.count("\n".join(t for _, t in candidate)) <= limit:
+                tail = candidate
+                continue
+            words = line.split(" ")
+            for start in range(1, len(words)):
+                partial = [(number, " ".join(words[start:])), *tail]
+                if self.count("\n".join(t for _, t in partial)) <= limit:
+                    tail = partial
+                    break
+            break
         return tail
 
     def _fit(self, block: list[tuple[int, str]], budget: int) -> Iterator[list[tuple[int, str]]]:
