@@ -85,9 +85,11 @@ def decide(
     """The access decision for an already authenticated (or anonymous) caller."""
     wiki = store.get_wiki(owner, slug)
     if token is not None and token.wikis and f"{owner}/{slug}" not in token.wikis:
-        wiki_visible = None  # a token limited to other wikis sees nothing here
-    else:
-        wiki_visible = wiki
+        # a token limited to other wikis acts here as no one: public wikis only, read only
+        if wiki is not None and wiki.public and action is Action.READ:
+            return Decision(Verdict.ALLOW, wiki=wiki)
+        return Decision(Verdict.NOT_FOUND, f"wiki {owner}/{slug} not found", user=user)
+    wiki_visible = wiki
     role = role_of(store, wiki_visible, user) if wiki_visible else None
     can_read = wiki_visible is not None and (role is not None or wiki_visible.public)
     if not can_read:

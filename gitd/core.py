@@ -7,23 +7,24 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from wikibot.config import Config, TierLimits
 
-from .acl import Action, Decision, authorize
+from .acl import Action, Decision, authorize, role_of
 from .names import check_name
 from .receive import ReceivePolicy, ReceiveSession, RefChange
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
+from .refs import MAIN, ZERO
 from .repos import Repos
 from .secrets import ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
 from .store import Store, StoreError, TinyStore
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
-ZERO = "0" * 40
 
 
 class CoreError(Exception):
@@ -114,13 +115,14 @@ class Core:
         head = self.repos.head(owner, slug)
         self.store.delete_wiki(owner, slug)
         self.repos.delete(owner, slug)
+        shutil.rmtree(self.config.cache_dir / "packs" / owner / slug, ignore_errors=True)
         if head is not None:
-            self.announce(RefChange(f"{owner}/{slug}", "refs/heads/main", head, ZERO, "sync", None))
+            self.announce(RefChange(f"{owner}/{slug}", MAIN, head, ZERO, "sync", None))
 
     def set_public(self, owner: str, slug: str, public: bool) -> Wiki:
-        wiki = replace(self.wiki(owner, slug), public=public)
-        self._guard(self.store.update_wiki, wiki)
-        return wiki
+        self.wiki(owner, slug)
+        self._guard(self.store.set_public, owner, slug, public)
+        return self.wiki(owner, slug)
 
     def grant(self, owner: str, slug: str, user: str, role: str) -> Grant:
         wiki = self.wiki(owner, slug)
@@ -143,12 +145,14 @@ class Core:
     def create_token(self, user: str, scope: str = "read", wikis: tuple[str, ...] = (),
                      expires_days: float | None = None, note: str = "") -> tuple[Token, str]:
         """Create a personal access token; returns the record and the secret, shown only once."""
-        self.user(user)
+        holder = self.user(user)
         if scope not in SCOPES:
             raise CoreError(f"invalid scope {scope!r}: use read or write")
-        for full in wikis:
+        for full in wikis:  # only wikis the user can read; others are "no such wiki", as in every answer
             owner, _, slug = full.partition("/")
-            self.wiki(owner, slug)
+            wiki = self.store.get_wiki(owner, slug)
+            if wiki is None or (not wiki.public and role_of(self.store, wiki, holder) is None):
+                raise CoreError(f"no such wiki: {full}")
         if expires_days is not None and expires_days <= 0:
             raise CoreError("--expires-days must be positive")
         now = time.time()

@@ -10,15 +10,14 @@ The named seams the hooks component fills:
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from dulwich.errors import ApplyDeltaError, ChecksumMismatch, GitProtocolError, ObjectFormatException
-from dulwich.object_store import DiskObjectStore, PackInputTooLarge
+from dulwich.errors import GitProtocolError
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
@@ -30,13 +29,15 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
-from .quarantine import Quarantine
+from .quarantine import PackRejected, Quarantine
+from .refs import MAIN, PUSHABLE_PREFIXES, ZERO
+from .repos import RepoError, run_git
 
 log = logging.getLogger(__name__)
-ZERO_SHA = b"0" * 40
-MAIN_REF = b"refs/heads/main"
+ZERO_SHA = ZERO.encode()
+MAIN_REF = MAIN.encode()
+MAX_COMMANDS = 1000  # ref updates in one push: far more than any real push, bounded memory
 DISCARD_LIMIT = 256 * 1024 * 1024
-PACK_ERRORS = (OSError, ChecksumMismatch, ApplyDeltaError, AssertionError, zlib.error, ObjectFormatException)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ class RefUpdate:
     @property
     def ref_name(self) -> str:
         return self.ref.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class RefChange:
+    """A ref of a wiki moved, by any path (push, web, MCP, bootstrap): what events are made of."""
+
+    wiki: str  # "owner/slug"
+    ref: str
+    old: str  # ZERO when created
+    new: str  # ZERO when deleted
+    source: str
+    actor: str | None
 
 
 @dataclass(frozen=True)
@@ -64,18 +77,6 @@ class ReceivePolicy(Protocol):
     """Checks a push before any ref moves. Returns a reason per refused ref (keyed by ref)."""
 
     def check(self, ctx: PushContext, updates: Sequence[RefUpdate]) -> dict[bytes, str]: ...
-
-
-@dataclass(frozen=True)
-class RefChange:
-    """A ref of a wiki moved, by any path (push, web, MCP, bootstrap): what events are made of."""
-
-    wiki: str  # "owner/slug"
-    ref: str
-    old: str  # 40 zeros when created
-    new: str  # 40 zeros when deleted
-    source: str
-    actor: str | None
 
 
 @dataclass
@@ -119,6 +120,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
 
     def _read_commands(self) -> list[RefUpdate]:
         line = self.proto.read_pkt_line()
+        while line is not None and line.startswith(b"shallow "):
+            line = self.proto.read_pkt_line()  # a shallow clone says where its history ends
         if line is None:
             return []
         line, caps = extract_capabilities(line)
@@ -127,25 +130,26 @@ class WikiReceivePackHandler(ReceivePackHandler):
         while line:
             parts = line.rstrip(b"\n").split(b" ")
             if len(parts) != 3 or not valid_hexsha(parts[0]) or not valid_hexsha(parts[1]):
-                raise GitProtocolError(f"Invalid ref update line from client: {line!r}")
+                raise GitProtocolError(f"Invalid ref update line from client: {line[:100]!r}")
+            if len(updates) == MAX_COMMANDS:
+                raise GitProtocolError(f"more than {MAX_COMMANDS} ref updates in one push")
             updates.append(RefUpdate(ref=parts[2], old=parts[0], new=parts[1]))
             line = self.proto.read_pkt_line()
         return updates
 
     def _receive_pack(self, updates: list[RefUpdate], quarantine: Quarantine) -> bytes:
-        """Read the pack (if any) into the quarantine; 'ok' or the reason it failed."""
+        """Index the pack (if any) into the quarantine; b"ok" or the reason it was refused."""
         if all(u.new == ZERO_SHA for u in updates):
             return b"ok"
         try:
-            quarantine.store.add_thin_pack(self.proto.read, self.proto.recv,
-                                           max_input_size=self.session.max_pack_bytes)
-        except PackInputTooLarge:
+            quarantine.receive(self.proto.recv, self.session.max_pack_bytes)
+        except PackRejected as exc:
+            log.warning("push to %s: pack refused: %s", self.session.wiki, exc)
             self._discard_rest()
-            mb = (self.session.max_pack_bytes or 0) / (1024 * 1024)
-            return f"push too large: over the {mb:g} MB repository size limit".encode()
-        except PACK_ERRORS as exc:
-            log.warning("push to %s: unpack failed: %s", self.session.wiki, exc)
-            return str(exc).replace("\n", " ").encode()
+            if "maximum allowed size" in str(exc):
+                mb = (self.session.max_pack_bytes or 0) / (1024 * 1024)
+                return f"push too large: over the {mb:g} MB repository size limit".encode()
+            return str(exc).encode()
         return b"ok"
 
     def _discard_rest(self) -> None:
@@ -163,10 +167,14 @@ class WikiReceivePackHandler(ReceivePackHandler):
         reasons: dict[bytes, str] = {}
         with self.session.lock():
             for u in updates:
-                if not u.ref.startswith(b"refs/") or not check_ref_format(u.ref):
-                    reasons[u.ref] = "funny refname"
+                if not u.ref.startswith(tuple(p.encode() for p in PUSHABLE_PREFIXES)) or not check_ref_format(u.ref):
+                    reasons[u.ref] = "only branches (refs/heads/*) and tags (refs/tags/*) may be pushed"
                 elif self._current(u.ref) != u.old:
                     reasons[u.ref] = "fetch first: the ref changed since you fetched"
+            candidates = [u for u in updates if u.ref not in reasons]
+            if not self._connected([u.new for u in candidates if u.new != ZERO_SHA], quarantine):
+                for u in candidates:
+                    reasons.setdefault(u.ref, "missing objects: the push does not contain all it refers to")
             ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.store, quarantine.size())
             candidates = [u for u in updates if u.ref not in reasons]
             for policy in self.session.policies:
@@ -183,12 +191,30 @@ class WikiReceivePackHandler(ReceivePackHandler):
                 if u.ref not in reasons and not self._move(u):
                     reasons[u.ref] = "failed to update ref"
             if any(u.ref == MAIN_REF and u.new != ZERO_SHA and u.ref not in reasons for u in updates):
-                self.session.sync_worktree()
+                self._sync()
             for u in updates:
                 if u.ref not in reasons:
                     self.session.announce(RefChange(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
                                                     "push", self.session.actor))
         return reasons
+
+    def _connected(self, tips: list[bytes], quarantine: Quarantine) -> bool:
+        """Everything reachable from `tips` is in the repository or the quarantine."""
+        if not tips:
+            return True
+        proc = run_git(Path(self.repo.path), "rev-list", "--objects", "--quiet", *(t.decode() for t in tips),
+                       "--not", "--all", env=quarantine.env, ok_codes=(0, 1, 128))
+        return proc.returncode == 0
+
+    def _sync(self) -> None:
+        """The refs have moved: the push is accepted whatever happens here, so report, never raise."""
+        try:
+            self.session.sync_worktree()
+        except RepoError as exc:
+            log.error("push to %s accepted but the worktree could not be updated: %s", self.session.wiki, exc)
+            if self.has_capability(CAPABILITY_SIDE_BAND_64K):
+                note = b"wikibot: pushed, but the server's worktree lags behind; an admin has been told\n"
+                self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, note)
 
     def _current(self, ref: bytes) -> bytes:
         try:

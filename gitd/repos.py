@@ -14,24 +14,49 @@ from pathlib import Path
 
 from .locks import file_lock
 from .names import check_name
+from .refs import MAIN
 
-DEFAULT_BRANCH = "main"
+DEFAULT_BRANCH = MAIN.removeprefix("refs/heads/")
 
 
 class RepoError(Exception):
     """A repository operation failed; the message says which and why."""
 
 
-def git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> str:
-    """Run the git CLI in `repo`, returning stdout; failures raise `RepoError` with git's message."""
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, env=full_env, input=input
-    )
-    if proc.returncode != 0:
+# Server-side git must see the repository as it is: no machine or user config (log.showRoot=false
+# would hide root commits from the push policy), no replace refs (they change what git shows),
+# no hooks (wikibot announces its own writes; the post-commit hook is for everyone else's).
+SAFE_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+}
+SAFE_CONFIG = ("-c", "log.showRoot=true", "-c", "diff.ignoreSubmodules=none", "-c", "core.hooksPath=/dev/null")
+
+
+def git_command(repo: Path, *args: str) -> list[str]:
+    return ["git", "-C", str(repo), *SAFE_CONFIG, *args]
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **SAFE_ENV, **(extra or {})}
+
+
+def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+            ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+    """Run git in `repo` with the safe environment; exit codes outside `ok_codes` raise `RepoError`."""
+    proc = subprocess.run(git_command(repo, *args), capture_output=True, env=git_env(env), input=input)
+    if proc.returncode not in ok_codes:
         message = proc.stderr.decode(errors="replace").strip()
         raise RepoError(f"git {args[0]} failed in {repo}: {message}")
-    return proc.stdout.decode(errors="replace")
+    return proc
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> str:
+    """Run git in `repo`, returning stdout as text; failures raise `RepoError` with git's message."""
+    return run_git(repo, *args, env=env, input=input).stdout.decode(errors="replace")
 
 
 class Repos:
@@ -43,12 +68,6 @@ class Repos:
         # git hooks every repository carries (name -> script), e.g. post-commit turning web
         # edits into events; written at creation and repaired by `install_hooks`.
         self.hook_scripts = dict(hook_scripts or {})
-
-    def all(self) -> list[tuple[str, str]]:
-        """Every (owner, slug) with a repository on disk."""
-        if not self.root.is_dir():
-            return []
-        return sorted((p.parent.name, p.name) for p in self.root.glob("*/*") if (p / ".git").is_dir())
 
     def install_hooks(self, owner: str, slug: str) -> list[str]:
         """Write any missing or altered hook script; returns the names it (re)wrote."""
@@ -87,11 +106,7 @@ class Repos:
         if path.exists():
             raise RepoError(f"a repository already exists at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            ["git", "init", "-q", "-b", DEFAULT_BRANCH, str(path)], capture_output=True
-        )
-        if proc.returncode != 0:
-            raise RepoError(f"git init failed: {proc.stderr.decode(errors='replace').strip()}")
+        run_git(path.parent, "init", "-q", "-b", DEFAULT_BRANCH, str(path))
         # A wiki is written by many paths; none of them should trip over a missing identity.
         git(path, "config", "user.name", "wikibot")
         git(path, "config", "user.email", "wikibot@localhost")
@@ -114,14 +129,20 @@ class Repos:
         """Make the worktree and index equal HEAD. Call with the wiki's lock held.
 
         dulwich's receive-pack moves refs only; without this, Otterwiki's next save would commit
-        the stale files and silently undo the push.
+        the stale files and silently undo the push. Every writer holds the wiki lock, so an
+        `index.lock` found now was left by a crashed git process: it is removed and the reset retried.
         """
-        git(self.path(owner, slug), "reset", "-q", "--hard", "HEAD")
+        path = self.path(owner, slug)
+        try:
+            git(path, "reset", "-q", "--hard", "HEAD")
+        except RepoError:
+            (path / ".git" / "index.lock").unlink(missing_ok=True)
+            git(path, "reset", "-q", "--hard", "HEAD")
 
     def commit_all(self, owner: str, slug: str, message: str, author: tuple[str, str]) -> str:
         """Commit every change in the worktree (call with the lock held); returns the new HEAD.
 
-        Hooks are off: wikibot announces its own commits, the post-commit hook is for others'.
+        Hooks are off (SAFE_CONFIG): wikibot announces its own commits.
         """
         path = self.path(owner, slug)
         name, email = author
@@ -132,5 +153,5 @@ class Repos:
             "GIT_COMMITTER_EMAIL": "wikibot@localhost",
         }
         git(path, "add", "-A")
-        git(path, "-c", "core.hooksPath=/dev/null", "commit", "-q", "--no-verify", "-m", message, env=env)
+        git(path, "commit", "-q", "--no-verify", "-m", message, env=env)
         return git(path, "rev-parse", "HEAD").strip()

@@ -8,6 +8,7 @@ through the WSGI `write` callable as dulwich produces it.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from .acl import Action, Decision, Verdict, authorize, bearer_secret
 from .core import Core
 from .names import is_valid_name
 from .receive import WikiReceivePackHandler
-from .upload import PackCache, WikiUploadPackHandler
+from .upload import PackCache, PackError, WikiUploadPackHandler, native_upload_pack, needs_native
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ NO_CACHE = [
     ("Cache-Control", "no-cache, max-age=0, must-revalidate"),
 ]
 StartResponse = Callable[..., Callable[[bytes], Any]]
+MAX_NEGOTIATION = 10 * 1024 * 1024
 
 
 class _OneRepoBackend(Backend):
@@ -65,12 +67,24 @@ def _refuse(start_response: StartResponse, decision: Decision) -> list[bytes]:
     return _text(start_response, "404 Not Found", "wikibot: repository not found")
 
 
-def _request_body(environ: dict[str, Any]):
-    """The request body as a file; gunicorn has already de-chunked it (see DESIGN pitfalls)."""
-    body = environ["wsgi.input"]
-    if environ.get("HTTP_CONTENT_ENCODING", "").lower() in ("gzip", "x-gzip"):
+class RequestTooLarge(Exception):
+    """An upload-pack request (wants and haves, after gunzip) over MAX_NEGOTIATION bytes."""
+
+
+def _is_gzip(environ: dict[str, Any]) -> bool:
+    return environ.get("HTTP_CONTENT_ENCODING", "").lower() in ("gzip", "x-gzip")
+
+
+def _read_negotiation(environ: dict[str, Any]) -> bytes:
+    """The whole upload-pack request, gunzipped, refusing more than MAX_NEGOTIATION bytes: a tiny
+    gzip body can inflate to gigabytes, and negotiations are small (git itself caps them at 10 MB)."""
+    body = environ["wsgi.input"]  # gunicorn has already de-chunked it (see DESIGN pitfalls)
+    if _is_gzip(environ):
         body = gzip.GzipFile(fileobj=body, mode="rb")
-    return body
+    data = body.read(MAX_NEGOTIATION + 1)
+    if len(data) > MAX_NEGOTIATION:
+        raise RequestTooLarge(f"fetch negotiation over {MAX_NEGOTIATION // (1024 * 1024)} MB")
+    return data
 
 
 class GitHTTP:
@@ -102,6 +116,8 @@ class GitHTTP:
                 return _text(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
             if environ.get("CONTENT_TYPE") != f"application/x-{service}-request":
                 return _text(start_response, "415 Unsupported Media Type", f"expected application/x-{service}-request")
+            if service == "git-receive-pack" and _is_gzip(environ):
+                return _text(start_response, "415 Unsupported Media Type", "compressed pushes are not accepted")
         action = Action.WRITE if service == "git-receive-pack" else Action.READ
         decision = authorize(self.core.store, bearer_secret(environ), m["owner"], m["slug"], action)
         if not decision.allowed:
@@ -121,19 +137,48 @@ class GitHTTP:
                service: str, advertise: bool, decision: Decision) -> Iterable[bytes]:
         kind = "advertisement" if advertise else "result"
         headers = [("Content-Type", f"application/x-{service}-{kind}"), *NO_CACHE]
-        sent = False
         write: Callable[[bytes], Any] | None = None
 
         def write_fn(data: bytes) -> int:
-            nonlocal sent, write
+            nonlocal write
             if write is None:  # headers go out with the first byte, so errors before it get a 400
                 write = start_response("200 OK", headers)
-            sent = True
             write(data)
             return len(data)
 
-        body = None if advertise else _request_body(environ)
-        proto = ReceivableProtocol(body.read if body is not None else (lambda n: b""), write_fn)
+        try:
+            if service == "git-upload-pack" and not advertise:
+                request = _read_negotiation(environ)
+                if needs_native(request):
+                    for chunk in native_upload_pack(self.core.repos.path(owner, slug), request):
+                        write_fn(chunk)
+                    return self._finish(write, start_response, headers)
+                read = io.BytesIO(request).read
+            else:
+                read = environ["wsgi.input"].read if not advertise else (lambda n: b"")
+            self._handle(owner, slug, service, advertise, decision, ReceivableProtocol(read, write_fn))
+        except RequestTooLarge as exc:
+            return _text(start_response, "413 Content Too Large", f"wikibot: {exc}")
+        except (GitProtocolError, OSError, EOFError, PackError) as exc:
+            log.warning("%s %s/%s: %s", service, owner, slug, exc)
+            if write is None:
+                return _text(start_response, "400 Bad Request", f"wikibot: bad {service} request: {exc}")
+            raise
+        except Exception:
+            log.exception("%s %s/%s failed", service, owner, slug)
+            if write is None:
+                return _text(start_response, "500 Internal Server Error", "wikibot: internal error; see the server log")
+            raise
+        return self._finish(write, start_response, headers)
+
+    @staticmethod
+    def _finish(write, start_response: StartResponse, headers: list[tuple[str, str]]) -> list[bytes]:
+        if write is None:  # nothing to say (e.g. a fetch of nothing): still a valid empty answer
+            start_response("200 OK", headers)
+        return []
+
+    def _handle(self, owner: str, slug: str, service: str, advertise: bool, decision: Decision,
+                proto: ReceivableProtocol) -> None:
         repo = Repo(str(self.core.repos.path(owner, slug)))
         try:
             if advertise:
@@ -149,16 +194,8 @@ class GitHTTP:
                 handler = WikiReceivePackHandler(backend, [""], proto, session=session,
                                                  stateless_rpc=True, advertise_refs=advertise)
             handler.handle()
-        except (GitProtocolError, OSError, EOFError) as exc:
-            log.warning("%s %s/%s: %s", service, owner, slug, exc)
-            if not sent:
-                return _text(start_response, "400 Bad Request", f"wikibot: bad {service} request: {exc}")
-            raise
         finally:
             repo.close()
-        if write is None:
-            start_response("200 OK", headers)
-        return []
 
 
 def _content_length(environ: dict[str, Any]) -> int:

@@ -37,12 +37,11 @@ class Store(Protocol):
     def add_user(self, user: User) -> None: ...
     def get_user(self, name: str) -> User | None: ...
     def list_users(self) -> list[User]: ...
-    def update_user(self, user: User) -> None: ...
     def delete_user(self, name: str) -> None: ...
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None: ...
     def get_wiki(self, owner: str, slug: str) -> Wiki | None: ...
     def list_wikis(self, owner: str | None = None) -> list[Wiki]: ...
-    def update_wiki(self, wiki: Wiki) -> None: ...
+    def set_public(self, owner: str, slug: str, public: bool) -> None: ...
     def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None: ...
     def delete_wiki(self, owner: str, slug: str) -> None: ...
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None: ...
@@ -60,8 +59,8 @@ class SafeJSONStorage(Storage):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int, int] | None = None
-        self._data: dict[str, dict[str, Any]] = {}
+        # (stamp, data) in one attribute, so threads never pair one file's stamp with another's data
+        self._cache: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         try:
@@ -69,13 +68,14 @@ class SafeJSONStorage(Storage):
         except FileNotFoundError:
             return None
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
+        cache = self._cache
+        if cache is None or cache[0] != stamp:
             with open(self.path, "rb") as f:
                 raw = f.read()
-            self._data = json.loads(raw) if raw.strip() else {}
-            self._stamp = stamp
+            cache = (stamp, json.loads(raw) if raw.strip() else {})
+            self._cache = cache
         # TinyDB mutates what it reads before writing it back: hand out a copy.
-        return copy.deepcopy(self._data)
+        return copy.deepcopy(cache[1])
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class SafeJSONStorage(Storage):
         except BaseException:
             os.unlink(tmp)
             raise
-        self._stamp = None  # the next read takes the new file's stamp
+        self._cache = None  # the next read takes the new file
 
     def close(self) -> None:
         pass
@@ -127,11 +127,6 @@ class TinyStore:
                 raise StoreError(f"{what} already exists")
             t.insert(to_doc(record))
 
-    def _replace(self, table: str, record: Any, cond: Any, what: str) -> None:
-        with self._write():
-            if not self._table(table).update(to_doc(record), cond):
-                raise StoreError(f"{what} does not exist")
-
     # users
     def add_user(self, user: User) -> None:
         self._insert_unique("users", user, Query().name == user.name, f"user {user.name!r}")
@@ -141,9 +136,6 @@ class TinyStore:
 
     def list_users(self) -> list[User]:
         return sorted(self._all("users", User), key=lambda u: u.name)
-
-    def update_user(self, user: User) -> None:
-        self._replace("users", user, Query().name == user.name, f"user {user.name!r}")
 
     def delete_user(self, name: str) -> None:
         """Remove the user with their tokens and grants; their wikis must be deleted first."""
@@ -175,15 +167,18 @@ class TinyStore:
         wikis = self._all("wikis", Wiki, None if owner is None else Query().owner == owner)
         return sorted(wikis, key=lambda w: w.full_name)
 
-    def update_wiki(self, wiki: Wiki) -> None:
-        q = Query()
-        self._replace("wikis", wiki, (q.owner == wiki.owner) & (q.slug == wiki.slug), f"wiki {wiki.full_name}")
-
-    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None:
-        """Record a wiki's usage without touching its other fields (no lost update)."""
+    def _set_wiki_fields(self, owner: str, slug: str, fields: dict[str, Any]) -> None:
+        """Change some fields of a wiki under the lock, leaving the others as they are now."""
         with self._write():
             q = Query()
-            self._table("wikis").update({"pages": pages, "bytes": bytes}, (q.owner == owner) & (q.slug == slug))
+            if not self._table("wikis").update(fields, (q.owner == owner) & (q.slug == slug)):
+                raise StoreError(f"wiki {owner}/{slug} does not exist")
+
+    def set_public(self, owner: str, slug: str, public: bool) -> None:
+        self._set_wiki_fields(owner, slug, {"public": public})
+
+    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None:
+        self._set_wiki_fields(owner, slug, {"pages": pages, "bytes": bytes})
 
     def delete_wiki(self, owner: str, slug: str) -> None:
         with self._write():

@@ -4,7 +4,7 @@ dulwich's pure-Python pack writer made a 500-page clone ~3x slower than `git htt
 cost ~10x its server CPU. Here dulwich still speaks the protocol (wants, haves, ACKs, shallow),
 but the pack comes from `git pack-objects --revs`, exactly as git's own upload-pack makes it, and
 a full clone (no haves) is served from a pack cached per set of wanted commits and streamed from
-disk. Shallow requests keep dulwich's own path, which handles their boundary bookkeeping.
+disk. Shallow clients and depth requests go to `git upload-pack --stateless-rpc` itself.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from dulwich.pack import write_pack_from_container
 from dulwich.protocol import (
     CAPABILITY_FILTER,
     CAPABILITY_INCLUDE_TAG,
@@ -24,6 +23,8 @@ from dulwich.protocol import (
     CAPABILITY_THIN_PACK,
 )
 from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
+
+from .repos import git_command, git_env
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries
@@ -34,32 +35,49 @@ class PackError(Exception):
     """`git pack-objects` failed."""
 
 
+def _stream(repo_path: Path, args: list[str], stdin: bytes) -> Iterator[bytes]:
+    """Run `git args` fed `stdin` and yield its stdout as it comes (stdin and stderr are files,
+    so the command can never block on a full pipe)."""
+    with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as feed:
+        feed.write(stdin)
+        feed.seek(0)
+        proc = subprocess.Popen(git_command(repo_path, *args), stdin=feed, stdout=subprocess.PIPE,
+                                stderr=errors, env=git_env())
+        assert proc.stdout is not None
+        try:
+            while chunk := proc.stdout.read(CHUNK):
+                yield chunk
+        finally:  # also when the client went away: closing stdout ends the command
+            proc.stdout.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise PackError(f"git {args[0]} failed: {errors.read().decode(errors='replace').strip()}")
+
+
 def _pack_objects(repo_path: Path, wants: Iterable[bytes], haves: Iterable[bytes], *,
-                  thin: bool, include_tag: bool) -> subprocess.Popen[bytes]:
-    args = ["git", "-C", str(repo_path), "pack-objects", "--revs", "--stdout", "-q", "--delta-base-offset"]
+                  thin: bool, include_tag: bool) -> Iterator[bytes]:
+    args = ["pack-objects", "--revs", "--stdout", "-q", "--delta-base-offset"]
     if thin:
         args.append("--thin")
     if include_tag:
         args.append("--include-tag")
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None
     revs = b"".join(w + b"\n" for w in wants) + b"".join(b"^" + h + b"\n" for h in haves)
-    proc.stdin.write(revs)
-    proc.stdin.close()
-    return proc
+    return _stream(repo_path, args, revs)
 
 
-def _drain(proc: subprocess.Popen[bytes]) -> Iterator[bytes]:
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        while chunk := proc.stdout.read(CHUNK):
-            yield chunk
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read()
-        proc.stderr.close()
-        if proc.wait() != 0:
-            raise PackError(f"git pack-objects failed: {err.decode(errors='replace').strip()}")
+def needs_native(request: bytes) -> bool:
+    """Shallow clients and depth changes go to git's own upload-pack, which handles every case."""
+    return b"shallow " in request or b"deepen" in request
+
+
+def native_upload_pack(repo_path: Path, request: bytes) -> Iterator[bytes]:
+    """`git upload-pack --stateless-rpc` answering `request` (already read, size-capped)."""
+    return _stream(repo_path, ["upload-pack", "--stateless-rpc", "."], request)
 
 
 class PackCache:
@@ -68,13 +86,17 @@ class PackCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def key(self, wants: Iterable[bytes], include_tag: bool) -> str:
-        digest = hashlib.sha256(b"\n".join(sorted(wants)) + (b"+tags" if include_tag else b""))
-        return digest.hexdigest()[:32]
+    @staticmethod
+    def key(wants: Iterable[bytes], refs: dict[bytes, bytes], include_tag: bool) -> str:
+        """Names the pack by what it holds: the wanted commits and, for included tags, every ref."""
+        parts = [b"wants", *sorted(wants), b"refs", *(r + b" " + s for r, s in sorted(refs.items())),
+                 b"tags" if include_tag else b"no-tags"]
+        return hashlib.sha256(b"\n".join(parts)).hexdigest()[:32]
 
-    def stream(self, repo_path: Path, wants: list[bytes], include_tag: bool) -> Iterator[bytes]:
+    def stream(self, repo_path: Path, wants: list[bytes], refs: dict[bytes, bytes],
+               include_tag: bool) -> Iterator[bytes]:
         """Yield the full pack for `wants`, from the cache or built now (and cached as it streams)."""
-        path = self.directory / f"{self.key(wants, include_tag)}.pack"
+        path = self.directory / f"{self.key(wants, refs, include_tag)}.pack"
         try:
             f = open(path, "rb")
         except FileNotFoundError:
@@ -91,8 +113,7 @@ class PackCache:
         complete = False
         try:
             with os.fdopen(fd, "wb") as out:
-                proc = _pack_objects(repo_path, wants, (), thin=False, include_tag=include_tag)
-                for chunk in _drain(proc):
+                for chunk in _pack_objects(repo_path, wants, (), thin=False, include_tag=include_tag):
                     out.write(chunk)
                     yield chunk
             os.replace(tmp, path)  # atomic: readers see a whole pack or none
@@ -103,8 +124,14 @@ class PackCache:
                 os.unlink(tmp)
 
     def _prune(self, keep: Path) -> None:
-        packs = sorted(self.directory.glob("*.pack"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in [p for p in packs if p != keep][KEEP_CACHED - 1:]:
+        """Keep the newest packs; another process may be pruning too, so vanished files are fine."""
+        dated = []
+        for pack in self.directory.glob("*.pack"):
+            try:
+                dated.append((pack.stat().st_mtime, pack))
+            except FileNotFoundError:
+                continue
+        for _, old in sorted((d for d in dated if d[1] != keep), reverse=True)[KEEP_CACHED - 1:]:
             old.unlink(missing_ok=True)
 
 
@@ -125,15 +152,11 @@ class WikiUploadPackHandler(UploadPackHandler):
         if self.advertise_refs:
             super().handle()
             return
-        self._processing_have_lines = True
         walker = _ProtocolGraphWalker(self, self.repo.object_store, self.repo.get_peeled,
                                       self.repo.refs.get_symrefs)
         refs = {r: s for r, s in self.repo.get_refs().items() if s in self.repo.object_store}
         wants = walker.determine_wants(refs)
         if not wants:
-            return
-        if walker.shallow or getattr(walker, "unshallow", None):
-            self._send_shallow(walker, wants)
             return
         haves = self.repo.object_store.find_common_revisions(walker)
         if not walker.handle_done(not self.has_capability(CAPABILITY_NO_DONE), self._done_received):
@@ -141,24 +164,10 @@ class WikiUploadPackHandler(UploadPackHandler):
         self._start_pack_send_phase()
         include_tag = self.has_capability(CAPABILITY_INCLUDE_TAG)
         if haves:
-            chunks = _drain(_pack_objects(self.repo_path, wants, haves,
-                                          thin=self.has_capability(CAPABILITY_THIN_PACK), include_tag=include_tag))
+            chunks = _pack_objects(self.repo_path, wants, haves,
+                                   thin=self.has_capability(CAPABILITY_THIN_PACK), include_tag=include_tag)
         else:
-            chunks = self.cache.stream(self.repo_path, wants, include_tag)
+            chunks = self.cache.stream(self.repo_path, wants, refs, include_tag)
         for chunk in chunks:
             self.write_pack_data(chunk)
-        self.proto.write_pkt_line(None)
-
-    def _send_shallow(self, walker: _ProtocolGraphWalker, wants: list[bytes]) -> None:
-        """Shallow fetches: dulwich computes the boundary and writes the pack itself."""
-        finder = self.repo.find_missing_objects(lambda refs, depth=None: wants, walker, self.progress,
-                                                get_tagged=self.get_tagged)
-        if finder is None:
-            return
-        object_ids = list(finder)
-        if not walker.handle_done(not self.has_capability(CAPABILITY_NO_DONE), self._done_received):
-            return
-        self._start_pack_send_phase()
-        write_pack_from_container(self.write_pack_data, self.repo.object_store, object_ids,
-                                  object_format=self.repo.object_format)
         self.proto.write_pkt_line(None)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 
 from wikibot.gitd.core import Core
+from wikibot.gitd.refs import MAIN
 from wikibot.gitd.repos import git
 
 from .events import Event
 from .policy import repo_bytes
 
 log = logging.getLogger(__name__)
-MAIN = "refs/heads/main"
 REPACK_AFTER_PACKS = 8  # every push adds a pack; fetches slow down as they pile up
 
 

@@ -5,9 +5,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from wikibot.gitd.refs import ZERO
+
+ZERO_SHA = ZERO  # "no commit" in an event: the ref was created (old) or deleted (new)
 Source = Literal["push", "web", "mcp", "sync", "bootstrap"]
 SOURCES: tuple[str, ...] = ("push", "web", "mcp", "sync", "bootstrap")
-ZERO_SHA = "0" * 40
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from wikibot.config import TierLimits
 from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
-from wikibot.hooks.events import ZERO_SHA
+from wikibot.gitd.refs import ZERO as ZERO_SHA
+from wikibot.gitd.repos import RepoError, run_git
 
 MB = 1024 * 1024
 MODE_SYMLINK = "120000"
@@ -68,12 +69,12 @@ class Git:
     def __init__(self, ctx: PushContext) -> None:
         self.ctx = ctx
 
-    def _proc(self, *args: str, input: bytes | None = None, ok_codes: tuple[int, ...] = (0,)):
-        proc = subprocess.run(["git", "-C", str(self.ctx.repo_path), *args], input=input, capture_output=True,
-                              env={**os.environ, **self.ctx.git_env, "LC_ALL": "C"})
-        if proc.returncode not in ok_codes:
-            raise PolicyError(f"git {args[0]}: {proc.stderr.decode(errors='replace').strip()}")
-        return proc
+    def _proc(self, *args: str, input: bytes | None = None,
+              ok_codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+        try:
+            return run_git(self.ctx.repo_path, *args, env=self.ctx.git_env, input=input, ok_codes=ok_codes)
+        except RepoError as exc:
+            raise PolicyError(str(exc)) from None
 
     def run(self, *args: str, input: bytes | None = None) -> bytes:
         return self._proc(*args, input=input).stdout
@@ -115,7 +116,12 @@ class Git:
         if not shas:
             return {}
         out = self.run("cat-file", "--batch-check=%(objectname) %(objectsize)", input="\n".join(shas).encode() + b"\n")
-        return {sha: int(size) for sha, size in (line.split() for line in out.decode().splitlines())}
+        sizes = {}
+        for line in out.decode().splitlines():
+            sha, size = line.split(" ", 1)
+            if size != "missing":  # cannot happen after the connectivity check; never crash on it
+                sizes[sha] = int(size)
+        return sizes
 
     def page_count(self, commit: str) -> int:
         names = self.run("ls-tree", "-r", "-z", "--name-only", commit).split(b"\0")

@@ -8,9 +8,11 @@ itself (MCP, bootstrap) run git with hooks disabled and publish their own event 
 from __future__ import annotations
 
 import os
-import subprocess
+import shlex
 import sys
 from pathlib import Path
+
+from wikibot.gitd.repos import run_git
 
 from .events import ZERO_SHA, Event
 from .publish import Publisher
@@ -21,29 +23,32 @@ MARKER = "# installed by wikibot: turns commits into events (rewritten when the 
 def hook_script(data_dir: Path) -> str:
     """The script git runs after each commit in a wiki repository of `data_dir`."""
     return (f"#!/bin/sh\n{MARKER}\n"
-            f"WIKIBOT_DATA='{data_dir.resolve()}' exec '{sys.executable}' -m wikibot.hooks.post_commit\n")
+            f"WIKIBOT_DATA={shlex.quote(str(data_dir.resolve()))} exec {shlex.quote(sys.executable)} "
+            "-m wikibot.hooks.post_commit\n")
 
 
-def _git(*args: str) -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+def _git(repo: Path, *args: str) -> str:
+    proc = run_git(repo, *args, ok_codes=(0, 1, 128))
+    return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else ""
 
 
 def event_for_head(repo: Path, repos_root: Path) -> Event | None:
     """The event for the commit HEAD now points at, or None when HEAD is detached."""
-    ref = _git("-C", str(repo), "symbolic-ref", "-q", "HEAD")
-    new = _git("-C", str(repo), "rev-parse", "-q", "--verify", "HEAD")
+    ref = _git(repo, "symbolic-ref", "-q", "HEAD")
+    new = _git(repo, "rev-parse", "-q", "--verify", "HEAD")
     if not ref or not new:
         return None
-    old = _git("-C", str(repo), "rev-parse", "-q", "--verify", f"{ref}@{{1}}") or ZERO_SHA
-    actor = _git("-C", str(repo), "log", "-1", "--format=%an <%ae>", new) or None
+    # The first parent, not the reflog: pushes move refs without writing one. Consumers diff
+    # from their own last-seen commit, so an amended commit is still handled right.
+    old = _git(repo, "rev-parse", "-q", "--verify", f"{new}^1") or ZERO_SHA
+    actor = _git(repo, "log", "-1", "--format=%an <%ae>", new) or None
     owner, slug = repo.resolve().relative_to(repos_root.resolve()).parts[:2]
     return Event(wiki=f"{owner}/{slug}", ref=ref, old_sha=old, new_sha=new, source="web", actor=actor)
 
 
 def main() -> int:
     data_dir = Path(os.environ["WIKIBOT_DATA"])
-    repo = Path(_git("rev-parse", "--show-toplevel") or ".")
+    repo = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel") or ".")
     event = event_for_head(repo, data_dir / "repos")
     if event is not None:
         Publisher(data_dir).publish(event)

@@ -6,20 +6,21 @@ between commit and publish, a repository restored from backup) still reaches eve
 from __future__ import annotations
 
 from wikibot.gitd.core import Core
+from wikibot.gitd.quarantine import sweep_stale
+from wikibot.gitd.refs import MAIN
 
 from .events import ZERO_SHA, Event
 from .publish import Publisher
 
-MAIN = "refs/heads/main"
-
 
 def reconcile(core: Core, publisher: Publisher) -> list[Event]:
-    """Install missing hooks and publish a sync event for each wiki that drifted; returns those events."""
+    """Repair hooks, sweep abandoned quarantines, and publish a sync event for each wiki that drifted."""
     published = []
     for wiki in core.store.list_wikis():
         if not core.repos.exists(wiki.owner, wiki.slug):
             continue
         core.repos.install_hooks(wiki.owner, wiki.slug)
+        sweep_stale(core.repos.path(wiki.owner, wiki.slug) / ".git")
         head = core.repos.head(wiki.owner, wiki.slug) or ZERO_SHA
         last = publisher.queue.last_seen(wiki.full_name, MAIN) or ZERO_SHA
         if head != last:

@@ -5,6 +5,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from conftest import Server, run_git
 
@@ -347,3 +348,69 @@ def test_garbage_request_body_is_a_client_error(server, make_user, make_wiki):
                           headers={"Content-Type": f"application/x-{service}-request"})
         assert r.status_code == 400, (service, r.status_code, r.text)
         assert r.text.startswith("wikibot: bad")
+
+
+def test_a_shallow_clone_can_pull_and_push(server, make_user, make_wiki, tmp_path):
+    alice = make_user()
+    wiki = make_wiki(alice)
+    full = tmp_path / "full"
+    clone(server, wiki, full, alice.token)
+    for i in range(3):
+        commit_file(full, f"h{i}.md", f"history {i}\n", f"history {i}")
+    run_git("push", "origin", "main", cwd=full)
+    shallow = tmp_path / "shallow"
+    run_git("clone", "--depth", "1", server.clone_url(wiki, alice.token), str(shallow))
+    head = commit_file(full, "later.md", "later\n", "later")
+    run_git("push", "origin", "main", cwd=full)
+    run_git("pull", "-q", "--ff-only", cwd=shallow)  # a shallow client fetching: git's own upload-pack
+    assert (shallow / "later.md").exists()
+    mine = commit_file(shallow, "from-shallow.md", "pushed from a shallow clone\n")
+    run_git("push", "origin", "main", cwd=shallow)
+    owner, slug = wiki.split("/")
+    assert server.core.repos.head(owner, slug) == mine != head
+
+
+def test_a_small_gzip_body_cannot_inflate_without_bound(server, make_user, make_wiki):
+    import gzip
+
+    alice = make_user()
+    wiki = make_wiki(alice, public=True)
+    bomb = gzip.compress(b"0032want " + b"0" * 40 + b"\n" + b"0" * (40 * 1024 * 1024), 9)  # 40 MB of zeros
+    assert len(bomb) < 100 * 1024
+    r = requests.post(f"{server.url}/{wiki}.git/git-upload-pack", data=bomb,
+                      headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and "negotiation over 10 MB" in r.text
+
+
+def test_replace_refs_and_other_namespaces_cannot_be_pushed(server, make_user, make_wiki, tmp_path):
+    """refs/replace/* would make git show the policy one commit while another is stored."""
+    alice = make_user()
+    wiki = make_wiki(alice)
+    repo = tmp_path / "r"
+    clone(server, wiki, repo, alice.token)
+    head = run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    commit_file(repo, "clean.md", "clean\n")
+    clean = run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    for target in (f"refs/replace/{head}", "refs/notes/commits", "refs/pull/1/head"):
+        push = run_git("push", "origin", f"{clean}:{target}", cwd=repo, check=False)
+        assert push.returncode != 0 and "only branches (refs/heads/*) and tags" in push.stderr, target
+
+
+def test_a_token_limited_to_one_wiki_reads_public_wikis_like_anyone(server, make_user, make_wiki, tmp_path):
+    alice, bob = make_user(), make_user()
+    own = make_wiki(alice)
+    public = make_wiki(bob, public=True)
+    _, limited = server.core.create_token(alice.name, scope="write", wikis=(own,))
+    clone(server, public, tmp_path / "pub", limited)
+    commit_file(tmp_path / "pub", "x.md", "x\n")
+    push = run_git("push", "origin", "main", cwd=tmp_path / "pub", check=False)
+    assert push.returncode != 0 and "not found" in push.stderr
+
+
+def test_tokens_cannot_be_limited_to_wikis_their_user_cannot_read(server, make_user, make_wiki):
+    from wikibot.gitd.core import CoreError
+
+    alice, bob = make_user(), make_user()
+    private = make_wiki(bob)
+    with pytest.raises(CoreError, match="no such wiki"):
+        server.core.create_token(alice.name, wikis=(private,))

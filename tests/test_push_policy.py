@@ -129,7 +129,7 @@ def test_submodule_is_refused(wiki_clone):
     ("a:b.md", "invalid on common filesystems"),
     ("trailing.", "ending in a dot or space"),
     ("back\\slash.md", "invalid on common filesystems"),
-    (".GIT", ".git component"),
+    (".GIT", ".git"),  # git's own fsck (index-pack --strict) already refuses this one
     ("...", "ending in a dot or space"),
 ])
 def test_unsafe_names_are_refused(wiki_clone, name, why):
