@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,6 +150,17 @@ def otterwiki_git_server(repo_path: Path) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------
 # wikibot: to be implemented by the wikibot server's author.
 # ---------------------------------------------------------------------------------------
+def _wait_indexed(wikibot: Callable[..., str], wiki: str, timeout: float = 1800.0) -> None:
+    """Measure git in steady state: wait until the worker has embedded the imported pages."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [line.split() for line in wikibot("index", "status").splitlines()[1:]]
+        if any(row[0] == wiki and row[3] == "0" for row in rows):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{wiki} was not indexed within {timeout}s")
+
+
 @contextmanager
 def wikibot_server(repo_path: Path) -> Iterator[str]:
     """`wikibot serve` on a fresh data dir, holding repo_path's history pushed into a new wiki.
@@ -181,6 +192,7 @@ def wikibot_server(repo_path: Path) -> Iterator[str]:
             _wait_ready(proc, f"http://127.0.0.1:{port}/", log)
             subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
                            env=_base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
+            _wait_indexed(wikibot, "bench/wiki")
             yield url
         finally:
             _stop(proc)

@@ -63,6 +63,7 @@ class _Section:
     path: list[str]
     anchor: str
     lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, text)
+    heading_lines: int = 0  # how many of `lines` are the heading itself (1 for ATX, 2 for setext)
 
 
 def split_frontmatter(text: str) -> tuple[dict, list[str], int]:
@@ -124,7 +125,7 @@ def _sections(lines: list[str], first_line: int, title: str) -> Iterator[_Sectio
             anchor = f"{anchor}-{anchors[anchor]}"
         else:
             anchors[anchor] = 0
-        current = _Section([title, *(t for _, t in stack)], anchor, heading_lines)
+        current = _Section([title, *(t for _, t in stack)], anchor, heading_lines, len(heading_lines))
     if current.lines:
         yield current
 
@@ -177,9 +178,11 @@ class Chunker:
         for section in _sections(lines, first, title):
             label = " > ".join(dict.fromkeys(section.path))  # a page's H1 usually repeats its title
             budget = self.max_tokens - self.count(label) - 1
+            heading_only = {number for number, _ in section.lines[:section.heading_lines]}
             for piece in self._pack(section, max(budget, 16)):
                 body = "\n".join(line for _, line in piece).strip()
-                if body:
+                # a heading with no text under it says nothing its section path does not say
+                if body and not {n for n, line in piece if line.strip()} <= heading_only:
                     chunks.append(Chunk(path, title, label, section.anchor, piece[0][0], piece[-1][0], body, tags))
         return chunks
 

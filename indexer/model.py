@@ -24,9 +24,10 @@ def default_model_path() -> Path:
 class Model:
     """Embeddings (normalised, float32) and token counts from one model directory."""
 
-    def __init__(self, path: Path | None = None, batch_size: int = 32) -> None:
+    def __init__(self, path: Path | None = None, batch_size: int = 32, threads: int | None = None) -> None:
         self.path = Path(path) if path else default_model_path()
         self.batch_size = batch_size
+        self.threads = threads  # None: torch's default (every core)
         self._lock = threading.Lock()
 
     @cached_property
@@ -53,8 +54,11 @@ class Model:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         with self._lock:
+            import torch
             from sentence_transformers import SentenceTransformer
 
+            if self.threads:
+                torch.set_num_threads(self.threads)
             return SentenceTransformer(str(self.path), device="cpu")
 
     def load(self) -> None:

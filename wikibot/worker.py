@@ -27,6 +27,7 @@ from wikibot.wiring import open_core
 
 log = logging.getLogger("wikibot.worker")
 BUILTIN_CONSUMERS = ("usage", "repack", "index")
+WORKER_NICENESS = 10
 
 
 def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
@@ -64,6 +65,7 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     """Serve events until SIGTERM/SIGINT (or `stop`); returns an exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker] %(levelname)s %(name)s: %(message)s")
     stop = stop or threading.Event()
+    os.nice(WORKER_NICENESS)  # background work yields the CPU to requests
     core = open_core(config)
     publisher = Publisher(config.data_dir)
     try:
@@ -73,7 +75,8 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    model = Model(Path(config.model_path) if config.model_path else None)
+    # Leave a core to the web processes: indexing must not slow down the next push or clone.
+    model = Model(Path(config.model_path) if config.model_path else None, threads=max(1, (os.cpu_count() or 2) - 1))
     index_store = IndexStore(config.index_dir)
     indexer = Indexer(core, index_store, model)
     dispatcher = build_dispatcher(core, publisher, indexer)
