@@ -28,6 +28,7 @@ from .repos import git_command, git_env
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries
+DEPTH_CAPABILITIES = (b"deepen-since", b"deepen-not", b"deepen-relative")
 KEEP_CACHED = 2  # full-clone packs kept per wiki: the current one and the one before
 
 
@@ -71,8 +72,23 @@ def _pack_objects(repo_path: Path, wants: Iterable[bytes], haves: Iterable[bytes
 
 
 def needs_native(request: bytes) -> bool:
-    """Shallow clients and depth changes go to git's own upload-pack, which handles every case."""
-    return b"shallow " in request or b"deepen" in request
+    """Shallow clients and depth changes go to git's own upload-pack, which handles every case.
+
+    Looks at the request's pkt-lines for `shallow`/`deepen*` commands (not capability names).
+    """
+    pos = 0
+    while pos + 4 <= len(request):
+        try:
+            size = int(request[pos:pos + 4], 16)
+        except ValueError:
+            return False  # not pkt-lines: dulwich will answer the protocol error
+        if size < 4:
+            pos += 4
+            continue
+        if request[pos + 4:pos + size].startswith((b"shallow ", b"deepen")):
+            return True
+        pos += size
+    return False
 
 
 def native_upload_pack(repo_path: Path, request: bytes) -> Iterator[bytes]:
@@ -145,8 +161,9 @@ class WikiUploadPackHandler(UploadPackHandler):
         self.cache = cache
 
     def capabilities(self) -> list[bytes]:
-        # Partial clone is not offered: wikis are small, and every fetch stays on the native path.
-        return [c for c in super().capabilities() if c != CAPABILITY_FILTER]
+        # Partial clone is not offered (wikis are small); the depth variants are, because requests
+        # using them go to git's own upload-pack (see needs_native).
+        return [c for c in super().capabilities() if c != CAPABILITY_FILTER] + list(DEPTH_CAPABILITIES)
 
     def handle(self) -> None:
         if self.advertise_refs:

@@ -316,6 +316,8 @@ def test_shallow_clone_then_deeper_then_full(server, make_user, make_wiki, tmp_p
     assert (shallow / "p3.md").read_text() == "page 3\n"
     run_git("fetch", "--depth", "3", cwd=shallow)
     assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "3"
+    run_git("fetch", "--deepen", "1", cwd=shallow)
+    assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "4"
     run_git("fetch", "--unshallow", cwd=shallow)
     assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "5"
 
