@@ -122,7 +122,7 @@ def rebuild_throughput(model: Model) -> None:
 def query_latency(model: Model, chunks_wanted: int = 10_000, runs: int = 30) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "corpus"
-        make_wiki_repo(repo, pages=2500, commits=5)
+        make_wiki_repo(repo, pages=3500, commits=5)
         chunker = Chunker(model.count_tokens, model.max_content_tokens)
         index = WikiIndex.empty(model.dimension)
         rng = np.random.default_rng(7)
