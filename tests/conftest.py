@@ -143,3 +143,17 @@ def events_of(server: Server, wiki: str):
     from wikibot.hooks.publish import Publisher
 
     return Publisher(server.data).queue.events_of(wiki)
+
+
+def commit_files(repo: Path, files: dict[str, bytes | str | None], message: str = "edit") -> str:
+    """Write (or, for None, delete) files in a clone and commit them all; returns the new HEAD."""
+    for name, content in files.items():
+        path = repo / name
+        if content is None:
+            run_git("rm", "-q", name, cwd=repo)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    run_git("add", "-A", cwd=repo)
+    run_git("commit", "-q", "-m", message, cwd=repo)
+    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WIKIBOT, Server, events_of, run_git, start_server, stop_server, wait_until
+from conftest import WIKIBOT, Server, commit_files, events_of, run_git, start_server, stop_server, wait_until
 
 from wikibot.hooks.dispatcher import Dispatcher, RetryPolicy
 from wikibot.hooks.events import ZERO_SHA, Event
@@ -24,10 +24,7 @@ def clone(server: Server, wiki: str, dest: Path, token: str) -> Path:
 
 
 def commit(repo: Path, name: str, text: str) -> str:
-    (repo / name).write_text(text)
-    run_git("add", "-A", cwd=repo)
-    run_git("commit", "-q", "-m", f"write {name}", cwd=repo)
-    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    return commit_files(repo, {name: text}, f"write {name}")
 
 
 def test_wiki_creation_is_a_bootstrap_event(server, make_user, make_wiki):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Server, run_git
+from conftest import Server, commit_files, run_git
 
 
 def clone(server: Server, wiki: str, dest: Path, token: str | None = None, check: bool = True):
@@ -15,12 +15,7 @@ def clone(server: Server, wiki: str, dest: Path, token: str | None = None, check
 
 
 def commit_file(repo: Path, name: str, content: bytes | str, message: str = "edit") -> str:
-    path = repo / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    run_git("add", "-A", cwd=repo)
-    run_git("commit", "-q", "-m", message, cwd=repo)
-    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+    return commit_files(repo, {name: content}, message)
 
 
 def assert_worktree_is_head(server: Server, wiki: str, head: str) -> None:

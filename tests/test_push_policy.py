@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Server, run_git, start_server, stop_server, unique
+from conftest import Server, commit_files, run_git, start_server, stop_server, unique
 
 LIMITS = """
 [tiers.free]
@@ -71,22 +71,12 @@ def push_refused(server: Server, wiki: str, repo: Path, *refspecs: str, expect: 
     return result.stderr
 
 
-def commit(repo: Path, files: dict[str, bytes | str], message: str = "change") -> str:
-    for name, content in files.items():
-        path = repo / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-    run_git("add", "-A", cwd=repo)
-    run_git("commit", "-q", "-m", message, cwd=repo)
-    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-
-
 def test_main_cannot_be_rewritten(wiki_clone):
     server, wiki, repo = wiki_clone
-    commit(repo, {"a.md": "a"})
+    commit_files(repo, {"a.md": "a"})
     run_git("push", "origin", "main", cwd=repo)
     run_git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
-    commit(repo, {"b.md": "b"})
+    commit_files(repo, {"b.md": "b"})
     err = push_refused(server, wiki, repo, "+main", expect="non-fast-forward")
     assert "[remote rejected] main -> main (non-fast-forward: main cannot be rewritten" in err
 
@@ -99,7 +89,7 @@ def test_main_cannot_be_deleted(wiki_clone):
 def test_other_branches_may_be_rewritten_and_deleted(wiki_clone):
     server, wiki, repo = wiki_clone
     run_git("checkout", "-q", "-b", "draft", cwd=repo)
-    commit(repo, {"d.md": "1"})
+    commit_files(repo, {"d.md": "1"})
     run_git("push", "origin", "draft", cwd=repo)
     run_git("commit", "-q", "--amend", "-m", "rewritten", cwd=repo)
     run_git("push", "origin", "+draft", cwd=repo)
@@ -112,7 +102,7 @@ def test_symlink_anywhere_in_the_pushed_history_is_refused(wiki_clone):
     run_git("add", "-A", cwd=repo)
     run_git("commit", "-q", "-m", "link", cwd=repo)
     run_git("rm", "-q", "passwd.md", cwd=repo)  # gone at the tip, still in the history
-    commit(repo, {"ok.md": "fine"})
+    commit_files(repo, {"ok.md": "fine"})
     push_refused(server, wiki, repo, "main", expect="symlinks are not allowed: passwd.md")
 
 
@@ -154,31 +144,31 @@ def _mktree(repo: Path, entries: list[tuple[str, str, str, str]]) -> str:
 
 def test_page_limit(wiki_clone):
     server, wiki, repo = wiki_clone  # the starter page is page 1 of 5
-    commit(repo, {f"p{i}.md": f"page {i}" for i in range(4)})
+    commit_files(repo, {f"p{i}.md": f"page {i}" for i in range(4)})
     run_git("push", "origin", "main", cwd=repo)
-    commit(repo, {"p4.md": "one too many", "p5.md": "and another", "notes.txt": "not a page"})
+    commit_files(repo, {"p4.md": "one too many", "p5.md": "and another", "notes.txt": "not a page"})
     err = push_refused(server, wiki, repo, "main", expect="page limit 5 reached: push would make 7 pages")
     assert "[remote rejected] main -> main (page limit 5 reached" in err
 
 
 def test_file_size_limit(wiki_clone):
     server, wiki, repo = wiki_clone
-    commit(repo, {"big.bin": os.urandom(1536 * 1024)})
+    commit_files(repo, {"big.bin": os.urandom(1536 * 1024)})
     push_refused(server, wiki, repo, "main", expect="file big.bin is 1.5 MB, over the 1 MB per-file limit")
 
 
 def test_repository_size_limit(wiki_clone):
     server, wiki, repo = wiki_clone
-    commit(repo, {f"f{i}.bin": os.urandom(800 * 1024) for i in range(2)})
+    commit_files(repo, {f"f{i}.bin": os.urandom(800 * 1024) for i in range(2)})
     run_git("push", "origin", "main", cwd=repo)
-    commit(repo, {"f2.bin": os.urandom(800 * 1024)})  # this pack alone is under the cap
+    commit_files(repo, {"f2.bin": os.urandom(800 * 1024)})  # this pack alone is under the cap
     push_refused(server, wiki, repo, "main", expect="repository size limit 2 MB reached: push would make it 2.")
 
 
 def test_huge_push_is_cut_off_while_streaming(wiki_clone):
     server, wiki, repo = wiki_clone
     for i in range(6):  # 6 MB over several commits: each file passes the per-file cap
-        commit(repo, {f"part{i}.bin": os.urandom(900 * 1024)}, f"part {i}")
+        commit_files(repo, {f"part{i}.bin": os.urandom(900 * 1024)}, f"part {i}")
     push_refused(server, wiki, repo, "main", expect="push too large: over the 2 MB repository size limit")
     owner, slug = wiki.split("/")
     objects = server.core.repos.path(owner, slug) / ".git" / "objects"
@@ -199,7 +189,7 @@ def test_atomic_push_is_all_or_nothing(wiki_clone):
     run_git("add", "-A", cwd=repo)
     run_git("commit", "-q", "-m", "bad", cwd=repo)
     run_git("checkout", "-q", "side", cwd=repo)
-    commit(repo, {"fine.md": "fine"})
+    commit_files(repo, {"fine.md": "fine"})
     push_refused(server, wiki, repo, "--atomic", "main", "side", expect="atomic push failed")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import WIKIBOT, Server, run_git, wait_until
+from conftest import WIKIBOT, Server, commit_files, run_git, wait_until
 
 from wikibot.indexer.storage import IndexCorrupt, IndexStore
 
@@ -55,15 +55,7 @@ def pages(answer: dict) -> list[str]:
 
 
 def push_files(repo: Path, files: dict[str, str | None], message: str = "edit") -> None:
-    for name, text in files.items():
-        path = repo / name
-        if text is None:
-            run_git("rm", "-q", name, cwd=repo)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    run_git("add", "-A", cwd=repo)
-    run_git("commit", "-q", "-m", message, cwd=repo)
+    commit_files(repo, files, message)
     run_git("push", "-q", "origin", "main", cwd=repo)
 
 
