@@ -31,6 +31,7 @@ from corpus import make_wiki_repo  # noqa: E402
 
 from wikibot.bootstrap.create import create_wiki  # noqa: E402
 from wikibot.config import load_config  # noqa: E402
+from wikibot.gitd.commits import FileChange  # noqa: E402
 from wikibot.indexer.chunking import Chunker  # noqa: E402
 from wikibot.indexer.index import WikiIndex  # noqa: E402
 from wikibot.indexer.model import Model  # noqa: E402
@@ -98,12 +99,8 @@ def rebuild_throughput(model: Model) -> None:
         core.initialise()
         core.add_user("bench", password="bench-password", tier="premium")
         wiki, _ = create_wiki(core, "bench", "eval", template="empty")
-        path = core.repos.path("bench", "eval")
-        for page, text in eval_pages().items():
-            (path / page).parent.mkdir(parents=True, exist_ok=True)
-            (path / page).write_text(text)
-        with core.repos.lock("bench", "eval"):
-            core.repos.commit_all("bench", "eval", "import", ("bench", "bench@localhost"))
+        core.commit("bench", "eval", [FileChange(page, text.encode()) for page, text in eval_pages().items()],
+                    message="import", author=("bench", "bench@localhost"), actor="bench", source="bootstrap")
         chunker = Chunker(model.count_tokens, model.max_content_tokens)
         texts = [c.embed_text for page, text in eval_pages().items() for c in chunker.chunk(page, text)]
         model.encode(texts[:64])  # warm

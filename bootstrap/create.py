@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime
 
+from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
-from wikibot.gitd.receive import MAIN_REF, ZERO_SHA, RefChange
 from wikibot.gitd.records import Wiki
 
 TEMPLATES = ("default", "empty")
@@ -37,12 +37,9 @@ def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: 
     if template == "empty":
         return wiki, None
     try:
-        path = core.repos.path(owner, slug)
-        with core.repos.lock(owner, slug):
-            for name, text in _default_pages(wiki, core).items():
-                (path / name).write_text(text, encoding="utf-8")
-            head = core.repos.commit_all(owner, slug, f"Create {wiki.title}", SYSTEM_AUTHOR)
-            core.announce(RefChange(wiki.full_name, MAIN_REF.decode(), ZERO_SHA.decode(), head, "bootstrap", owner))
+        changes = [FileChange(name, text.encode()) for name, text in _default_pages(wiki, core).items()]
+        head = core.commit(owner, slug, changes, message=f"Create {wiki.title}", author=SYSTEM_AUTHOR,
+                           actor=owner, source="bootstrap")
     except BaseException:
         core.delete_wiki(owner, slug)
         raise

@@ -9,12 +9,13 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from wikibot.config import Config, TierLimits
 
 from .acl import Action, Decision, authorize, role_of
+from .commits import FileChange, commit_changes
 from .names import check_name
 from .receive import ReceivePolicy, ReceiveSession, RefChange
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
@@ -182,18 +183,31 @@ class Core:
     def limits_of(self, owner: str) -> TierLimits:
         return self.config.limits(self.user(owner).tier)
 
-    def receive_session(self, owner: str, slug: str, actor: User | None) -> ReceiveSession:
-        """What a push to `owner/slug` by `actor` needs: the lock, policies and follow-ups."""
+    def receive_session(self, owner: str, slug: str, actor: str | None) -> ReceiveSession:
+        """What a write to `owner/slug` by `actor` needs: the lock, policies and follow-ups."""
         limits = self.limits_of(owner)
         return ReceiveSession(
             wiki=f"{owner}/{slug}",
-            actor=actor.name if actor else None,
+            actor=actor,
             lock=lambda: self.repos.lock(owner, slug),
             sync_worktree=lambda: self.repos.sync_worktree(owner, slug),
             announce=self.announce,
             policies=[make(limits) for make in self.policies],
             max_pack_bytes=limits.max_repo_mb * MB,
         )
+
+    def commit(self, owner: str, slug: str, changes: Sequence[FileChange], *, message: str,
+               author: tuple[str, str], actor: str | None, source: str, base: str | None = None) -> str:
+        """Commit file changes to the wiki's main branch as any push would land; returns the new HEAD.
+
+        `base` is the revision the writer read: if HEAD moved since, CommitConflict and nothing
+        changes. Limits and content rules are the push policy's; a refusal is CommitRefused.
+        """
+        session = self.receive_session(owner, slug, actor)
+        with self.repos.lock(owner, slug):
+            head = self.repos.head(owner, slug)
+            return commit_changes(self.repos.path(owner, slug), session, changes, message=message,
+                                  author=author, base=base, source=source, head=head)
 
     @staticmethod
     def _guard(fn, *args, **kwargs):

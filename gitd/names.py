@@ -1,9 +1,12 @@
-"""Names of users and wikis: one strict pattern, so no name can ever address a path outside the root."""
+"""Names of users and wikis (one strict pattern, so no name can address a path outside the root)
+and of paths inside a wiki (nothing unsafe or invalid on common filesystems)."""
 from __future__ import annotations
 
 import re
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,38}")
+_BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
+_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 
 
 class InvalidName(ValueError):
@@ -28,3 +31,28 @@ def split_wiki(full_name: str) -> tuple[str, str]:
     if not sep:
         raise InvalidName(f"invalid wiki {full_name!r}: expected OWNER/SLUG")
     return check_name(owner, "user name"), check_name(slug, "wiki name")
+
+
+def path_problem(path: bytes) -> str | None:
+    """Why `path` (from a tree) must not enter a wiki, or None if it is fine."""
+    try:
+        text = path.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if text.startswith("/"):
+        return "is absolute"
+    for part in text.split("/"):
+        bare = part.rstrip(". ").lower()
+        if part in ("", ".", ".."):
+            return "has an empty, '.' or '..' component"
+        if bare == ".git" or bare == "git~1":
+            return "has a .git component"
+        if _BAD_CHARS.search(part):
+            return "has a character invalid on common filesystems"
+        if part != part.rstrip(". "):
+            return "has a component ending in a dot or space"
+        if _RESERVED.fullmatch(part):
+            return "has a name reserved on Windows"
+        if len(part.encode()) > 255:
+            return "has a component longer than 255 bytes"
+    return None

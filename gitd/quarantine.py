@@ -76,7 +76,7 @@ class Quarantine:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
     def accept(self) -> None:
-        """Move the received packs into the repository (call before any ref points at them)."""
+        """Move the new packs and loose objects into the repository (before any ref points at them)."""
         self.close()
         target = self.objects / "pack"
         target.mkdir(exist_ok=True)
@@ -86,6 +86,11 @@ class Quarantine:
                 dst = target / src.name
                 if src.exists() and not dst.exists():
                     os.replace(src, dst)
+        for loose in sorted(self.path.glob("[0-9a-f][0-9a-f]/*")):  # written by commits built here
+            dst = self.objects / loose.parent.name / loose.name
+            dst.parent.mkdir(exist_ok=True)
+            if not dst.exists():
+                os.replace(loose, dst)
 
     def close(self) -> None:
         if "store" in self.__dict__:

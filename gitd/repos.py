@@ -138,20 +138,3 @@ class Repos:
         except RepoError:
             (path / ".git" / "index.lock").unlink(missing_ok=True)
             git(path, "reset", "-q", "--hard", "HEAD")
-
-    def commit_all(self, owner: str, slug: str, message: str, author: tuple[str, str]) -> str:
-        """Commit every change in the worktree (call with the lock held); returns the new HEAD.
-
-        Hooks are off (SAFE_CONFIG): wikibot announces its own commits.
-        """
-        path = self.path(owner, slug)
-        name, email = author
-        env = {
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": "wikibot",
-            "GIT_COMMITTER_EMAIL": "wikibot@localhost",
-        }
-        git(path, "add", "-A")
-        git(path, "commit", "-q", "--no-verify", "-m", message, env=env)
-        return git(path, "rev-parse", "HEAD").strip()

@@ -190,7 +190,7 @@ class GitHTTP:
                 handler = WikiUploadPackHandler(backend, [""], proto, repo_path=Path(repo.path), cache=cache,
                                                 stateless_rpc=True, advertise_refs=advertise)
             else:
-                session = self.core.receive_session(owner, slug, decision.user)
+                session = self.core.receive_session(owner, slug, decision.user.name if decision.user else None)
                 handler = WikiReceivePackHandler(backend, [""], proto, session=session,
                                                  stateless_rpc=True, advertise_refs=advertise)
             handler.handle()

@@ -9,13 +9,13 @@ Every refusal names the ref and says why, in words git shows after `[remote reje
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from wikibot.config import TierLimits
+from wikibot.gitd.names import path_problem
 from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
 from wikibot.gitd.refs import ZERO as ZERO_SHA
 from wikibot.gitd.repos import RepoError, run_git
@@ -23,37 +23,10 @@ from wikibot.gitd.repos import RepoError, run_git
 MB = 1024 * 1024
 MODE_SYMLINK = "120000"
 MODE_GITLINK = "160000"
-_BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
-_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 
 
 class PolicyError(Exception):
     """Git could not answer a question the policy asked; the push is refused, nothing changes."""
-
-
-def path_problem(path: bytes) -> str | None:
-    """Why `path` (from a tree) must not enter a wiki, or None if it is fine."""
-    try:
-        text = path.decode("utf-8")
-    except UnicodeDecodeError:
-        return "is not valid UTF-8"
-    if text.startswith("/"):
-        return "is absolute"
-    for part in text.split("/"):
-        bare = part.rstrip(". ").lower()
-        if part in ("", ".", ".."):
-            return "has an empty, '.' or '..' component"
-        if bare == ".git" or bare == "git~1":
-            return "has a .git component"
-        if _BAD_CHARS.search(part):
-            return "has a character invalid on common filesystems"
-        if part != part.rstrip(". "):
-            return "has a component ending in a dot or space"
-        if _RESERVED.fullmatch(part):
-            return "has a name reserved on Windows"
-        if len(part.encode()) > 255:
-            return "has a component longer than 255 bytes"
-    return None
 
 
 @dataclass(frozen=True)
