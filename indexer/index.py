@@ -29,6 +29,11 @@ class WikiIndex:
     next_id: int = 0
     _keyword: KeywordIndex | None = field(default=None, repr=False)
     _keyword_ids: list[int] = field(default_factory=list, repr=False)
+    _by_page: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for chunk_id, chunk in self.chunks.items():
+            self._by_page.setdefault(chunk.page, []).append(chunk_id)
 
     @classmethod
     def empty(cls, dim: int, wiki_created: float = 0.0) -> WikiIndex:
@@ -36,10 +41,7 @@ class WikiIndex:
 
     @property
     def pages(self) -> set[str]:
-        return {c.page for c in self.chunks.values()}
-
-    def ids_of(self, page: str) -> list[int]:
-        return [i for i, c in self.chunks.items() if c.page == page]
+        return set(self._by_page)
 
     def known_vectors(self, keys: set[str]) -> dict[str, np.ndarray]:
         """Vectors already computed for chunks with these content hashes."""
@@ -50,7 +52,7 @@ class WikiIndex:
         return found
 
     def remove_page(self, page: str) -> None:
-        ids = self.ids_of(page)
+        ids = self._by_page.pop(page, [])
         if ids:
             self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
             for i in ids:
@@ -65,6 +67,7 @@ class WikiIndex:
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
         self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.chunks.update(zip(ids.tolist(), chunks, strict=True))
+        self._by_page[page] = ids.tolist()
         self.next_id += len(chunks)
         self._keyword = None
 
