@@ -61,7 +61,7 @@ def eval_pages() -> dict[str, str]:
 
 
 def build_index(model: Model, pages: dict[str, str]) -> WikiIndex:
-    chunker = Chunker(model.count_tokens, model.max_content_tokens)
+    chunker = Chunker(model, model.max_content_tokens)
     index = WikiIndex.empty(model.dimension)
     for page, text in pages.items():
         chunks = chunker.chunk(page, text)
@@ -101,7 +101,7 @@ def rebuild_throughput(model: Model) -> None:
         wiki, _ = create_wiki(core, "bench", "eval", template="empty")
         core.commit("bench", "eval", [FileChange(page, text.encode()) for page, text in eval_pages().items()],
                     message="import", author=("bench", "bench@localhost"), actor="bench", source="bootstrap")
-        chunker = Chunker(model.count_tokens, model.max_content_tokens)
+        chunker = Chunker(model, model.max_content_tokens)
         texts = [c.embed_text for page, text in eval_pages().items() for c in chunker.chunk(page, text)]
         model.encode(texts[:64])  # warm
         raw, ours = [], []
@@ -120,7 +120,7 @@ def query_latency(model: Model, chunks_wanted: int = 10_000, runs: int = 30) -> 
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "corpus"
         make_wiki_repo(repo, pages=3500, commits=5)
-        chunker = Chunker(model.count_tokens, model.max_content_tokens)
+        chunker = Chunker(model, model.max_content_tokens)
         index = WikiIndex.empty(model.dimension)
         rng = np.random.default_rng(7)
         for page in sorted(repo.rglob("*.md")):

@@ -4,29 +4,50 @@ Frontmatter becomes metadata; ATX and setext headings split sections (never insi
 each chunk carries its section path ("Page > H1 > H2"), the heading anchor Otterwiki renders, and
 its line range. Chunks are measured with the model's own tokenizer so nothing is silently
 truncated, and neighbours within a section overlap a little so a sentence cut at a boundary
-still has its context.
+still has its context. Work is linear in the page size: WordPiece token counts add up across
+whitespace, so each line is counted once, and over-long lines are cut at token offsets.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import yaml
 
-CountTokens = Callable[[str], int]
-
-FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+FENCE_OPEN = re.compile(r"^ {0,3}(?:(`{3,})[^`]*|(~{3,}).*)$")  # a backtick fence's info has no backtick
+FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*$")
 ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+LIST_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 FRONTMATTER_END = ("---", "...")
+MAX_FRONTMATTER = 8192  # bytes; metadata is a title and tags, not a document
+MAX_TITLE = 200
+MAX_LABEL_TOKENS = 64  # the section path may take at most this much of a chunk's window
+Line = tuple[int, str, int]  # (line number, text, tokens)
+
+
+class Tokens(Protocol):
+    """What the chunker needs from the model's tokenizer."""
+
+    def count_tokens(self, text: str) -> int: ...
+    def split_tokens(self, text: str, max_tokens: int) -> list[str]: ...
+
+
+def _plain(heading: str) -> str:
+    """Heading text as rendered, tags stripped: links and images keep their text, markers go."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = re.sub(r"(\*{1,3}|_{1,3})(\S(?:.*?\S)?)\1", r"\2", text)
+    return text.replace("`", "")
 
 
 def slugify(text: str) -> str:
-    """The heading anchor Otterwiki renders (otterwiki.util.slugify, without keeping slashes)."""
-    value = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").strip().lower()
+    """The heading anchor Otterwiki renders (otterwiki.util.slugify of the rendered text)."""
+    value = unicodedata.normalize("NFKD", _plain(text)).encode("ascii", "ignore").decode("ascii").strip().lower()
     value = re.sub(r"[^\w\s\-]", "", value)
     return re.sub(r"[-\s]+", "-", value)
 
@@ -54,7 +75,8 @@ class Chunk:
 
     @property
     def key(self) -> str:
-        """Content hash of what is embedded: equal keys can reuse one embedding."""
+        """Content hash of what is embedded: equal keys reuse one embedding. The section path is
+        part of it, so a renamed page whose title comes from its file name is embedded anew."""
         return hashlib.sha256(self.embed_text.encode()).hexdigest()
 
 
@@ -66,50 +88,89 @@ class _Section:
     heading_lines: int = 0  # how many of `lines` are the heading itself (1 for ATX, 2 for setext)
 
 
-def split_frontmatter(text: str) -> tuple[dict, list[str], int]:
-    """(metadata, remaining lines, number of the first remaining line)."""
-    lines = text.splitlines()
+class _NoAliases(yaml.SafeLoader):
+    """YAML aliases let a few bytes expand to gigabytes when stringified: refuse them."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases are not allowed in frontmatter")
+        return super().compose_node(parent, index)
+
+
+def page_lines(text: str) -> list[str]:
+    """Lines as git and editors count them (not str.splitlines, which also splits on \\f, \\x1c, ...)."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n")
+
+
+def split_frontmatter(lines: list[str]) -> tuple[dict, list[str], int]:
+    """(metadata, remaining lines, number of the first remaining line). Bad metadata is no metadata."""
     if not lines or lines[0].strip() != "---":
         return {}, lines, 1
+    size = 0
     for i in range(1, len(lines)):
+        size += len(lines[i]) + 1
+        if size > MAX_FRONTMATTER:
+            break
         if lines[i].strip() in FRONTMATTER_END:
             try:
-                meta = yaml.safe_load("\n".join(lines[1:i])) or {}
-            except yaml.YAMLError:
+                meta = yaml.load("\n".join(lines[1:i]), Loader=_NoAliases) or {}
+            except Exception:  # YAMLError, but also ValueError (bad dates), RecursionError, ...
                 meta = {}
             return (meta if isinstance(meta, dict) else {}), lines[i + 1:], i + 2
     return {}, lines, 1
 
 
-def _sections(lines: list[str], first_line: int, title: str) -> Iterator[_Section]:
+def _fence_flags(lines: list[str]) -> list[bool]:
+    """For each line: is it part of a fenced code block (its fences included)?"""
+    flags, fence = [], None
+    for line in lines:
+        if fence is None:
+            opener = FENCE_OPEN.match(line)
+            if opener:
+                fence = opener.group(1) or opener.group(2)
+            flags.append(fence is not None)
+            continue
+        flags.append(True)
+        closer = FENCE_CLOSE.match(line)
+        if closer and closer.group(1)[0] == fence[0] and len(closer.group(1)) >= len(fence):
+            fence = None
+    return flags
+
+
+def _metadata(meta: dict) -> tuple[str, tuple[str, ...]]:
+    title = meta.get("title")
+    title = str(title)[:MAX_TITLE].strip() if isinstance(title, str | int | float) else ""
+    raw = meta.get("tags") or []
+    raw = raw if isinstance(raw, list) else [raw]
+    tags = tuple(str(t)[:100] for t in raw[:50] if isinstance(t, str | int | float))
+    return title, tags
+
+
+def _first_h1(lines: list[str], fenced: list[bool]) -> str:
+    for line, in_fence in zip(lines, fenced, strict=True):
+        m = None if in_fence else ATX.match(line)
+        if m and len(m.group(1)) == 1 and m.group(2):
+            return m.group(2).strip()[:MAX_TITLE]
+    return ""
+
+
+def _sections(lines: list[str], fenced: list[bool], first_line: int, title: str) -> Iterator[_Section]:
     """Split at headings outside fenced code; yields sections in order (the preamble first)."""
     stack: list[tuple[int, str]] = []
     anchors: dict[str, int] = {}
     current = _Section([title], "")
-    fence: str | None = None
-    for offset, line in enumerate(lines):
+    for offset, (line, in_fence) in enumerate(zip(lines, fenced, strict=True)):
         number = first_line + offset
-        opener = FENCE.match(line)
-        if fence is not None:
-            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence) \
-                    and not line.strip()[len(opener.group(1)):].strip():
-                fence = None
-            current.lines.append((number, line))
-            continue
-        if opener:
-            fence = opener.group(1)
-            current.lines.append((number, line))
-            continue
         heading: tuple[int, str] | None = None
         heading_lines = [(number, line)]
-        atx = ATX.match(line)
-        setext = SETEXT.match(line)
+        atx = None if in_fence else ATX.match(line)
+        setext = None if in_fence else SETEXT.match(line)
+        previous = current.lines[-1][1] if current.lines else ""
         if atx:
             heading = (len(atx.group(1)), (atx.group(2) or "").strip())
-        elif setext and current.lines and current.lines[-1][1].strip() and not _is_block_start(current.lines[-1][1]):
-            underlined = current.lines.pop()
-            heading_lines.insert(0, underlined)
-            heading = (1 if setext.group(1)[0] == "=" else 2, underlined[1].strip())
+        elif setext and previous.strip() and not _is_block_start(previous) and not fenced[offset - 1]:
+            heading_lines.insert(0, current.lines.pop())
+            heading = (1 if setext.group(1)[0] == "=" else 2, previous.strip())
         if heading is None:
             current.lines.append((number, line))
             continue
@@ -132,27 +193,17 @@ def _sections(lines: list[str], first_line: int, title: str) -> Iterator[_Sectio
 
 def _is_block_start(line: str) -> bool:
     stripped = line.lstrip()
-    return bool(ATX.match(line)) or stripped.startswith((">", "|")) or FENCE.match(line) is not None
+    return (bool(ATX.match(line)) or stripped.startswith((">", "|")) or FENCE_OPEN.match(line) is not None
+            or LIST_ITEM.match(line) is not None)
 
 
 def _blocks(section: _Section) -> Iterator[list[tuple[int, str]]]:
-    """Paragraph-like blocks: runs of non-blank lines; a fenced code block is one block."""
+    """Paragraph-like blocks: runs of non-blank lines; a fenced code block stays one block."""
+    lines = [line for _, line in section.lines]
+    fenced = _fence_flags(lines)
     block: list[tuple[int, str]] = []
-    fence: str | None = None
-    for number, line in section.lines:
-        opener = FENCE.match(line)
-        if fence is None and opener:
-            if block:
-                yield block
-            block, fence = [(number, line)], opener.group(1)
-            continue
-        if fence is not None:
-            block.append((number, line))
-            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence):
-                yield block
-                block, fence = [], None
-            continue
-        if line.strip():
+    for (number, line), in_fence in zip(section.lines, fenced, strict=True):
+        if in_fence or line.strip():
             block.append((number, line))
         elif block:
             yield block
@@ -164,102 +215,78 @@ def _blocks(section: _Section) -> Iterator[list[tuple[int, str]]]:
 class Chunker:
     """Turns one page into chunks whose `embed_text` fits `max_tokens` of the model."""
 
-    def __init__(self, count_tokens: CountTokens, max_tokens: int = 254, overlap_tokens: int = 32) -> None:
-        self.count = count_tokens
+    def __init__(self, tokens: Tokens, max_tokens: int = 254, overlap_tokens: int = 32) -> None:
+        self.tokens = tokens
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
 
     def chunk(self, path: str, text: str) -> list[Chunk]:
-        meta, lines, first = split_frontmatter(text)
-        raw_tags = meta.get("tags") or []
-        tags = tuple(str(t) for t in (raw_tags if isinstance(raw_tags, list) else [raw_tags]))
-        title = str(meta.get("title") or "") or self._first_h1(lines) or page_title_from_path(path)
+        meta, lines, first = split_frontmatter(page_lines(text))
+        fenced = _fence_flags(lines)
+        title, tags = _metadata(meta)
+        title = title or _first_h1(lines, fenced) or page_title_from_path(path)
         chunks: list[Chunk] = []
-        for section in _sections(lines, first, title):
+        for section in _sections(lines, fenced, first, title):
             label = " > ".join(dict.fromkeys(section.path))  # a page's H1 usually repeats its title
-            budget = self.max_tokens - self.count(label) - 1
+            if self.tokens.count_tokens(label) > MAX_LABEL_TOKENS:
+                label = self.tokens.split_tokens(label, MAX_LABEL_TOKENS)[0].rstrip()
+            budget = self.max_tokens - self.tokens.count_tokens(label) - 1
             heading_only = {number for number, _ in section.lines[:section.heading_lines]}
-            for piece in self._pack(section, max(budget, 16)):
-                body = "\n".join(line for _, line in piece).strip()
+            for piece in self._pack(section, budget):
+                body = "\n".join(line for _, line, _ in piece).strip()
                 # a heading with no text under it says nothing its section path does not say
-                if body and not {n for n, line in piece if line.strip()} <= heading_only:
+                if body and not {n for n, line, _ in piece if line.strip()} <= heading_only:
                     chunks.append(Chunk(path, title, label, section.anchor, piece[0][0], piece[-1][0], body, tags))
         return chunks
 
-    @staticmethod
-    def _first_h1(lines: list[str]) -> str:
-        for line in lines:
-            m = ATX.match(line)
-            if m and len(m.group(1)) == 1 and m.group(2):
-                return m.group(2).strip()
-        return ""
-
-    def _pack(self, section: _Section, budget: int) -> Iterator[list[tuple[int, str]]]:
+    def _pack(self, section: _Section, budget: int) -> Iterator[list[Line]]:
         """Greedily fill chunks with whole blocks; split blocks only when one alone is too big."""
-        current: list[tuple[int, str]] = []
+        current: list[Line] = []
         used = 0
         for block in _blocks(section):
             for piece in self._fit(block, budget):
-                size = self.count("\n".join(line for _, line in piece))
-                if current and used + size + 1 > budget:
+                size = sum(tokens for *_, tokens in piece)
+                if current and used + size > budget:
                     yield current
-                    current = self._overlap(current, budget - size - 1)
-                    used = self.count("\n".join(line for _, line in current)) if current else 0
+                    current = self._overlap(current, budget - size)
+                    used = sum(tokens for *_, tokens in current)
                 current = current + piece
-                used += size + (1 if used else 0)
+                used += size
         if current:
             yield current
 
-    def _overlap(self, previous: list[tuple[int, str]], room: int) -> list[tuple[int, str]]:
-        """The end of the previous chunk, up to the overlap size: whole lines, then trailing words."""
-        tail: list[tuple[int, str]] = []
+    def _overlap(self, previous: list[Line], room: int) -> list[Line]:
+        """The end of the previous chunk, up to the overlap size: whole lines, then a line's tail."""
         limit = min(self.overlap_tokens, room)
-        for number, line in reversed(previous):
-            candidate = [(number, line), *tail]
-            if self.count("\n".join(t for _, t in candidate)) <= limit:
-                tail = candidate
+        tail: list[Line] = []
+        used = 0
+        for number, line, tokens in reversed(previous):
+            if used + tokens <= limit:
+                tail.insert(0, (number, line, tokens))
+                used += tokens
                 continue
-            words = line.split(" ")
-            for start in range(1, len(words)):
-                partial = [(number, " ".join(words[start:])), *tail]
-                if self.count("\n".join(t for _, t in partial)) <= limit:
-                    tail = partial
-                    break
+            if limit - used > 0:
+                end = self.tokens.split_tokens(line, limit - used)[-1]
+                tail.insert(0, (number, end, self.tokens.count_tokens(end)))
             break
-        return tail
+        return [line for line in tail if line[2] <= limit]
 
-    def _fit(self, block: list[tuple[int, str]], budget: int) -> Iterator[list[tuple[int, str]]]:
-        """Split a block that is too big by lines, and a line that is too big by words."""
-        if self.count("\n".join(line for _, line in block)) <= budget:
-            yield block
+    def _fit(self, block: list[tuple[int, str]], budget: int) -> Iterator[list[Line]]:
+        """Split a block that is too big by lines, and a line that is too big at token offsets."""
+        lines = [(number, line, self.tokens.count_tokens(line)) for number, line in block]
+        if sum(tokens for *_, tokens in lines) <= budget:
+            yield lines
             return
-        piece: list[tuple[int, str]] = []
-        for number, line in block:
-            for part in self._split_line(line, budget):
-                candidate = [*piece, (number, part)]
-                if piece and self.count("\n".join(t for _, t in candidate)) > budget:
+        piece: list[Line] = []
+        used = 0
+        for number, line, tokens in lines:
+            parts = [(line, tokens)] if tokens <= budget else \
+                [(p, self.tokens.count_tokens(p)) for p in self.tokens.split_tokens(line, budget)]
+            for part, size in parts:
+                if piece and used + size > budget:
                     yield piece
-                    piece = [(number, part)]
-                else:
-                    piece = candidate
+                    piece, used = [], 0
+                piece.append((number, part, size))
+                used += size
         if piece:
             yield piece
-
-    def _split_line(self, line: str, budget: int) -> Iterator[str]:
-        if self.count(line) <= budget:
-            yield line
-            return
-        words: list[str] = []
-        for word in line.split(" "):
-            if words and self.count(" ".join([*words, word])) > budget:
-                yield " ".join(words)
-                words = []
-            while len(word) > 1 and self.count(word) > budget:  # a huge "word" (URL, base64): cut it
-                cut = len(word) // 2
-                while cut > 1 and self.count(word[:cut]) > budget:
-                    cut //= 2
-                yield word[:cut]
-                word = word[cut:]
-            words.append(word)
-        if words:
-            yield " ".join(words)

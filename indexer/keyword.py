@@ -5,6 +5,8 @@ the chunk set changes; that costs well under the embedding of even one changed p
 """
 from __future__ import annotations
 
+import threading
+
 import bm25s
 import numpy as np
 import Stemmer
@@ -17,7 +19,7 @@ def _tokenizer() -> Tokenizer:
 
 class KeywordIndex:
     def __init__(self, texts: list[str]) -> None:
-        self.size = len(texts)
+        self._lock = threading.Lock()
         self.tokenizer = _tokenizer()
         self.bm25: bm25s.BM25 | None = None
         if texts:
@@ -29,8 +31,10 @@ class KeywordIndex:
         """(row, score) of the best `k` rows with a positive score."""
         if self.bm25 is None:
             return []
-        # False maps new words onto known stems without growing the vocabulary
-        [ids] = self.tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)
+        # False maps new words onto known stems (it caches them, hence the lock: PyStemmer and
+        # bm25s's dictionaries are not meant for concurrent callers)
+        with self._lock:
+            [ids] = self.tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)
         empty = self.tokenizer.word_to_id.get("")
         ids = [i for i in ids if i != empty]
         if not ids:

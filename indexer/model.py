@@ -43,6 +43,17 @@ class Model:
         """Word pieces the model sees for `text`, without [CLS] and [SEP]."""
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def split_tokens(self, text: str, max_tokens: int) -> list[str]:
+        """Cut `text` into pieces of at most `max_tokens` tokens, at token boundaries (one pass)."""
+        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
+        step = max(1, max_tokens - 2)  # a word cut in two may take a token more once re-tokenised
+        pieces = []
+        for start in range(0, len(offsets), step):
+            begin = offsets[start][0] if start else 0
+            end = offsets[start + step][0] if start + step < len(offsets) else len(text)
+            pieces.append(text[begin:end])
+        return pieces or [text]
+
     @property
     def max_content_tokens(self) -> int:
         return DEFAULT_MAX_TOKENS - 2

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from wikibot.gitd.core import Core
+from wikibot.gitd.refs import MAIN
 from wikibot.gitd.repos import RepoError, git
+from wikibot.hooks.events import Event
 
 from .chunking import Chunk, Chunker
 from .index import WikiIndex
@@ -67,18 +69,27 @@ class Indexer:
         self.core = core
         self.store = store
         self.model = model
-        self.chunker = Chunker(model.count_tokens, model.max_content_tokens)
+        self.chunker = Chunker(model, model.max_content_tokens)
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         """Event consumer: any change to a wiki's main branch brings its index up to date."""
-        if event.ref == "refs/heads/main":
+        if event.ref == MAIN:
             self.refresh(event.wiki)
 
     def reconcile(self) -> list[RefreshResult]:
-        """Refresh every wiki whose HEAD differs from its indexed commit (run at worker start)."""
-        results = [self.refresh(w.full_name) for w in self.core.store.list_wikis()]
-        wikis = {w.full_name for w in self.core.store.list_wikis()}
-        for orphan in set(self.store.wikis()) - wikis:
+        """Refresh every wiki whose HEAD differs from its indexed commit, and drop orphan indexes.
+
+        Runs at worker start and periodically, so a refresh that failed (and was dead-lettered)
+        heals even if no further change comes. One wiki's failure does not stop the others.
+        """
+        wikis = [w.full_name for w in self.core.store.list_wikis()]
+        results = []
+        for wiki in wikis:
+            try:
+                results.append(self.refresh(wiki))
+            except Exception:
+                log.exception("could not refresh the index of %s; retried at the next change or reconcile", wiki)
+        for orphan in set(self.store.wikis()) - set(wikis):
             self.store.drop(orphan)
         return [r for r in results if r.pages_changed or r.pages_deleted or r.rebuilt]
 
@@ -87,7 +98,8 @@ class Indexer:
         owner, slug = wiki.split("/", 1)
         record = self.core.store.get_wiki(owner, slug)
         if record is None or not self.core.repos.exists(owner, slug):
-            self.store.drop(wiki)
+            with self.store.writer(wiki):
+                self.store.drop(wiki)
             return RefreshResult(wiki, None)
         with self.store.writer(wiki):
             index = None if from_scratch else self._load(wiki, record.created)
@@ -100,7 +112,7 @@ class Indexer:
             repo = self.core.repos.path(owner, slug)
             changed, deleted = self._changes(repo, index, head)
             pages = read_pages(repo, head, changed) if head else {}
-            chunks = {page: self.chunker.chunk(page, text) for page, text in pages.items()}
+            chunks = {page: self._chunk(wiki, page, text) for page, text in pages.items()}
             embedded, reused = self._apply(index, chunks, deleted, progress)
             index.indexed_sha = head
             self.store.save(wiki, index)
@@ -110,6 +122,14 @@ class Indexer:
                  wiki, (head or "empty")[:12], result.pages_changed, result.pages_deleted, embedded, reused,
                  result.seconds)
         return result
+
+    def _chunk(self, wiki: str, page: str, text: str) -> list[Chunk]:
+        """One page's chunks; a page the chunker cannot handle is left out, never the whole wiki."""
+        try:
+            return self.chunker.chunk(page, text)
+        except Exception:
+            log.exception("%s: could not chunk %s; it is left out of the index until it changes", wiki, page)
+            return []
 
     def _load(self, wiki: str, created: float) -> WikiIndex | None:
         try:

@@ -10,7 +10,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from wikibot.gitd.store import Store
 
@@ -20,6 +23,7 @@ from .model import Model
 from .storage import IndexCorrupt, IndexMissing, IndexStore
 
 MODES = ("hybrid", "keyword", "semantic")
+MAX_QUERY = 1000  # characters
 CANDIDATES = 50  # chunks each ranking contributes before grouping by page
 RRF_K = 60
 SNIPPET_CHARS = 240
@@ -73,7 +77,8 @@ def _best_per_page(ranked: list[tuple[int, float]], chunks: dict[int, Chunk]) ->
     return [(page, cid, score) for page, (cid, score) in seen.items()]
 
 
-def rank(index: WikiIndex, query: str, mode: str, limit: int, embed) -> list[tuple[int, float]]:
+def rank(index: WikiIndex, query: str, mode: str, limit: int,
+         embed: Callable[[str], np.ndarray]) -> list[tuple[int, float]]:
     """(best chunk id, score) per page, best first."""
     if mode == "keyword":
         return [(cid, s) for _, cid, s in _best_per_page(index.keyword(query, CANDIDATES), index.chunks)][:limit]
@@ -94,15 +99,20 @@ def rank(index: WikiIndex, query: str, mode: str, limit: int, embed) -> list[tup
 
 
 class Searcher:
-    """Loads indexes lazily, keeps at most `max_loaded`, drops those idle for `idle_seconds`."""
+    """Loads indexes lazily, keeps at most `max_loaded`, drops those idle for `idle_seconds`.
+
+    A missing or damaged index is reported to `on_missing` (the worker then rebuilds it); until
+    the rebuild lands, a copy already in memory keeps answering.
+    """
 
     def __init__(self, store: IndexStore, model: Model, platform: Store, max_loaded: int = 16,
-                 idle_seconds: float = 600.0) -> None:
+                 idle_seconds: float = 600.0, on_missing: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.model = model
         self.platform = platform
         self.max_loaded = max_loaded
         self.idle_seconds = idle_seconds
+        self.on_missing = on_missing
         self._loaded: OrderedDict[str, tuple[str, WikiIndex, float]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -111,6 +121,8 @@ class Searcher:
             raise SearchError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not query.strip():
             raise SearchError("empty query")
+        if len(query) > MAX_QUERY:
+            raise SearchError(f"query too long: at most {MAX_QUERY} characters")
         limit = max(1, min(limit, 50))
         index = self._index(wiki)
         if index is None:
@@ -123,35 +135,45 @@ class Searcher:
                             snippet(c.text, query), round(score, 6)))
         return Answer(wiki, query, mode, index.indexed_sha, hits)
 
-    def loaded(self) -> list[str]:
-        return list(self._loaded)
+    def evict_idle(self) -> None:
+        """Drop indexes nobody asked for lately (the worker calls this on a timer)."""
+        now = time.monotonic()
+        with self._lock:
+            for wiki in [w for w, (_, _, used) in self._loaded.items() if now - used > self.idle_seconds]:
+                del self._loaded[wiki]
 
     def _index(self, wiki: str) -> WikiIndex | None:
         owner, slug = wiki.split("/", 1)
         record = self.platform.get_wiki(owner, slug)
-        generation = self.store.generation(wiki)
-        now = time.monotonic()
-        with self._lock:
-            self._evict_idle(now)
-            cached = self._loaded.get(wiki)
-            if record is None or generation is None:
+        if record is None:
+            with self._lock:
                 self._loaded.pop(wiki, None)
-                return None
+            return None
+        index = self._current(wiki)
+        # an index left by an earlier wiki of the same name answers nothing for the new one
+        return index if index is not None and index.wiki_created == record.created else None
+
+    def _current(self, wiki: str) -> WikiIndex | None:
+        with self._lock:
+            cached = self._loaded.get(wiki)
+            generation = self.store.generation(wiki)
             if cached and cached[0] == generation:
-                self._loaded[wiki] = (generation, cached[1], now)
+                self._loaded[wiki] = (cached[0], cached[1], time.monotonic())
                 self._loaded.move_to_end(wiki)
-                index = cached[1]
-            else:
+                return cached[1]
+            for _ in range(2):  # a save may swap generations while this one loads: try the new one
                 try:
                     index, generation = self.store.load(wiki)
-                except (IndexMissing, IndexCorrupt):
-                    return None  # the worker rebuilds it; meanwhile there is nothing to search
-                self._loaded[wiki] = (generation, index, now)
+                except IndexCorrupt:
+                    if self.store.generation(wiki) != generation:
+                        continue
+                    break
+                except IndexMissing:
+                    break
+                self._loaded[wiki] = (generation, index, time.monotonic())
                 while len(self._loaded) > self.max_loaded:
                     self._loaded.popitem(last=False)
-        # an index left by an earlier wiki of the same name answers nothing for the new one
-        return index if index.wiki_created == record.created else None
-
-    def _evict_idle(self, now: float) -> None:
-        for wiki in [w for w, (_, _, used) in self._loaded.items() if now - used > self.idle_seconds]:
-            del self._loaded[wiki]
+                return index
+        if self.on_missing is not None:
+            self.on_missing(wiki)
+        return cached[1] if cached else None

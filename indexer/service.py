@@ -31,19 +31,27 @@ def socket_path(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"wikibot-{os.getuid()}-{digest}" / "search.sock"
 
 
+MAX_REQUEST = 65536  # bytes: a query is capped at 1,000 characters anyway
+
+
 class _Handler(socketserver.StreamRequestHandler):
+    timeout = 30  # a client that connects and says nothing does not hold a thread for ever
+
     def handle(self) -> None:
         searcher: Searcher = self.server.searcher  # type: ignore[attr-defined]
         try:
-            request = json.loads(self.rfile.readline())
+            line = self.rfile.readline(MAX_REQUEST)
+            if not line.endswith(b"\n"):
+                raise ValueError("request too long or cut short")
+            request = json.loads(line)
             answer = searcher.search(request["wiki"], request["query"], request.get("mode", "hybrid"),
                                      int(request.get("limit", 10)))
             reply = {"ok": True, "answer": answer.to_dict()}
         except (SearchError, KeyError, ValueError, TypeError) as exc:
             reply = {"ok": False, "error": str(exc)}
-        except Exception as exc:  # keep serving; the caller gets the reason
+        except Exception as exc:  # the service's fault (e.g. the model failed to load): keep serving
             log.exception("search failed")
-            reply = {"ok": False, "error": f"search failed: {exc}"}
+            reply = {"ok": False, "unavailable": True, "error": f"search failed: {exc}"}
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
 
@@ -80,5 +88,5 @@ def remote_search(data_dir: Path, wiki: str, query: str, mode: str = "hybrid", l
     if not reply:
         raise SearchUnavailable("the search service closed the connection")
     if not reply["ok"]:
-        raise SearchError(reply["error"])
+        raise (SearchUnavailable if reply.get("unavailable") else SearchError)(reply["error"])
     return reply["answer"]

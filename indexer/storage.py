@@ -25,7 +25,7 @@ from .chunking import Chunk
 from .index import WikiIndex
 
 FORMAT = 1
-KEEP_GENERATIONS = 2  # the current one and the one a slow reader may still be loading
+KEEP_SECONDS = 60.0  # older generations stay this long: a reader may still be loading one
 
 
 class IndexMissing(Exception):
@@ -124,9 +124,15 @@ class IndexStore:
         return generation
 
     def _prune(self, base: Path, current: str) -> None:
-        generations = sorted((p for p in base.glob("gen-*") if p.name != current), reverse=True)
-        for old in generations[KEEP_GENERATIONS - 1:]:
-            shutil.rmtree(old, ignore_errors=True)
+        """Remove superseded generations (and crashed writers' temp folders) once no reader can need them."""
+        now = time.time()
+        for old in [*base.glob("gen-*"), *base.glob(".gen-*.tmp")]:
+            try:
+                idle = now - old.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if old.name != current and idle > KEEP_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
 
     def drop(self, wiki: str) -> None:
         shutil.rmtree(self.path(wiki), ignore_errors=True)

@@ -14,7 +14,7 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def chunker(model) -> Chunker:
-    return Chunker(model.count_tokens, model.max_content_tokens)
+    return Chunker(model, model.max_content_tokens)
 
 
 PAGE = """---
@@ -91,3 +91,46 @@ def test_neighbouring_chunks_overlap(chunker):
 def test_anchors_match_otterwiki():
     assert slugify("Checks & Balances: 2024!") == "checks-balances-2024"
     assert slugify("Café  Déjà vu") == "cafe-deja-vu"
+
+
+@pytest.mark.parametrize("frontmatter", [
+    "date: 2024-02-30",  # PyYAML raises ValueError, not YAMLError
+    "title: [unclosed",
+    "!!float abc",
+    "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\ntitle: [*b,*b,*b,*b,*b,*b,*b,*b,*b]",
+    "- just\n- a list",
+    "title: " + "[" * 5000,
+])
+def test_bad_frontmatter_is_no_metadata_never_an_error(chunker, frontmatter):
+    chunks = chunker.chunk("notes/odd_page.md", f"---\n{frontmatter}\n---\n# Real\n\nbody text\n")
+    assert [c.title for c in chunks] == ["Real"] and chunks[0].text.endswith("body text")
+
+
+def test_fences_inline_backticks_tildes_and_unclosed(chunker):
+    page = "# A\n\n```js code``` is inline, not a fence\n\n# B\n\n~~~\n# not a heading\n~~~\n\n# C\n\n```\n# open\n"
+    sections = [c.section for c in chunker.chunk("f.md", page)]
+    assert sections == ["A", "A > B", "A > C"]
+    assert chunker.chunk("g.md", "```bash\n# install deps\n```\ntext\n")[0].title == "G"
+
+
+def test_line_numbers_survive_odd_characters_and_a_bom(chunker):
+    page = "\ufeff---\ntitle: T\n---\nfirst \f line\n\n# B\n\nline\x1c seven\n"
+    chunks = chunker.chunk("b.md", page)
+    assert chunks[0].title == "T"
+    assert [(c.start_line, c.end_line) for c in chunks] == [(4, 4), (6, 8)]
+
+
+def test_long_titles_and_lines_still_fit(chunker, model):
+    import base64
+    import os
+
+    page = "# " + "very long heading words " * 100 + "\n\n" + base64.b64encode(os.urandom(150_000)).decode() + "\n"
+    chunks = chunker.chunk("b64.md", page)
+    assert len(chunks) > 50
+    for c in chunks:
+        assert model.count_tokens(c.embed_text) <= model.max_content_tokens
+
+
+def test_anchors_follow_the_rendered_heading_text(chunker):
+    page = "# See [the docs](http://x.com/a)\n\nx\n\n## _private_ api\n\ny\n\n## `code` name\n\nz\n"
+    assert [c.anchor for c in chunker.chunk("a.md", page)] == ["see-the-docs", "private-api", "code-name"]

@@ -28,6 +28,8 @@ from wikibot.wiring import open_core
 log = logging.getLogger("wikibot.worker")
 BUILTIN_CONSUMERS = ("usage", "repack", "index")
 WORKER_NICENESS = 10
+EVICT_EVERY = 60.0  # seconds
+RECONCILE_EVERY_TICKS = 5
 
 
 def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
@@ -49,6 +51,41 @@ def build_dispatcher(core: Core, publisher: Publisher, indexer: Indexer) -> Disp
     for spec in core.config.consumers:
         dispatcher.subscribe(*load_consumer(spec, core))
     return dispatcher
+
+
+class Rebuilds:
+    """Rebuild a wiki's index in the background when a reader finds it missing or damaged."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+
+    def request(self, wiki: str) -> None:
+        with self._lock:
+            if wiki in self._pending:
+                return
+            self._pending.add(wiki)
+        threading.Thread(target=self._run, args=(wiki,), name=f"rebuild-{wiki}", daemon=True).start()
+
+    def _run(self, wiki: str) -> None:
+        try:
+            self.indexer.refresh(wiki)
+        except Exception:
+            log.exception("rebuilding the index of %s failed; retried by the next reconcile", wiki)
+        finally:
+            with self._lock:
+                self._pending.discard(wiki)
+
+
+def _maintain(indexer: Indexer, searcher: Searcher, stop: threading.Event) -> None:
+    """Evict idle indexes every minute; every few minutes, heal indexes whose refresh failed."""
+    ticks = 0
+    while not stop.wait(EVICT_EVERY):
+        searcher.evict_idle()
+        ticks += 1
+        if ticks % RECONCILE_EVERY_TICKS == 0:
+            indexer.reconcile()
 
 
 def _warm_up(model: Model, indexer: Indexer) -> None:
@@ -80,9 +117,12 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     index_store = IndexStore(config.index_dir)
     indexer = Indexer(core, index_store, model)
     dispatcher = build_dispatcher(core, publisher, indexer)
-    search_server = SearchServer(config.data_dir, Searcher(index_store, model, core.store))
+    rebuilds = Rebuilds(indexer)
+    searcher = Searcher(index_store, model, core.store, on_missing=rebuilds.request)
+    search_server = SearchServer(config.data_dir, searcher)
     search_server.start()
     threading.Thread(target=_warm_up, args=(model, indexer), name="index-warm-up", daemon=True).start()
+    threading.Thread(target=_maintain, args=(indexer, searcher, stop), name="index-maintenance", daemon=True).start()
     pid_file = publisher.queue.path.parent / "worker.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     drifted = reconcile(core, publisher)
