@@ -65,10 +65,12 @@ def read_pages(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
 
 
 class Indexer:
-    def __init__(self, core: Core, store: IndexStore, model: Model) -> None:
+    def __init__(self, core: Core, store: IndexStore, model: Model,
+                 on_saved: Callable[[str, str, WikiIndex], None] | None = None) -> None:
         self.core = core
         self.store = store
         self.model = model
+        self.on_saved = on_saved  # the worker's searcher adopts each new index (never mutated after)
         self.chunker = Chunker(model, model.max_content_tokens)
 
     def __call__(self, event: Event) -> None:
@@ -115,7 +117,9 @@ class Indexer:
             chunks = {page: self._chunk(wiki, page, text) for page, text in pages.items()}
             embedded, reused = self._apply(index, chunks, deleted, progress)
             index.indexed_sha = head
-            self.store.save(wiki, index)
+            generation = self.store.save(wiki, index)
+        if self.on_saved is not None:
+            self.on_saved(wiki, generation, index)
         result = RefreshResult(wiki, head, len(changed), len(deleted), embedded, reused,
                                time.perf_counter() - started, rebuilt)
         log.info("indexed %s at %s: %d page(s) changed, %d deleted, %d chunk(s) embedded, %d reused, %.2fs",

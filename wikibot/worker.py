@@ -119,6 +119,7 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     dispatcher = build_dispatcher(core, publisher, indexer)
     rebuilds = Rebuilds(indexer)
     searcher = Searcher(index_store, model, core.store, on_missing=rebuilds.request)
+    indexer.on_saved = searcher.adopt
     search_server = SearchServer(config.data_dir, searcher)
     search_server.start()
     threading.Thread(target=_warm_up, args=(model, indexer), name="index-warm-up", daemon=True).start()
