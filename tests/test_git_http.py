@@ -297,16 +297,22 @@ def test_clone_after_push_sees_the_new_head(server, make_user, make_wiki, tmp_pa
     assert run_git("fsck", "--strict", cwd=second).returncode == 0
 
 
+def wiki_with_history(server: Server, wiki: str, token: str, tmp_path: Path, commits: int) -> tuple[Path, Path]:
+    """A full clone of `wiki` after pushing `commits` more commits, and a --depth 1 clone of it."""
+    full = tmp_path / "full"
+    clone(server, wiki, full, token)
+    for i in range(commits):
+        commit_file(full, f"p{i}.md", f"page {i}\n", f"commit {i}")
+    run_git("push", "origin", "main", cwd=full)
+    shallow = tmp_path / "shallow"
+    run_git("clone", "--depth", "1", server.clone_url(wiki, token), str(shallow))
+    return full, shallow
+
+
 def test_shallow_clone_then_deeper_then_full(server, make_user, make_wiki, tmp_path):
     alice = make_user()
     wiki = make_wiki(alice)
-    src = tmp_path / "src"
-    clone(server, wiki, src, alice.token)
-    for i in range(4):
-        commit_file(src, f"p{i}.md", f"page {i}\n", f"commit {i}")
-    run_git("push", "origin", "main", cwd=src)
-    shallow = tmp_path / "shallow"
-    run_git("clone", "--depth", "1", server.clone_url(wiki, alice.token), str(shallow))
+    _, shallow = wiki_with_history(server, wiki, alice.token, tmp_path, 4)
     assert run_git("rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "1"
     assert (shallow / "p3.md").read_text() == "page 3\n"
     run_git("fetch", "--depth", "3", cwd=shallow)
@@ -350,13 +356,7 @@ def test_garbage_request_body_is_a_client_error(server, make_user, make_wiki):
 def test_a_shallow_clone_can_pull_and_push(server, make_user, make_wiki, tmp_path):
     alice = make_user()
     wiki = make_wiki(alice)
-    full = tmp_path / "full"
-    clone(server, wiki, full, alice.token)
-    for i in range(3):
-        commit_file(full, f"h{i}.md", f"history {i}\n", f"history {i}")
-    run_git("push", "origin", "main", cwd=full)
-    shallow = tmp_path / "shallow"
-    run_git("clone", "--depth", "1", server.clone_url(wiki, alice.token), str(shallow))
+    full, shallow = wiki_with_history(server, wiki, alice.token, tmp_path, 3)
     head = commit_file(full, "later.md", "later\n", "later")
     run_git("push", "origin", "main", cwd=full)
     run_git("pull", "-q", "--ff-only", cwd=shallow)  # a shallow client fetching: git's own upload-pack
