@@ -98,8 +98,25 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
+def _quiesce(timeout: float = 30.0) -> None:
+    """Wait until the servers use no CPU for a while: each operation is timed on an idle server.
+
+    wikibot's worker embeds each pushed page after the push has returned; without this, that
+    background work would land on the next timed push on a 2-core machine.
+    """
+    deadline = time.monotonic() + timeout
+    previous = cpu_seconds(descendants(os.getpid()))
+    while time.monotonic() < deadline:
+        time.sleep(0.15)
+        now = cpu_seconds(descendants(os.getpid()))
+        if now == previous:
+            return
+        previous = now
+
+
 def measure(*args: str, cwd: Path | None = None) -> tuple[float, float]:
-    """Wall seconds of one git command, and the server CPU seconds it caused."""
+    """Wall seconds of one git command on an idle server, and the server CPU seconds it caused."""
+    _quiesce()
     idle = descendants(os.getpid())
     cpu_before = cpu_seconds(idle)
     start = time.perf_counter()
