@@ -174,8 +174,9 @@ def test_killed_worker_restarts_and_delivers_every_queued_event(recording_server
     worker_pid = int(pid_file.read_text())
     os.kill(worker_pid, signal.SIGKILL)  # mid-stream: events still queued
     assert len(set(_delivered(record))) < last
-    wait_until(lambda: pid_file.exists() and int(pid_file.read_text()) != worker_pid, what="a restarted worker")
-    wait_until(lambda: queue.cursor("record") == last, timeout=60, what="every event delivered")
+    wait_until(lambda: pid_file.exists() and int(pid_file.read_text()) != worker_pid, timeout=90,
+               what="a restarted worker")
+    wait_until(lambda: queue.cursor("record") == last, timeout=90, what="every event delivered")
     assert set(_delivered(record)) == set(range(1, last + 1))  # at least once, none lost
     status = subprocess.run([*WIKIBOT, "events", "status"], env={**os.environ, "WIKIBOT_DATA": str(server.data)},
                             capture_output=True, text=True, check=True).stdout
@@ -191,10 +192,12 @@ def test_a_commit_missed_by_the_hook_is_resynced_when_the_worker_starts(recordin
     run_git("commit", "-q", "-m", "quiet", cwd=path)
     head = run_git("rev-parse", "HEAD", cwd=path).stdout.strip()
     assert not [e for e in events_of(server, "admin/notes") if e.new_sha == head]
-    worker_pid = int((server.data / "queue" / "worker.pid").read_text())
+    pid_file = server.data / "queue" / "worker.pid"
+    wait_until(pid_file.exists, what="the worker to be up")
+    worker_pid = int(pid_file.read_text())
     os.kill(worker_pid, signal.SIGTERM)  # ... is healed at the next worker start
     wait_until(lambda: [e for e in events_of(server, "admin/notes") if e.new_sha == head and e.source == "sync"],
-               what="a sync event")
+               timeout=90, what="a sync event from the restarted worker")
     assert (path / ".git" / "hooks" / "post-commit").exists()
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from wikibot.config import Config, ConfigError
@@ -29,6 +30,7 @@ log = logging.getLogger("wikibot.worker")
 BUILTIN_CONSUMERS = ("usage", "repack", "index")
 WORKER_NICENESS = 10
 EVICT_EVERY = 60.0  # seconds
+SHUTDOWN_GRACE = 5.0  # seconds
 RECONCILE_EVERY_TICKS = 5
 
 
@@ -138,8 +140,11 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
         search_server.server_close()
         listener.close()
         dispatcher.notify()
+        # Unfinished events stay queued (cursors move only after success) and index saves are
+        # atomic, so a consumer still busy after a few seconds is simply abandoned.
+        deadline = time.monotonic() + SHUTDOWN_GRACE
         for t in threads:
-            t.join(timeout=30)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         pid_file.unlink(missing_ok=True)
     log.info("worker stopped")
     return 0
