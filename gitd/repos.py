@@ -59,6 +59,12 @@ def git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes 
     return run_git(repo, *args, env=env, input=input).stdout.decode(errors="replace")
 
 
+def page_files(repo: Path, commit: str, env: dict[str, str] | None = None) -> list[str]:
+    """The wiki pages (`*.md` files) in `commit`: what limits count and search indexes."""
+    listed = git(repo, "ls-tree", "-r", "-z", "--name-only", commit, env=env).split("\0")
+    return [path for path in listed if path.endswith(".md")]
+
+
 class Repos:
     """Where wiki repositories live, and the operations every component shares."""
 

@@ -5,7 +5,7 @@ import logging
 
 from wikibot.gitd.core import Core
 from wikibot.gitd.refs import MAIN
-from wikibot.gitd.repos import git
+from wikibot.gitd.repos import git, page_files
 
 from .events import Event
 from .policy import repo_bytes
@@ -32,8 +32,7 @@ class UsageConsumer:
             return
         path = self.core.repos.path(*wiki)
         head = self.core.repos.head(*wiki)
-        names = git(path, "ls-tree", "-r", "-z", "--name-only", head).split("\0") if head else []
-        pages = sum(1 for n in names if n.endswith(".md"))
+        pages = len(page_files(path, head)) if head else 0
         self.core.store.set_usage(*wiki, pages=pages, bytes=repo_bytes(path))
 
 

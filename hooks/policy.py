@@ -18,7 +18,7 @@ from wikibot.config import TierLimits
 from wikibot.gitd.names import path_problem
 from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
 from wikibot.gitd.refs import ZERO as ZERO_SHA
-from wikibot.gitd.repos import RepoError, run_git
+from wikibot.gitd.repos import RepoError, page_files, run_git
 
 MB = 1024 * 1024
 MODE_SYMLINK = "120000"
@@ -97,8 +97,10 @@ class Git:
         return sizes
 
     def page_count(self, commit: str) -> int:
-        names = self.run("ls-tree", "-r", "-z", "--name-only", commit).split(b"\0")
-        return sum(1 for n in names if n.endswith(b".md"))
+        try:
+            return len(page_files(self.ctx.repo_path, commit, env=self.ctx.git_env))
+        except RepoError as exc:
+            raise PolicyError(str(exc)) from None
 
 
 def repo_bytes(repo_path: Path) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 
 from wikibot.gitd.core import Core
 from wikibot.gitd.refs import MAIN
-from wikibot.gitd.repos import RepoError, git
+from wikibot.gitd.repos import RepoError, git, page_files
 from wikibot.hooks.events import Event
 
 from .chunking import Chunk, Chunker
@@ -159,8 +159,7 @@ class Indexer:
             except RepoError:
                 base = None  # history we no longer have: compare against everything
         if base is None:
-            listed = git(repo, "ls-tree", "-r", "-z", "--name-only", head).split("\0")
-            current = sorted(p for p in listed if p.endswith(".md"))
+            current = sorted(page_files(repo, head))
             return current, sorted(index.pages - set(current))
         out = git(repo, "diff", "--name-status", "-z", "--no-renames", base, head, "--", "*.md").split("\0")
         changed, deleted = [], []
