@@ -25,7 +25,6 @@ from .secrets import ensure_secret_key, generate_password, hash_password, new_to
 from .store import Store, StoreError, TinyStore
 
 log = logging.getLogger(__name__)
-MB = 1024 * 1024
 
 
 class CoreError(Exception):
@@ -193,7 +192,7 @@ class Core:
             sync_worktree=lambda: self.repos.sync_worktree(owner, slug),
             announce=self.announce,
             policies=[make(limits) for make in self.policies],
-            max_pack_bytes=limits.max_repo_mb * MB,
+            max_pack_bytes=limits.max_repo_bytes,
         )
 
     def commit(self, owner: str, slug: str, changes: Sequence[FileChange], *, message: str,

@@ -29,6 +29,8 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
+from wikibot.config import MB
+
 from .quarantine import PackRejected, Quarantine
 from .refs import MAIN, PUSHABLE_PREFIXES, ZERO
 from .repos import RepoError, run_git
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 ZERO_SHA = ZERO.encode()
 MAIN_REF = MAIN.encode()
 MAX_COMMANDS = 1000  # ref updates in one push: far more than any real push, bounded memory
-DISCARD_LIMIT = 256 * 1024 * 1024
+DISCARD_LIMIT = 256 * MB
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
             log.warning("push to %s: pack refused: %s", self.session.wiki, exc)
             self._discard_rest()
             if "maximum allowed size" in str(exc):
-                mb = (self.session.max_pack_bytes or 0) / (1024 * 1024)
+                mb = (self.session.max_pack_bytes or 0) / MB
                 return f"push too large: over the {mb:g} MB repository size limit".encode()
             return str(exc).encode()
         return b"ok"

@@ -20,6 +20,8 @@ from dulwich.protocol import ReceivableProtocol
 from dulwich.repo import Repo
 from dulwich.server import Backend
 
+from wikibot.config import MB
+
 from .acl import Action, Decision, Verdict, authorize, bearer_secret
 from .core import Core
 from .names import is_valid_name
@@ -36,7 +38,7 @@ NO_CACHE = [
     ("Cache-Control", "no-cache, max-age=0, must-revalidate"),
 ]
 StartResponse = Callable[..., Callable[[bytes], Any]]
-MAX_NEGOTIATION = 10 * 1024 * 1024
+MAX_NEGOTIATION = 10 * MB
 
 
 class _OneRepoBackend(Backend):
@@ -83,7 +85,7 @@ def _read_negotiation(environ: dict[str, Any]) -> bytes:
         body = gzip.GzipFile(fileobj=body, mode="rb")
     data = body.read(MAX_NEGOTIATION + 1)
     if len(data) > MAX_NEGOTIATION:
-        raise RequestTooLarge(f"fetch negotiation over {MAX_NEGOTIATION // (1024 * 1024)} MB")
+        raise RequestTooLarge(f"fetch negotiation over {MAX_NEGOTIATION // MB} MB")
     return data
 
 
@@ -124,10 +126,10 @@ class GitHTTP:
             return _refuse(start_response, decision)
         owner, slug = m["owner"], m["slug"]
         if service == "git-receive-pack" and not advertise:
-            cap = self.core.limits_of(owner).max_repo_mb
-            if _content_length(environ) > cap * 1024 * 1024:
+            limits = self.core.limits_of(owner)
+            if _content_length(environ) > limits.max_repo_bytes:
                 return _text(start_response, "413 Content Too Large",
-                             f"wikibot: push too large: over the {cap} MB repository size limit")
+                             f"wikibot: push too large: over the {limits.max_repo_mb} MB repository size limit")
         if not self.core.repos.exists(owner, slug):
             log.error("wiki %s/%s has a record but no repository", owner, slug)
             return _text(start_response, "404 Not Found", "wikibot: repository not found")

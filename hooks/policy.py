@@ -14,13 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wikibot.config import TierLimits
+from wikibot.config import MB, TierLimits
 from wikibot.gitd.names import path_problem
 from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
 from wikibot.gitd.refs import ZERO as ZERO_SHA
 from wikibot.gitd.repos import RepoError, page_files, run_git
 
-MB = 1024 * 1024
 MODE_SYMLINK = "120000"
 MODE_GITLINK = "160000"
 
@@ -154,7 +153,7 @@ class PushPolicy:
             if problem:
                 return f"path {name!r} {problem}"
             blobs.append((change.sha, change.path))
-        cap = self.limits.max_file_mb * MB
+        cap = self.limits.max_file_bytes
         sizes = git.blob_sizes(sorted({sha for sha, _ in blobs}))
         for sha, path in blobs:
             if sizes.get(sha, 0) > cap:
@@ -163,8 +162,7 @@ class PushPolicy:
         return None
 
     def _check_limits(self, git: Git, u: RefUpdate, old: str, new: str, is_main: bool, size_after: int) -> str | None:
-        cap = self.limits.max_repo_mb * MB
-        if size_after > cap:
+        if size_after > self.limits.max_repo_bytes:
             return (f"repository size limit {self.limits.max_repo_mb} MB reached: "
                     f"push would make it {size_after / MB:.1f} MB")
         if is_main:

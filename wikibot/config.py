@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+MB = 1024 * 1024
+
 
 class ConfigError(Exception):
     """A setting is missing, malformed or out of range."""
@@ -24,6 +26,14 @@ class TierLimits:
     max_collaborators: int
     max_repo_mb: int
     max_file_mb: int
+
+    @property
+    def max_repo_bytes(self) -> int:
+        return self.max_repo_mb * MB
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * MB
 
 
 DEFAULT_TIERS = {
