@@ -41,6 +41,7 @@ class RefreshResult:
     chunks_reused: int = 0
     seconds: float = 0.0
     rebuilt: bool = False
+    chunks: int = 0  # in the index after the refresh
 
 
 def read_pages(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
@@ -110,7 +111,7 @@ class Indexer:
                 index = WikiIndex.empty(self.model.dimension, record.created)
             head = self.core.repos.head(owner, slug)
             if index.indexed_sha == head and not rebuilt:
-                return RefreshResult(wiki, head)
+                return RefreshResult(wiki, head, chunks=len(index.chunks))
             repo = self.core.repos.path(owner, slug)
             changed, deleted = self._changes(repo, index, head)
             pages = read_pages(repo, head, changed) if head else {}
@@ -121,7 +122,7 @@ class Indexer:
         if self.on_saved is not None:
             self.on_saved(wiki, generation, index)
         result = RefreshResult(wiki, head, len(changed), len(deleted), embedded, reused,
-                               time.perf_counter() - started, rebuilt)
+                               time.perf_counter() - started, rebuilt, len(index.chunks))
         log.info("indexed %s at %s: %d page(s) changed, %d deleted, %d chunk(s) embedded, %d reused, %.2fs",
                  wiki, (head or "empty")[:12], result.pages_changed, result.pages_deleted, embedded, reused,
                  result.seconds)

@@ -220,7 +220,7 @@ def cmd_index_rebuild(core: Core, args: argparse.Namespace) -> None:
 
         result = indexer.refresh(wiki, from_scratch=True, progress=bar)
         print(file=sys.stderr)
-        print(f"{wiki}: {len(store.load(wiki)[0].chunks) if result.indexed_sha else 0} chunks from "
+        print(f"{wiki}: {result.chunks} chunks from "
               f"{result.pages_changed} pages at {(result.indexed_sha or 'empty')[:12]} in {result.seconds:.1f}s")
 
 
