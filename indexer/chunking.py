@@ -212,6 +212,39 @@ def _blocks(section: _Section) -> Iterator[list[tuple[int, str]]]:
         yield block
 
 
+@dataclass(frozen=True)
+class Section:
+    heading: str  # "" for the text above the first heading
+    anchor: str
+    depth: int  # 0 for the preamble, else the number of enclosing headings including its own
+    start_line: int  # 1-based, inclusive; the heading line itself
+    end_line: int  # last line before the next heading of the same or a higher level
+
+
+@dataclass(frozen=True)
+class Outline:
+    """A page's structure as the wiki renders it: what MCP tools show and address sections by."""
+    title: str
+    meta: dict
+    tags: tuple[str, ...]
+    sections: tuple[Section, ...]
+
+
+def outline(path: str, text: str) -> Outline:
+    meta, lines, first = split_frontmatter(page_lines(text))
+    fenced = _fence_flags(lines)
+    title, tags = _metadata(meta)
+    title = title or _first_h1(lines, fenced) or page_title_from_path(path)
+    flat = [(s.path[-1] if s.anchor else "", s.anchor, len(s.path) - 1, s.lines[0][0])
+            for s in _sections(lines, fenced, first, title) if s.lines]
+    last = first + len(lines) - 1
+    sections = []
+    for i, (heading, anchor, depth, start) in enumerate(flat):
+        end = next((s - 1 for _, _, d, s in flat[i + 1:] if d <= max(depth, 1)), last)
+        sections.append(Section(heading, anchor, depth, start, end))
+    return Outline(title, meta, tags, tuple(sections))
+
+
 class Chunker:
     """Turns one page into chunks whose `embed_text` fits `max_tokens` of the model."""
 
