@@ -1,0 +1,158 @@
+"""Serve an ASGI app (FastMCP) from the platform's WSGI workers.
+
+Git and the web wiki run in gunicorn's threaded WSGI workers; wrapping them in an ASGI server
+instead costs every push ~20 ms (measured with a2wsgi). The MCP endpoint is stateless and answers
+JSON, so each request is one body in and one body out: this bridge reads the body in the WSGI
+thread, runs the ASGI app on one event loop per process and returns its answer. The loop and the
+app's lifespan start on the first request, after gunicorn has forked (threads do not survive a fork).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+ASGIApp = Any  # a Starlette application with a router lifespan
+StartResponse = Callable[..., Any]
+
+REQUEST_TIMEOUT = 300.0
+DRAIN_BYTES = 64 * 2**20
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def rpc_error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
+    """An HTTP error carrying a JSON-RPC error body: MCP clients show its message to the user."""
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
+    return HttpAnswer(f"{status} {HTTPStatus(status).phrase}",
+                      (("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers), body)
+
+
+class AsgiBridge:
+    def __init__(self, factory: Callable[[], ASGIApp], max_body: int, too_large: Callable[[], HttpAnswer]) -> None:
+        self.factory = factory
+        self.max_body = max_body
+        self.too_large = too_large
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._app: ASGIApp = None
+
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, ASGIApp]:
+        with self._lock:
+            if self._loop is None:
+                app = self.factory()
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="asgi-bridge", daemon=True).start()
+                started = threading.Event()
+
+                async def lifespan() -> None:
+                    async with app.router.lifespan_context(app):
+                        started.set()
+                        await asyncio.Event().wait()  # held open for the life of the process
+
+                future = asyncio.run_coroutine_threadsafe(lifespan(), loop)
+                while not started.wait(0.05):
+                    if future.done():
+                        future.result()  # raises the startup error
+                self._loop, self._app = loop, app
+            return self._loop, self._app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse,
+                 state: dict[str, Any]) -> Iterable[bytes]:
+        """Run one request; `state` reaches the app as `request.state` (never from the client)."""
+        try:
+            body = _read_body(environ, self.max_body)
+        except BodyTooLarge:
+            answer = self.too_large()
+            start_response(answer.status, list(answer.headers))
+            return [answer.body]
+        loop, app = self._started()
+        scope = _scope(environ, state)
+        future = asyncio.run_coroutine_threadsafe(_call(app, scope, body), loop)
+        status, headers, chunks = future.result(REQUEST_TIMEOUT)
+        start_response(status, headers)
+        return chunks
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole body, or BodyTooLarge once it is over `limit`. The rest of a too-large body is
+    read and dropped (up to a bound): a client still sending would miss the answer explaining why."""
+    stream = environ["wsgi.input"]
+    body = stream.read(limit + 1)
+    if len(body) <= limit:
+        return body
+    dropped = len(body)
+    while dropped < DRAIN_BYTES and (chunk := stream.read(1 << 20)):
+        dropped += len(chunk)
+    raise BodyTooLarge
+
+
+def _scope(environ: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    headers = [(key[5:].lower().replace("_", "-").encode("latin-1"), value.encode("latin-1"))
+               for key, value in environ.items() if key.startswith("HTTP_")]
+    for key, name in (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length")):
+        if environ.get(key):
+            headers.append((name, environ[key].encode("latin-1")))
+    script = environ.get("SCRIPT_NAME", "")
+    path = (script + environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8", "replace")
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": environ.get("SERVER_PROTOCOL", "HTTP/1.1").partition("/")[2] or "1.1",
+        "method": environ["REQUEST_METHOD"],
+        "scheme": environ.get("wsgi.url_scheme", "http"),
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        "root_path": "",
+        "headers": headers,
+        "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
+        "state": dict(state),
+    }
+    if environ.get("REMOTE_ADDR"):
+        scope["client"] = (environ["REMOTE_ADDR"], int(environ.get("REMOTE_PORT") or 0))
+    return scope
+
+
+async def _call(app: ASGIApp, scope: dict[str, Any], body: bytes) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+    """Run the app to completion, collecting its response."""
+    sent_body = False
+    response: dict[str, Any] = {"status": 500, "headers": []}
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected until the app is done
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            response["status"] = message["status"]
+            response["headers"] = message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    status = response["status"]
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response["headers"]]
+    return f"{status} {reason}".strip(), headers, chunks
