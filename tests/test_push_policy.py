@@ -209,3 +209,25 @@ def test_declared_oversize_body_is_refused_before_reading(wiki_clone):
     assert resp.status == 413
     assert b"over the 2 MB repository size limit" in resp.read()
     conn.close()
+
+
+def test_mcp_writes_meet_the_same_limits(wiki_clone):
+    """Page count and file size limits hold for MCP writes too, and a refused write changes nothing."""
+    import base64
+
+    from test_mcp import Mcp
+
+    server, wiki, _ = wiki_clone
+    owner = wiki.split("/")[0]
+    _, token = server.core.create_token(owner, scope="write")
+    mcp = Mcp(server, wiki, token)
+    try:
+        for i in range(4):  # the template's Home page + 4 = the limit of 5
+            mcp.ok("write_page", path=f"P{i}", content="x\n")
+        before = snapshot(server, wiki)
+        assert "refused" in mcp.error("write_page", path="One Too Many", content="x\n")
+        big = base64.b64encode(b"y" * (2**20 + 1)).decode()
+        assert "refused" in mcp.error("upload_attachment", path="Home", name="big.bin", content_base64=big)
+        assert snapshot(server, wiki) == before
+    finally:
+        mcp.close()

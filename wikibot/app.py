@@ -8,6 +8,7 @@ from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
 from wikibot.gitd.smart_http import GitHTTP, StartResponse
 from wikibot.indexer.http import SearchAPI
+from wikibot.mcp.endpoint import McpEndpoint
 from wikibot.wiring import open_core
 
 
@@ -18,11 +19,14 @@ class Platform:
         self.core = core
         self.git = GitHTTP(core)
         self.search = SearchAPI(core)
+        self.mcp = McpEndpoint(core)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if ".git/" in path:
             return self.git(environ, start_response)
+        if path.startswith("/mcp/"):
+            return self.mcp(environ, start_response)
         if path.startswith("/api/wikis/"):
             return self.search(environ, start_response)
         if path in ("", "/"):

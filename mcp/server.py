@@ -1,0 +1,51 @@
+"""The FastMCP server: one instance serves every wiki at `/mcp/{owner}/{wiki}` (stateless, JSON).
+
+Stateless because gunicorn runs several worker processes and a session would live in one of them;
+JSON answers because every tool answers once (no streaming), which the WSGI bridge relies on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastmcp import FastMCP
+
+from . import tools_attachments, tools_history, tools_pages
+
+INSTRUCTIONS = (
+    "Tools for one wiki of Markdown pages kept in Git. Start with search or list_pages, read_page before "
+    "changing a page, and pass the revision you read as base_revision when writing; prefer edit_page over "
+    "rewriting whole pages. Every change is a commit other people see in the history."
+)
+READ = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
+WRITE = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": False}
+DESTROY = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": False}
+
+TOOLS: list[tuple[Any, dict[str, bool]]] = [
+    (tools_pages.read_page, READ),
+    (tools_pages.write_page, {**WRITE, "destructiveHint": True}),  # replaces a whole page
+    (tools_pages.edit_page, WRITE),
+    (tools_pages.delete_page, DESTROY),
+    (tools_pages.rename_page, WRITE),
+    (tools_pages.list_pages, READ),
+    (tools_pages.links, READ),
+    (tools_history.search, READ),
+    (tools_history.history, READ),
+    (tools_history.diff, READ),
+    (tools_history.recent_changes, READ),
+    (tools_attachments.list_attachments, READ),
+    (tools_attachments.read_attachment, READ),
+    (tools_attachments.upload_attachment, {**WRITE, "idempotentHint": True}),
+    (tools_attachments.delete_attachment, DESTROY),
+]
+
+
+def build_server() -> FastMCP:
+    server = FastMCP("wikibot", instructions=INSTRUCTIONS, mask_error_details=True)
+    for fn, hints in TOOLS:
+        server.tool(fn, annotations=hints)
+    return server
+
+
+def build_app() -> Any:
+    """The Starlette app the WSGI bridge runs."""
+    return build_server().http_app(path="/mcp/{owner}/{slug}", stateless_http=True, json_response=True)

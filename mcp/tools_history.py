@@ -1,0 +1,110 @@
+"""History and search tools: history, diff, recent_changes, search."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastmcp.exceptions import ToolError
+from fastmcp.tools import ToolResult
+from pydantic import Field
+
+from wikibot.indexer.search import SearchError
+from wikibot.indexer.service import SearchUnavailable, remote_search
+
+from .session import answer, current
+from .wiki_repo import REVISION_RE, RevisionNotFound
+from .wikitext import page_name
+
+OptionalPath = Annotated[str | None, Field(description="A page path; omit for the whole wiki")]
+MAX_LOG = 200
+
+
+def history(path: OptionalPath = None, limit: Annotated[int, Field(ge=1, le=MAX_LOG)] = 20,
+            cursor: Annotated[str | None, Field(description="next_cursor of the previous answer")] = None,
+            ) -> ToolResult:
+    """Commits that changed a page (or the wiki), newest first, with the files each changed."""
+    s = current()
+    head = s.repo.head()
+    if head is None:
+        return answer("no history yet", {"commits": [], "next_cursor": None})
+    file = s.page(head, path) if path else None
+    skip = _skip(cursor)
+    commits = s.repo.log(head, file, limit=limit + 1, skip=skip, with_files=True)
+    more = len(commits) > limit
+    commits = commits[:limit]
+    data = {"path": page_name(file) if file else None, "file": file, "revision": head,
+            "commits": [c.as_dict() for c in commits], "next_cursor": str(skip + limit) if more else None}
+    text = "\n".join(f"{c.revision[:12]} {c.date} {c.author}: {c.message}" for c in commits) or "no commits"
+    if more:
+        text += f"\n... more: call again with cursor={data['next_cursor']!r}"
+    return answer(text, data)
+
+
+def diff(from_revision: Annotated[str, Field(description="Older revision")],
+         path: OptionalPath = None,
+         to_revision: Annotated[str | None, Field(description="Newer revision; default the latest")] = None,
+         ) -> ToolResult:
+    """Unified diff between two revisions, of one page or the whole wiki."""
+    s = current()
+    old = s.revision(from_revision)
+    new = s.revision(to_revision)
+    file = s.page(new, path) if path else None
+    text = s.repo.diff(old, new, [file] if file else None)
+    data = {"from_revision": old, "to_revision": new, "path": page_name(file) if file else None,
+            "file": file, "diff": text}
+    return answer(text or "no differences", data)
+
+
+Since = Annotated[str | None, Field(description="A revision (changes after it) or a date: 2026-11-01, '2 days ago'")]
+
+
+def recent_changes(since: Since = None,
+                   limit: Annotated[int, Field(ge=1, le=MAX_LOG)] = 20) -> ToolResult:
+    """The latest commits across the wiki with the pages they touched, newest first."""
+    s = current()
+    head = s.repo.head()
+    if head is None:
+        return answer("no changes yet", {"commits": [], "revision": None})
+    rev_range, date = head, None
+    if since:
+        try:
+            rev_range = f"{s.repo.resolve(since)}..{head}" if REVISION_RE.fullmatch(since) else head
+        except RevisionNotFound:
+            rev_range = head
+        if rev_range == head:
+            date = since
+    commits = s.repo.log(rev_range, limit=limit, since=date, with_files=True)
+    data = {"revision": head, "since": since, "commits": [c.as_dict() for c in commits]}
+    lines = []
+    for c in commits:
+        touched = ", ".join(path for _, path in c.files[:8]) + (" ..." if len(c.files) > 8 else "")
+        lines.append(f"{c.revision[:12]} {c.date} {c.author}: {c.message} [{touched}]")
+    return answer("\n".join(lines) or "no changes", data)
+
+
+def search(query: Annotated[str, Field(description="What to look for, in words or as a question")],
+           mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
+           limit: Annotated[int, Field(ge=1, le=50)] = 10) -> ToolResult:
+    """Search the wiki: hybrid (default), keyword or semantic. Each hit names the page, section anchor,
+    lines and a snippet; indexed_sha is the revision the index reflects (a page written moments ago
+    may not be indexed yet)."""
+    s = current()
+    try:
+        found = remote_search(s.core.config.data_dir, s.caller.wiki, query, mode, limit)
+    except SearchError as exc:
+        raise ToolError(f"bad search: {exc}") from None
+    except SearchUnavailable as exc:
+        raise ToolError(f"search is unavailable right now ({exc}); retry shortly, or use list_pages and "
+                        "read_page meanwhile") from None
+    hits = [{**hit, "path": page_name(hit["page"], hit.get("title"))} for hit in found["hits"]]
+    data = {"query": query, "mode": mode, "indexed_sha": found["indexed_sha"], "hits": hits}
+    text = "\n".join(f"{h['path']}#{h['anchor']} ({h['score']:.3f}): {h['snippet']}" if h["anchor"]
+                     else f"{h['path']} ({h['score']:.3f}): {h['snippet']}" for h in hits) or "no results"
+    return answer(text + f"\n(index at revision {found['indexed_sha']})", data)
+
+
+def _skip(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise ToolError("bad cursor: pass next_cursor from the previous answer unchanged")
+    return int(cursor)
