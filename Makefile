@@ -27,6 +27,7 @@ bench: install
 	$(PY) bench/bench_git.py --pages 500 --runs 5
 	$(PY) bench/bench_git.py --pages 5000 --runs 3
 	$(PY) bench/bench_search.py
+	$(PY) bench/bench_mcp.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -60,6 +60,9 @@ def cmd_init(core: Core, args: argparse.Namespace) -> None:
     print(f"  write token:  {token}")
     print(f"Clone the starter wiki {wiki.full_name}:")
     print(f"  git clone {host[0]}://{ADMIN_NAME}:{token}@{host[1]}/{wiki.full_name}.git")
+    print("Connect Claude Code to it over MCP:")
+    print(f"  claude mcp add --transport http {wiki.slug} {core.config.public_url}/mcp/{wiki.full_name} "
+          f"--header \"Authorization: Bearer {token}\"")
 
 
 def cmd_user_add(core: Core, args: argparse.Namespace) -> None:
