@@ -104,7 +104,7 @@ def decide(
         why = f"you have read-only access to {owner}/{slug}" + (f" ({role})" if role else "")
         return Decision(Verdict.FORBIDDEN, why, wiki=wiki_visible, user=user, role=role)
     if token is not None and token.scope != "write":
-        why = f"this token is read-only (scope 'read'); create a write token to push to {owner}/{slug}"
+        why = f"this token is read-only (scope 'read'); create a write token to change {owner}/{slug}"
         return Decision(Verdict.FORBIDDEN, why, wiki=wiki_visible, user=user, role=role)
     return Decision(Verdict.ALLOW, wiki=wiki_visible, user=user, role=role)
 

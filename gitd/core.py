@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from wikibot.config import Config, TierLimits
 
 from .acl import Action, Decision, authorize, role_of
-from .commits import FileChange, commit_changes
+from .commits import CommitConflict, FileChange, commit_changes
 from .names import check_name
 from .receive import ReceivePolicy, ReceiveSession, RefChange
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
@@ -202,9 +202,24 @@ class Core:
         `base` is the revision the writer read: if HEAD moved since, CommitConflict and nothing
         changes. Limits and content rules are the push policy's; a refusal is CommitRefused.
         """
+        return self.commit_with(owner, slug, lambda head: changes, message=message, author=author,
+                                actor=actor, source=source, base=base)
+
+    def commit_with(self, owner: str, slug: str, build: Callable[[str | None], Sequence[FileChange]], *,
+                    message: str, author: tuple[str, str], actor: str | None, source: str,
+                    base: str | None = None) -> str:
+        """Like `commit`, with the changes computed by `build(head)` under the wiki's lock.
+
+        For writers whose changes depend on the current content (page-level conflict checks, link
+        rewrites on rename): no other write can land between reading and committing. `build` may
+        raise to refuse; nothing changes then.
+        """
         session = self.receive_session(owner, slug, actor)
         with self.repos.lock(owner, slug):
             head = self.repos.head(owner, slug)
+            if base is not None and base != head:
+                raise CommitConflict(head)
+            changes = build(head)
             return commit_changes(self.repos.path(owner, slug), session, changes, message=message,
                                   author=author, base=base, source=source, head=head)
 

@@ -9,6 +9,7 @@ app's lifespan start on the first request, after gunicorn has forked (threads do
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-ASGIApp = Any  # a Starlette application with a router lifespan
+from starlette.applications import Starlette
+
 StartResponse = Callable[..., Any]
 
 REQUEST_TIMEOUT = 300.0
@@ -24,7 +26,7 @@ DRAIN_BYTES = 64 * 2**20
 
 
 class BodyTooLarge(Exception):
-    pass
+    """The request body is over the bridge's limit (it is read whole into memory)."""
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,17 @@ def rpc_error(status: int, message: str, headers: tuple[tuple[str, str], ...] = 
 
 
 class AsgiBridge:
-    def __init__(self, factory: Callable[[], ASGIApp], max_body: int, too_large: Callable[[], HttpAnswer]) -> None:
+    """A WSGI app running one ASGI app per process on its own event loop thread."""
+
+    def __init__(self, factory: Callable[[], Starlette], max_body: int, too_large: Callable[[], HttpAnswer]) -> None:
         self.factory = factory
         self.max_body = max_body
         self.too_large = too_large
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._app: ASGIApp = None
+        self._app: Starlette = None
 
-    def _started(self) -> tuple[asyncio.AbstractEventLoop, ASGIApp]:
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, Starlette]:
         with self._lock:
             if self._loop is None:
                 app = self.factory()
@@ -82,7 +86,13 @@ class AsgiBridge:
         loop, app = self._started()
         scope = _scope(environ, state)
         future = asyncio.run_coroutine_threadsafe(_call(app, scope, body), loop)
-        status, headers, chunks = future.result(REQUEST_TIMEOUT)
+        try:
+            status, headers, chunks = future.result(REQUEST_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            answer = rpc_error(504, f"the request took over {REQUEST_TIMEOUT:.0f} s and was stopped; try a "
+                                    "smaller request (one page, fewer results)")
+            status, headers, chunks = answer.status, list(answer.headers), [answer.body]
         start_response(status, headers)
         return chunks
 
@@ -127,7 +137,7 @@ def _scope(environ: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     return scope
 
 
-async def _call(app: ASGIApp, scope: dict[str, Any], body: bytes) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+async def _call(app: Starlette, scope: dict[str, Any], body: bytes) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """Run the app to completion, collecting its response."""
     sent_body = False
     response: dict[str, Any] = {"status": 500, "headers": []}

@@ -23,6 +23,8 @@ PATH_RE = re.compile(r"/mcp/(?P<owner>[a-z0-9][a-z0-9-]{0,38})/(?P<slug>[a-z0-9]
 
 
 class McpEndpoint:
+    """WSGI app for /mcp/...: decides who may call which wiki, then hands the request to FastMCP."""
+
     def __init__(self, core: Core) -> None:
         self.core = core
         self.bridge = AsgiBridge(build_app, MAX_BODY, too_large=lambda: rpc_error(
@@ -38,10 +40,11 @@ class McpEndpoint:
         if match is None:
             return _answer(start_response, rpc_error(404, "not an MCP endpoint: use /mcp/OWNER/WIKI"))
         owner, slug = match["owner"], match["slug"]
-        if environ["REQUEST_METHOD"] == "GET":
-            # stateless server: no standalone event stream to offer (MCP allows answering 405)
+        if environ["REQUEST_METHOD"] != "POST":
+            # stateless server: no standalone event stream (GET) or session (DELETE) to offer,
+            # which MCP allows to answer with 405
             return _answer(start_response, rpc_error(405, "this MCP endpoint takes POST requests",
-                                                      (("Allow", "POST, DELETE"),)))
+                                                      (("Allow", "POST"),)))
         caller = self.authenticate(environ, owner, slug)
         if isinstance(caller, HttpAnswer):
             return _answer(start_response, caller)
@@ -51,22 +54,26 @@ class McpEndpoint:
     def authenticate(self, environ: dict[str, Any], owner: str, slug: str) -> Caller | HttpAnswer:
         secret = bearer_secret(environ)
         if secret is None:
-            return _challenge("a personal access token is required: send 'Authorization: Bearer wbt_...'")
+            return _challenge("a personal access token is required: send 'Authorization: Bearer wbt_...'", None)
         try:
             user, token = authenticate(self.core.store, secret)
         except BadToken as exc:
-            return _challenge(str(exc))
+            return _challenge(str(exc), "invalid_token")
         if token.wikis and f"{owner}/{slug}" not in token.wikis:
             return rpc_error(403, f"this token is limited to {', '.join(token.wikis)}; "
                                 f"create one that includes {owner}/{slug}")
         decision = decide(self.core.store, user, token, owner, slug, Action.READ)
         if decision.verdict is not Verdict.ALLOW:
             return rpc_error(decision.verdict.value, decision.reason)
-        return Caller(owner, slug, user, token, decision.role)
+        write = decide(self.core.store, user, token, owner, slug, Action.WRITE)
+        return Caller(owner, slug, user, token, decision.role, None if write.allowed else write.reason)
 
 
-def _challenge(reason: str) -> HttpAnswer:
-    return rpc_error(401, reason, (("WWW-Authenticate", 'Bearer realm="wikibot", error="invalid_token"'),))
+def _challenge(reason: str, error: str | None) -> HttpAnswer:
+    """401 with a Bearer challenge (RFC 6750: an error code only when a token was sent)."""
+    description = reason.replace('"', "'")
+    challenge = 'Bearer realm="wikibot"' + (f', error="{error}", error_description="{description}"' if error else "")
+    return rpc_error(401, reason, (("WWW-Authenticate", challenge),))
 
 
 def _answer(start_response: StartResponse, answer: HttpAnswer) -> list[bytes]:

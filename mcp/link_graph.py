@@ -1,8 +1,9 @@
 """Which pages link to which, per wiki and revision, kept warm between requests.
 
 Backlinks need every page's links. Reading a whole wiki on each read_page would cost tens of
-milliseconds per thousand pages, so each process keeps the graph of the last revision it saw per
-wiki and moves it forward by re-reading only the pages changed since (one `diff-tree`).
+milliseconds per thousand pages, so each process keeps the graphs of recent revisions and moves
+a wiki's latest graph forward by re-reading only the pages changed since (one `diff-tree`).
+Graphs are keyed by commit id, so a cached graph can never be stale.
 """
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .wiki_repo import WikiRepo
+from .wiki_repo import RepoError, WikiRepo
 from .wikitext import Link, links_out
 
-MAX_WIKIS = 32
+MAX_GRAPHS = 64
+MAX_PAGE_BYTES = 1024 * 1024  # larger pages are not scanned for links
 
 
 @dataclass(frozen=True)
@@ -25,44 +27,51 @@ class Graph:
         return sorted(page for page, links in self.outgoing.items()
                       if page != target and any(link.target == target for link in links))
 
+    def links_of(self, page: str) -> tuple[Link, ...]:
+        return self.outgoing.get(page, ())
+
 
 class LinkGraphs:
+    """A process-wide LRU of link graphs, by (wiki, revision)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._graphs: OrderedDict[str, Graph] = OrderedDict()
+        self._graphs: OrderedDict[tuple[str, str], Graph] = OrderedDict()
+        self._latest: dict[str, Graph] = {}
 
     def at(self, wiki: str, repo: WikiRepo, revision: str) -> Graph:
         with self._lock:
-            known = self._graphs.get(wiki)
-        if known is not None and known.revision == revision:
-            return known
-        graph = self._advance(repo, known, revision) if known else None
-        graph = graph or _build(repo, revision)
+            graph = self._graphs.get((wiki, revision))
+            latest = self._latest.get(wiki)
+        if graph is None:
+            graph = (_advance(repo, latest, revision) if latest else None) or _build(repo, revision)
         with self._lock:
-            self._graphs[wiki] = graph
-            self._graphs.move_to_end(wiki)
-            while len(self._graphs) > MAX_WIKIS:
+            self._graphs[(wiki, revision)] = graph
+            self._graphs.move_to_end((wiki, revision))
+            while len(self._graphs) > MAX_GRAPHS:
                 self._graphs.popitem(last=False)
+            self._latest[wiki] = graph
         return graph
 
-    @staticmethod
-    def _advance(repo: WikiRepo, known: Graph, revision: str) -> Graph | None:
-        try:
-            changed = [p for p in repo.changed_files(known.revision, revision) if p.endswith(".md")]
-        except Exception:  # the old revision is gone (wiki re-created): build from scratch
-            return None
-        contents = repo.read_many(revision, changed)
-        outgoing = dict(known.outgoing)
-        for page in changed:
-            if page in contents:
-                outgoing[page] = tuple(links_out(contents[page].decode("utf-8", "replace")))
-            else:
-                outgoing.pop(page, None)
-        return Graph(revision, outgoing)
+
+def _parse(contents: dict[str, bytes]) -> dict[str, tuple[Link, ...]]:
+    return {page: tuple(links_out(text.decode("utf-8", "replace"))) for page, text in contents.items()}
+
+
+def _advance(repo: WikiRepo, known: Graph, revision: str) -> Graph | None:
+    try:
+        changed = [p for p in repo.changed_files(known.revision, revision) if p.endswith(".md")]
+    except RepoError:  # the old revision is gone (the wiki was re-created): build from scratch
+        return None
+    present = repo.blobs(revision, changed)
+    outgoing = {page: links for page, links in known.outgoing.items() if page not in changed}
+    outgoing.update(_parse(repo.read_many(revision, list(present), MAX_PAGE_BYTES)))
+    outgoing.update({page: () for page in present if page not in outgoing})
+    return Graph(revision, outgoing)
 
 
 def _build(repo: WikiRepo, revision: str) -> Graph:
-    pages = [entry.path for entry in repo.entries(revision) if entry.path.endswith(".md")]
-    contents = repo.read_many(revision, pages)
-    return Graph(revision, {page: tuple(links_out(text.decode("utf-8", "replace")))
-                            for page, text in contents.items()})
+    pages = [entry.path for entry in repo.entries(revision, sizes=False) if entry.path.endswith(".md")]
+    outgoing = _parse(repo.read_many(revision, pages, MAX_PAGE_BYTES))
+    outgoing.update({page: () for page in pages if page not in outgoing})
+    return Graph(revision, outgoing)

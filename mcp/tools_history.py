@@ -1,6 +1,7 @@
 """History and search tools: history, diff, recent_changes, search."""
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastmcp.exceptions import ToolError
@@ -10,25 +11,26 @@ from pydantic import Field
 from wikibot.indexer.search import SearchError
 from wikibot.indexer.service import SearchUnavailable, remote_search
 
-from .session import answer, current
+from .arguments import Cursor, OptionalPath
+from .context import answer, current
 from .wiki_repo import REVISION_RE, RevisionNotFound
 from .wikitext import page_name
 
-OptionalPath = Annotated[str | None, Field(description="A page path; omit for the whole wiki")]
 MAX_LOG = 200
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?"
+                     r"|\d{1,4} (second|minute|hour|day|week|month|year)s? ago", re.IGNORECASE)
 
 
 def history(path: OptionalPath = None, limit: Annotated[int, Field(ge=1, le=MAX_LOG)] = 20,
-            cursor: Annotated[str | None, Field(description="next_cursor of the previous answer")] = None,
-            ) -> ToolResult:
+            cursor: Cursor = None) -> ToolResult:
     """Commits that changed a page (or the wiki), newest first, with the files each changed."""
-    s = current()
-    head = s.repo.head()
+    ctx = current()
+    head = ctx.repo.head()
     if head is None:
         return answer("no history yet", {"commits": [], "next_cursor": None})
-    file = s.page(head, path) if path else None
+    file = ctx.page(head, path) if path else None
     skip = _skip(cursor)
-    commits = s.repo.log(head, file, limit=limit + 1, skip=skip, with_files=True)
+    commits = ctx.repo.log(head, file, limit=limit + 1, skip=skip, with_files=True)
     more = len(commits) > limit
     commits = commits[:limit]
     data = {"path": page_name(file) if file else None, "file": file, "revision": head,
@@ -44,11 +46,11 @@ def diff(from_revision: Annotated[str, Field(description="Older revision")],
          to_revision: Annotated[str | None, Field(description="Newer revision; default the latest")] = None,
          ) -> ToolResult:
     """Unified diff between two revisions, of one page or the whole wiki."""
-    s = current()
-    old = s.revision(from_revision)
-    new = s.revision(to_revision)
-    file = s.page(new, path) if path else None
-    text = s.repo.diff(old, new, [file] if file else None)
+    ctx = current()
+    old = ctx.revision(from_revision)
+    new = ctx.revision(to_revision)
+    file = ctx.page(new, path) if path else None
+    text = ctx.repo.diff(old, new, [file] if file else None)
     data = {"from_revision": old, "to_revision": new, "path": page_name(file) if file else None,
             "file": file, "diff": text}
     return answer(text or "no differences", data)
@@ -60,19 +62,22 @@ Since = Annotated[str | None, Field(description="A revision (changes after it) o
 def recent_changes(since: Since = None,
                    limit: Annotated[int, Field(ge=1, le=MAX_LOG)] = 20) -> ToolResult:
     """The latest commits across the wiki with the pages they touched, newest first."""
-    s = current()
-    head = s.repo.head()
+    ctx = current()
+    head = ctx.repo.head()
     if head is None:
         return answer("no changes yet", {"commits": [], "revision": None})
     rev_range, date = head, None
-    if since:
+    if since and REVISION_RE.fullmatch(since):
         try:
-            rev_range = f"{s.repo.resolve(since)}..{head}" if REVISION_RE.fullmatch(since) else head
+            rev_range = f"{ctx.repo.resolve(since)}..{head}"
         except RevisionNotFound:
-            rev_range = head
-        if rev_range == head:
-            date = since
-    commits = s.repo.log(rev_range, limit=limit, since=date, with_files=True)
+            pass
+    if since and rev_range == head:
+        if not DATE_RE.fullmatch(since.strip()):
+            raise ToolError(f"since={since!r} is neither a revision of this wiki nor a date; use a commit id, "
+                            "a date like 2026-11-01 (optionally with a time) or 'N hours/days/weeks ago'")
+        date = since.strip()
+    commits = ctx.repo.log(rev_range, limit=limit, since=date, with_files=True)
     data = {"revision": head, "since": since, "commits": [c.as_dict() for c in commits]}
     lines = []
     for c in commits:
@@ -87,9 +92,9 @@ def search(query: Annotated[str, Field(description="What to look for, in words o
     """Search the wiki: hybrid (default), keyword or semantic. Each hit names the page, section anchor,
     lines and a snippet; indexed_sha is the revision the index reflects (a page written moments ago
     may not be indexed yet)."""
-    s = current()
+    ctx = current()
     try:
-        found = remote_search(s.core.config.data_dir, s.caller.wiki, query, mode, limit)
+        found = remote_search(ctx.core.config.data_dir, ctx.caller.wiki, query, mode, limit)
     except SearchError as exc:
         raise ToolError(f"bad search: {exc}") from None
     except SearchUnavailable as exc:
@@ -105,6 +110,6 @@ def search(query: Annotated[str, Field(description="What to look for, in words o
 def _skip(cursor: str | None) -> int:
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()):
         raise ToolError("bad cursor: pass next_cursor from the previous answer unchanged")
     return int(cursor)

@@ -7,13 +7,16 @@ platform's safe git environment.
 from __future__ import annotations
 
 import re
+import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from wikibot.gitd.repos import RepoError, git, run_git
+from wikibot.gitd.refs import MAIN
+from wikibot.gitd.repos import RepoError, git, git_command, git_env, run_git
 
 REVISION_RE = re.compile(r"[0-9a-fA-F]{4,64}|HEAD(~\d{1,6})?")
-LOG_FORMAT = "%x1e%H%x1f%an%x1f%ae%x1f%aI%x1f%s"  # with -z: record, NUL, then "status NUL path NUL" pairs
+COMMIT_ID_RE = re.compile(r"[0-9a-fA-F]{7,64}")  # what a write may name as its base: never HEAD
 
 
 class RevisionNotFound(LookupError):
@@ -48,8 +51,23 @@ class WikiRepo:
         self.path = path
 
     def head(self) -> str | None:
-        proc = run_git(self.path, "rev-parse", "--verify", "-q", "HEAD^{commit}", ok_codes=(0, 1, 128))
-        return proc.stdout.decode().strip() or None
+        """The commit main points at (None while unborn), read from the ref files without running git:
+        git writes them atomically, and a read costs microseconds instead of a process."""
+        git_dir = self.path / ".git"
+        loose = git_dir / "refs" / "heads" / "main"
+        try:
+            return loose.read_text().strip() or None
+        except FileNotFoundError:
+            pass
+        try:
+            packed = (git_dir / "packed-refs").read_text()
+        except FileNotFoundError:
+            return None
+        for line in packed.splitlines():
+            sha, _, name = line.partition(" ")
+            if name == MAIN:
+                return sha
+        return None
 
     def resolve(self, revision: str) -> str:
         """The full commit id of `revision` (a sha, a prefix, HEAD or HEAD~N)."""
@@ -66,8 +84,11 @@ class WikiRepo:
         """The file's content at `commit`, or None if it does not exist there."""
         return self.read_many(commit, [path]).get(path)
 
-    def read_many(self, commit: str, paths: list[str]) -> dict[str, bytes]:
-        """Contents of the files that exist at `commit` (blobs only), in one git process."""
+    def read_many(self, commit: str, paths: list[str], max_bytes: int | None = None) -> dict[str, bytes]:
+        """Contents of the files that exist at `commit` (blobs only, each at most `max_bytes`)."""
+        if max_bytes is not None:
+            sizes = self.blobs(commit, paths)
+            paths = [p for p in paths if p in sizes and sizes[p][1] <= max_bytes]
         if not paths:
             return {}
         request = "".join(f"{commit}:{path}\n" for path in paths).encode()
@@ -78,19 +99,37 @@ class WikiRepo:
             end = out.index(b"\n", pos)
             header = out[pos:end].split()
             pos = end + 1
-            if len(header) == 3 and header[1] == b"blob":
+            if len(header) == 3 and header[1] != b"missing":
                 size = int(header[2])
-                found[path] = out[pos:pos + size]
+                if header[1] == b"blob":
+                    found[path] = out[pos:pos + size]
                 pos += size + 1
         return found
 
-    def blob_id(self, commit: str, path: str) -> str | None:
-        proc = run_git(self.path, "rev-parse", "--verify", "-q", f"{commit}:{path}", ok_codes=(0, 1, 128))
-        return proc.stdout.decode().strip() or None
+    def blobs(self, commit: str, paths: list[str]) -> dict[str, tuple[str, int]]:
+        """(blob id, size) of each path that is a file at `commit`; folders and missing paths are left out."""
+        if not paths:
+            return {}
+        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
+        lines = run_git(self.path, "cat-file", "--batch-check", input=request).stdout.decode().splitlines()
+        found = {}
+        for path, line in zip(paths, lines, strict=True):
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "blob":
+                found[path] = (parts[0], int(parts[2]))
+        return found
 
-    def entries(self, commit: str, under: str = "") -> list[Entry]:
-        """Every file at `commit` (recursively), optionally only below the folder `under`."""
-        args = ["ls-tree", "-r", "-l", "-z", commit]
+    def read_blob(self, blob: str) -> bytes:
+        return run_git(self.path, "cat-file", "blob", blob).stdout
+
+    def blob_id(self, commit: str, path: str) -> str | None:
+        found = self.blobs(commit, [path]).get(path)
+        return found[0] if found else None
+
+    def entries(self, commit: str, under: str = "", sizes: bool = True) -> list[Entry]:
+        """Every file at `commit` (recursively), optionally only below the folder `under`. Sizes cost
+        a look at every blob (slow on big wikis); without them `size` is -1."""
+        args = ["ls-tree", "-r", *(["-l"] if sizes else []), "-z", commit]
         if under:
             args += ["--", under.rstrip("/") + "/"]
         listed = git(self.path, *args).split("\0")
@@ -99,14 +138,18 @@ class WikiRepo:
             if not line:
                 continue
             meta, _, path = line.partition("\t")
-            _, kind, blob, size = meta.split()
+            _, kind, blob, *size = meta.split()
             if kind == "blob":
-                entries.append(Entry(path, int(size), blob))
+                entries.append(Entry(path, int(size[0]) if size else -1, blob))
         return entries
 
     def log(self, commit: str, path: str | None = None, limit: int = 20, skip: int = 0,
             since: str | None = None, with_files: bool = False) -> list[Commit]:
-        args = ["log", f"--format={LOG_FORMAT}", f"--max-count={limit}", f"--skip={skip}", "-z"]
+        # Names and subjects may hold any character, so fields are cut at a random marker no commit
+        # can know in advance. With -z, "status NUL path NUL" pairs follow each record.
+        mark = f"\x1e{secrets.token_hex(8)}\x1f"
+        fields = mark.join(("%H", "%an", "%ae", "%aI", "%s"))
+        args = ["log", f"--format={mark}{fields}", f"--max-count={limit}", f"--skip={skip}", "-z"]
         if since:
             args.append(f"--since={since}")
         if with_files:
@@ -114,23 +157,29 @@ class WikiRepo:
         args.append(commit)
         if path:
             args += ["--", path]
-        out = git(self.path, *args)
+        parts = git(self.path, *args).split(mark)[1:]
         commits = []
-        for record in out.split("\x1e")[1:]:
-            head, _, rest = record.partition("\0")
-            fields = head.split("\x1f")
-            parts = [p for p in rest.lstrip("\n").split("\0") if p]
-            files = tuple((parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2))
-            commits.append(Commit(*fields, files=files))
+        for i in range(0, len(parts) - 4, 5):
+            revision, author, email, date, rest = parts[i:i + 5]
+            subject, _, changed = rest.partition("\0")
+            names = [p for p in changed.lstrip("\n").split("\0") if p]
+            files = tuple((names[j], names[j + 1]) for j in range(0, len(names) - 1, 2))
+            commits.append(Commit(revision, author, email, date, subject, files))
         return commits
 
     def diff(self, old: str | None, new: str, paths: list[str] | None = None, max_bytes: int = 200_000) -> str:
-        """Unified diff from `old` (None: the empty tree) to `new`, limited to `paths`."""
+        """Unified diff from `old` (None: the empty tree) to `new`, limited to `paths`; at most
+        `max_bytes` are read from git, so a huge diff costs no more than that."""
         base = old or git(self.path, "hash-object", "-t", "tree", "/dev/null").strip()
-        args = ["diff", "--no-color", "--no-ext-diff", "--no-renames", base, new, "--"]
-        text = git(self.path, *args, *(paths or []))
-        if len(text) > max_bytes:
-            text = text[:max_bytes] + f"\n... diff cut at {max_bytes} bytes; ask for one page at a time\n"
+        args = ["diff", "--no-color", "--no-ext-diff", "--no-renames", base, new, "--", *(paths or [])]
+        with subprocess.Popen(git_command(self.path, *args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              env=git_env()) as proc:
+            assert proc.stdout is not None
+            out = proc.stdout.read(max_bytes + 1)
+            proc.kill()
+        text = out[:max_bytes].decode("utf-8", "replace")
+        if len(out) > max_bytes:
+            text += f"\n... diff cut at {max_bytes} bytes; ask for one page at a time\n"
         return text
 
     def changed_files(self, old: str, new: str) -> list[str]:

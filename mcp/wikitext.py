@@ -173,6 +173,16 @@ def attachment_dir(file: str) -> str:
     return lowered[:-3]
 
 
+def is_attachment(path: str, page: str) -> bool:
+    """Is `path` an attachment of page file `page`? Attachments are the non-page files directly in
+    the page's folder; the .md files there are subpages."""
+    folder = attachment_dir(page) + "/"
+    if not path.lower().startswith(folder):
+        return False
+    rest = path[len(folder):]
+    return "/" not in rest and not rest.endswith(".md")
+
+
 @dataclass(frozen=True)
 class Link:
     """One internal page link in a page's Markdown."""

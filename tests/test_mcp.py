@@ -71,6 +71,30 @@ def test_tools_are_listed_with_annotations(connect, wiki):
     assert tools["edit_page"].annotations.read_only_hint is False
 
 
+def test_base_revision_must_be_a_commit_id_not_head(connect, wiki):
+    owner, name = wiki
+    mcp = connect(name, owner.token)
+    rev = mcp.ok("write_page", path="P", content="one\n")["revision"]
+    mcp.ok("write_page", path="P", content="two\n", base_revision=rev)
+    for moving in ("HEAD", "HEAD~1", "main"):
+        assert "commit id" in mcp.error("write_page", path="P", content="blind\n", base_revision=moving)
+        assert "commit id" in mcp.error("edit_page", path="P", base_revision=moving,
+                                        edits=[{"old": "two", "new": "x"}])
+    assert "conflict" in mcp.error("write_page", path="P", content="stale\n", base_revision=rev)
+    assert mcp.ok("read_page", path="P", revision="HEAD~1")["content"] == "one\n"  # reads may use names
+
+
+def test_edits_cannot_build_huge_pages_even_as_a_dry_run(server, connect, wiki):
+    owner, name = wiki
+    rev = connect(name, owner.token).ok("write_page", path="Bomb", content="x")["revision"]
+    _, read_token = server.core.create_token(owner.name, scope="read")
+    reader = connect(name, read_token)
+    doubling = [{"old": "x", "new": "xx", "expected_count": 2 ** k} for k in range(40)]
+    assert "over the" in reader.error("edit_page", path="Bomb", base_revision=rev, edits=doubling, dry_run=True)
+    too_many = [{"old": "x", "new": "x"}] * 101
+    assert reader.call("edit_page", path="Bomb", base_revision=rev, edits=too_many, dry_run=True).is_error
+
+
 def test_write_read_edit_and_history(server, connect, wiki):
     owner, name = wiki
     mcp = connect(name, owner.token)
@@ -145,6 +169,26 @@ def test_two_writers_from_one_base_revision_one_wins_one_conflicts(server, conne
     assert first.ok("write_page", path="Other", content="independent\n")["created"]
     assert first.ok("edit_page", path="Shared", base_revision=winner["revision"],
                     edits=[{"old": "written", "new": "rewritten"}])["committed"]
+
+
+def test_concurrent_writers_to_different_pages_all_land(server, connect, wiki):
+    owner, name = wiki
+    clients = [connect(name, owner.token) for _ in range(6)]
+    failures: list[str] = []
+
+    def create(i: int, client: Mcp) -> None:
+        for j in range(3):
+            result = client.call("write_page", path=f"Parallel/{i}-{j}", content=f"{i} {j}\n")
+            if result.is_error:
+                failures.append(result.content[0].text)
+
+    threads = [threading.Thread(target=create, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(clients[0].ok("list_pages", prefix="Parallel")["pages"]) == 18
 
 
 def test_read_only_tokens_and_viewers_cannot_write(server, connect, make_user, wiki):
@@ -297,3 +341,57 @@ def test_get_is_refused_and_unknown_paths_404(server, wiki):
     r = requests.get(f"{server.url}/mcp/{name}", headers={"Authorization": f"Bearer {owner.token}"}, timeout=30)
     assert r.status_code == 405
     assert requests.post(f"{server.url}/mcp/{name}/extra", timeout=30).status_code == 404
+
+
+def test_history_survives_odd_commit_metadata_and_bad_arguments(server, connect, wiki, tmp_path):
+    owner, name = wiki
+    mcp = connect(name, owner.token)
+    clone = tmp_path / "clone"
+    run_git("clone", server.clone_url(name, owner.token), str(clone))
+    (clone / "odd.md").write_bytes(b"caf\xe9 latin-1\nline two\n")
+    run_git("add", "odd.md", cwd=clone)
+    run_git("commit", "-qm", "subject \x1f with \x1e marks", "--author=Eve\x1e\x1fx <e@x>", cwd=clone)
+    run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    history = mcp.ok("history", limit=5)
+    assert history["commits"][0]["message"] == "subject \x1f with \x1e marks"
+    assert history["commits"][0]["author"] == "Eve\x1e\x1fx"
+    assert mcp.ok("recent_changes", limit=1)["commits"][0]["files"] == [{"status": "A", "path": "odd.md"}]
+    # a non-UTF-8 page reads (with replacement characters) but is never rewritten through MCP
+    page = mcp.ok("read_page", path="odd")
+    assert "\ufffd" in page["content"]
+    assert "not UTF-8" in mcp.error("edit_page", path="odd", base_revision=page["revision"],
+                                    edits=[{"old": "line two", "new": "line 2"}])
+    assert "neither a revision" in mcp.error("recent_changes", since="zzzz not a date")
+    assert mcp.ok("recent_changes", since="2 days ago")["commits"]
+    assert "bad cursor" in mcp.error("history", cursor="\u00b2")
+
+
+def test_diff_of_a_last_line_without_newline_applies_with_git(server, connect, wiki, tmp_path):
+    owner, name = wiki
+    mcp = connect(name, owner.token)
+    rev = mcp.ok("write_page", path="NoEol", content="a\nx")["revision"]
+    diff = mcp.ok("edit_page", path="NoEol", base_revision=rev, edits=[{"old": "x", "new": "y"}], dry_run=True)["diff"]
+    assert "\\ No newline at end of file" in diff
+    clone = tmp_path / "clone"
+    run_git("clone", server.clone_url(name, owner.token), str(clone))
+    patch = tmp_path / "p.diff"
+    patch.write_text(diff)
+    run_git("apply", str(patch), cwd=clone)
+    assert (clone / "noeol.md").read_text() == "a\ny"
+
+
+def test_rename_edge_cases(server, connect, wiki):
+    owner, name = wiki
+    mcp = connect(name, owner.token)
+    for page in ("A", "A/Y", "A/S/Y"):
+        mcp.ok("write_page", path=page, content=f"{page}\n")
+    mcp.ok("write_page", path="Linker", content="[[A/Y]] and [[A/S/Y]] and [[A]]\n")
+    assert "own folder" in mcp.error("rename_page", path="A", new_path="A/S")
+    assert "already exists" in mcp.error("rename_page", path="A", new_path="Linker")
+    renamed = mcp.ok("rename_page", path="A", new_path="B")
+    assert renamed["moved"] == [{"from": "a.md", "to": "b.md"}, {"from": "a/s/y.md", "to": "b/s/y.md"},
+                                {"from": "a/y.md", "to": "b/y.md"}]
+    assert mcp.ok("read_page", path="Linker")["content"] == "[[B/Y]] and [[B/S/Y]] and [[B]]\n"
+    assert "folder" in mcp.error("upload_attachment", path="B", name="s", content_base64="eA==")
+    assert "git control file" in mcp.error("upload_attachment", path="B", name=".gitattributes",
+                                           content_base64="eA==")
