@@ -93,7 +93,11 @@ class Indexer:
             except Exception:
                 log.exception("could not refresh the index of %s; retried at the next change or reconcile", wiki)
         for orphan in set(self.store.wikis()) - set(wikis):
-            self.store.drop(orphan)
+            # re-checked now, under the index's lock: the list above may predate a wiki created since
+            owner, slug = orphan.split("/", 1)
+            with self.store.writer(orphan):
+                if self.core.store.get_wiki(owner, slug) is None:
+                    self.store.drop(orphan)
         return [r for r in results if r.pages_changed or r.pages_deleted or r.rebuilt]
 
     def refresh(self, wiki: str, *, from_scratch: bool = False, progress: Progress | None = None) -> RefreshResult:
