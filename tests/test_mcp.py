@@ -309,8 +309,9 @@ def test_odd_names_work_and_traversal_is_refused(server, connect, wiki, tmp_path
     assert "refused" in mcp.error("rename_page", path="C# tips", new_path="../../out")
 
 
-def test_a_page_written_via_mcp_is_found_by_search(server, connect, wiki):
-    owner, name = wiki
+def test_a_page_written_via_mcp_is_found_by_search(server, connect, make_user, make_wiki):
+    owner = make_user()
+    name = make_wiki(owner, template="empty")
     mcp = connect(name, owner.token)
     written = mcp.ok("write_page", path="Runbooks/Failover",
                      content="# Database failover\n\nPromote the standby replica with pg_ctl promote.\n")

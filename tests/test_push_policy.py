@@ -12,7 +12,7 @@ from conftest import Server, commit_files, run_git, start_server, stop_server, u
 LIMITS = """
 [tiers.free]
 max_wikis = 3
-max_pages = 5
+max_pages = 8
 max_collaborators = 3
 max_repo_mb = 2
 max_file_mb = 1
@@ -143,12 +143,12 @@ def _mktree(repo: Path, entries: list[tuple[str, str, str, str]]) -> str:
 
 
 def test_page_limit(wiki_clone):
-    server, wiki, repo = wiki_clone  # the starter page is page 1 of 5
+    server, wiki, repo = wiki_clone  # the 4 starter pages are pages 1-4 of 8
     commit_files(repo, {f"p{i}.md": f"page {i}" for i in range(4)})
     run_git("push", "origin", "main", cwd=repo)
     commit_files(repo, {"p4.md": "one too many", "p5.md": "and another", "notes.txt": "not a page"})
-    err = push_refused(server, wiki, repo, "main", expect="page limit 5 reached: push would make 7 pages")
-    assert "[remote rejected] main -> main (page limit 5 reached" in err
+    err = push_refused(server, wiki, repo, "main", expect="page limit 8 reached: push would make 10 pages")
+    assert "[remote rejected] main -> main (page limit 8 reached" in err
 
 
 def test_file_size_limit(wiki_clone):
@@ -222,7 +222,7 @@ def test_mcp_writes_meet_the_same_limits(wiki_clone):
     _, token = server.core.create_token(owner, scope="write")
     mcp = Mcp(server, wiki, token)
     try:
-        for i in range(4):  # the template's Home page + 4 = the limit of 5
+        for i in range(4):  # the template's 4 starter pages + 4 = the limit of 8
             mcp.ok("write_page", path=f"P{i}", content="x\n")
         before = snapshot(server, wiki)
         assert "refused" in mcp.error("write_page", path="One Too Many", content="x\n")
