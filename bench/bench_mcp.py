@@ -99,7 +99,7 @@ def report(label: str, times: list[float], target: float | None = None, baseline
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=2600, help="wiki size (2,600 pages ~ 10,000 chunks)")
+    parser.add_argument("--pages", type=int, default=3000, help="wiki size (3,000 pages ~ 10,000 chunks)")
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args(argv)
     with prepared_server(args.pages) as (base, token, corpus):
