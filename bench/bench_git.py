@@ -98,7 +98,7 @@ def git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _quiesce(timeout: float = 30.0) -> None:
+def quiesce(timeout: float = 30.0) -> None:
     """Wait until the servers use no CPU for a while: each operation is timed on an idle server.
 
     wikibot's worker embeds each pushed page after the push has returned; without this, that
@@ -116,7 +116,7 @@ def _quiesce(timeout: float = 30.0) -> None:
 
 def measure(*args: str, cwd: Path | None = None) -> tuple[float, float]:
     """Wall seconds of one git command on an idle server, and the server CPU seconds it caused."""
-    _quiesce()
+    quiesce()
     idle = descendants(os.getpid())
     cpu_before = cpu_seconds(idle)
     start = time.perf_counter()

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from bench_git import quiesce
 from corpus import make_wiki_repo
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
@@ -116,8 +117,9 @@ def main(argv: list[str]) -> int:
         rng = random.Random(3)
         for query in QUERIES:  # warm: the index is loaded and BM25 built on the first query
             call("search", query=query, mode="hybrid")
-        call("read_page", path=paths[0])  # warm: the link graph of this revision is built once per process
-        call("read_page", path=paths[1])
+        for path in paths[:6]:  # warm: each gunicorn worker builds the link graph of this revision once
+            call("read_page", path=path)
+        quiesce()
         print(f"\nMCP through fastmcp's client, warm ({args.runs} calls each; index status above):")
         http = requests.Session()
         rpc_ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
@@ -159,13 +161,14 @@ def main(argv: list[str]) -> int:
 
 
 def wait_indexed(call, revision: str, timeout: float = 120.0) -> None:
-    """Let the worker finish indexing the timed writes: searches are measured on an idle machine."""
+    """Let the worker finish what the timed writes caused (indexing, a repack): searches are
+    measured on an idle machine."""
     deadline = time.monotonic() + timeout
     while call("search", query="scratch", mode="keyword")["indexed_sha"] != revision:
         if time.monotonic() > deadline:
             raise TimeoutError("the worker did not index the last write")
         time.sleep(0.2)
-    time.sleep(1.0)
+    quiesce(timeout=60)
 
 
 def push_times(corpus: Path, base: str, token: str, runs: int) -> list[float]:
