@@ -6,14 +6,17 @@ removes what the earlier steps made, so a failed creation leaves no record, fold
 from __future__ import annotations
 
 import datetime
+import logging
 
-from wikibot.gitd.commits import FileChange
+from wikibot.config import MB
+from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
 from wikibot.gitd.records import Wiki
 
 from .from_git import fetch, is_url
-from .templates import Template, find_template, render
+from .templates import Template, TemplateError, find_template, render
 
+log = logging.getLogger(__name__)
 SYSTEM_AUTHOR = ("wikibot", "wikibot@localhost")
 DEFAULT_PURPOSE = "Notes kept by people and agents together."
 
@@ -21,7 +24,9 @@ DEFAULT_PURPOSE = "Notes kept by people and agents together."
 def load_template(core: Core, owner: str, template: str) -> Template:
     """A template by folder name ("default", "empty", an admin's) or by http(s) Git URL."""
     if is_url(template):
-        return fetch(template, core.config, core.limits_of(owner).max_file_bytes)
+        limits = core.limits_of(owner)
+        return fetch(template, core.config, limits.max_file_bytes,
+                     min(core.config.max_template_mb * MB, limits.max_repo_bytes))
     return find_template(template, core.config.templates_dir)
 
 
@@ -38,7 +43,7 @@ def template_values(core: Core, wiki: Wiki) -> dict[str, str]:
 def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: str = "",
                 public: bool = False, template: str = "default") -> tuple[Wiki, str | None]:
     """Create `owner/slug` from a template; returns the wiki and its first commit (None if empty)."""
-    core.user(owner)  # an unknown owner fails before any clone
+    core.check_new_wiki(owner, slug)  # names, quota, existence: before any clone
     source = load_template(core, owner, template)
     wiki = core.create_wiki(owner, slug, title=title, purpose=purpose, public=public)
     try:
@@ -48,7 +53,12 @@ def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: 
         changes = [FileChange(path, content) for path, content in sorted(files.items())]
         head = core.commit(owner, slug, changes, message=f"Create {wiki.title} from template {source.name}",
                            author=SYSTEM_AUTHOR, actor=owner, source="bootstrap")
-    except BaseException:
-        core.delete_wiki(owner, slug)
+    except BaseException as exc:
+        try:
+            core.delete_wiki(owner, slug)
+        except Exception:
+            log.exception("could not remove %s/%s after its creation failed", owner, slug)
+        if isinstance(exc, CommitRefused):
+            raise TemplateError(f"template {source.name} does not fit the owner's limits: {exc}") from None
         raise
     return wiki, head

@@ -1,12 +1,13 @@
 """A template fetched from any Git URL: its files at the tip of the default branch, history stripped.
 
 The URL comes from a user, so the fetch is fenced in: http/https only; the host's addresses are
-checked (no loopback, private, link-local or reserved ones unless the admin allows them) and then
-pinned for git, so a DNS answer cannot change between check and clone; no redirects, no credential
-helpers or user config, a shallow clone without checkout (nothing from the template is written as
-a file), a time limit, and a size limit enforced while it downloads (no file git writes may grow
-past it). Symlinks, submodules and unsafe paths are refused like in a push. Credentials given in
-the URL or configured for its prefix are used but never appear in an error message.
+checked (no loopback, private, link-local or reserved ones, also when embedded in IPv6, unless
+the admin allows them) and then pinned for git, so a DNS answer cannot change between check and
+fetch; no redirects, no credential helpers, user config or proxies; a shallow fetch into a bare
+repository (nothing from the template is written as a file); time, memory and size limits on
+every git process (the whole process group is killed on timeout); symlinks, submodules and unsafe
+paths refused like in a push. Credentials, from the URL or configured for its host and path, reach
+git through its environment (never its command line, which `ps` shows) and never a message.
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import base64
 import ipaddress
 import os
 import resource
+import signal
 import socket
 import subprocess
 import tempfile
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from wikibot.config import MB, Config
@@ -27,118 +30,180 @@ from wikibot.gitd.repos import SAFE_ENV
 from .templates import MANIFEST, MAX_FILES, Template, TemplateError, manifest_files
 
 TEMPLATE_REF = "refs/heads/template"
-SAFE_GIT_CONFIG = (
-    "-c", "protocol.allow=never", "-c", "protocol.http.allow=always", "-c", "protocol.https.allow=always",
-    "-c", "http.followRedirects=false", "-c", "credential.helper=", "-c", "core.hooksPath=/dev/null",
-    "-c", "core.askPass=/bin/false", "-c", "init.templateDir=",
-    "-c", "fetch.unpackLimit=1",  # always one pack file: the size limit then cuts it off as it grows
-)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+MEMORY_BYTES = 2 * 1024 * MB  # address space of each git process (curl buffers, delta resolution)
+GIT_CONFIG = {
+    "protocol.allow": "never", "protocol.http.allow": "always", "protocol.https.allow": "always",
+    "http.followRedirects": "false", "credential.helper": "", "core.hooksPath": "/dev/null",
+    "core.askPass": "/bin/false", "init.templateDir": "",
+    "fetch.unpackLimit": "1",  # always one pack file: the size limit then cuts it off as it grows
+    "http.lowSpeedLimit": "1000", "http.lowSpeedTime": "30",  # a trickling server is dropped
+    "pack.threads": "1", "core.packedGitLimit": "256m", "core.deltaBaseCacheLimit": "64m",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checked template URL: where to fetch it, how to show it, what to send and to pin."""
+    url: str  # without user info
+    shown: str  # without user info, query or fragment: safe for messages and the commit message
+    host: str
+    port: int
+    authorization: str | None
 
 
 def is_url(template: str) -> bool:
-    return template.startswith(("http://", "https://")) or "://" in template
+    """A template given as a URL (any scheme: the non-http ones are refused with a reason)."""
+    return "://" in template
 
 
-def fetch(url: str, config: Config, max_file_bytes: int) -> Template:
-    """The files of the repository at `url` as a template (substitution only where its manifest says)."""
-    parts = urllib.parse.urlsplit(url)
-    shown = redact(url)
+def fetch(url: str, config: Config, max_file_bytes: int, max_bytes: int) -> Template:
+    """The files of the repository at `url` as a template (substitution only where its manifest says).
+    `max_bytes` caps the whole download (the smaller of the admin's and the owner's limits)."""
+    source = check_url(url, config)
+    addresses = _addresses(source)
+    if not config.allow_private_urls:
+        refuse_private(addresses, source)
+    pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+    settings = {**GIT_CONFIG, "http.curloptResolve": f"{source.host}:{source.port}:{pinned}"}
+    if source.authorization:
+        settings["http.extraHeader"] = f"Authorization: {source.authorization}"
+    with tempfile.TemporaryDirectory(prefix="wikibot-template-") as tmp:
+        repo = Path(tmp) / "repo.git"
+        git = _Git(repo, settings, max_bytes, config.clone_timeout, source.shown)
+        git.fetch(source.url)
+        return _read(git, max_bytes, max_file_bytes, source.shown)
+
+
+def check_url(url: str, config: Config) -> Source:
+    """Refuse what may not be fetched; credentials move from the URL into a header."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise TemplateError("template URL is not a valid URL") from None
+    shown = urllib.parse.urlunsplit((parts.scheme, _netloc(parts.hostname or "", port), parts.path, "", ""))
     if parts.scheme not in ("http", "https"):
         raise TemplateError(f"template URL {shown} is refused: only http and https URLs can be cloned")
-    if not parts.hostname:
-        raise TemplateError(f"template URL {shown} has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    addresses = _addresses(parts.hostname, port, shown)
-    if not config.allow_private_urls:
-        for address in addresses:
-            if not ipaddress.ip_address(address).is_global:
-                raise TemplateError(f"template URL {shown} is refused: {parts.hostname} is a loopback, private or "
-                                    "reserved address (an admin can allow these with allow_private_urls)")
-    pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
-    args = [*SAFE_GIT_CONFIG, "-c", f"http.curloptResolve={parts.hostname}:{port}:{pinned}"]
-    token = _configured_token(url, config)
-    if token and not parts.password:
-        basic = base64.b64encode(f"wikibot:{token}".encode()).decode()
-        args += ["-c", f"http.extraHeader=Authorization: Basic {basic}"]
-    limit = config.max_template_mb * MB
-    with tempfile.TemporaryDirectory(prefix="wikibot-template-") as tmp:
-        target = Path(tmp) / "repo.git"
-        _clone(args, url, target, limit, config.clone_timeout, shown)
-        return _read(target, limit, max_file_bytes, shown)
+    if not parts.hostname or any(c in url for c in "\r\n\t\0 "):
+        raise TemplateError(f"template URL {shown} has no host or contains spaces or control characters")
+    port = port or (443 if parts.scheme == "https" else 80)
+    plain = urllib.parse.urlunsplit((parts.scheme, _netloc(parts.hostname, parts.port), parts.path, parts.query, ""))
+    if parts.username is not None or parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        secret = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+    else:
+        token = _configured_token(parts, port, config)
+        authorization = "Basic " + base64.b64encode(f"wikibot:{token}".encode()).decode() if token else None
+    return Source(plain, shown, parts.hostname, port, authorization)
 
 
-def redact(url: str) -> str:
-    """`url` without user name or password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
+def _netloc(host: str, port: int | None) -> str:
     netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return f"{netloc}:{port}" if port else netloc
 
 
-def _addresses(host: str, port: int, shown: str) -> list[str]:
+def _addresses(source: Source) -> list[str]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(source.host, source.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise TemplateError(f"template URL {shown}: cannot resolve {host} ({exc.strerror or exc})") from None
+        raise TemplateError(f"template URL {source.shown}: cannot resolve {source.host} "
+                            f"({exc.strerror or exc})") from None
     return sorted({info[4][0] for info in infos})
 
 
-def _configured_token(url: str, config: Config) -> str | None:
-    matches = [prefix for prefix in config.template_credentials if url.startswith(prefix)]
-    return config.template_credentials[max(matches, key=len)] if matches else None
+def refuse_private(addresses: list[str], source: Source) -> None:
+    """Refuse unless every address the host resolves to is public."""
+    for address in addresses:
+        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
+            raise TemplateError(f"template URL {source.shown} is refused: {source.host} is a loopback, private or "
+                                "reserved address (an admin can allow these with allow_private_urls)")
 
 
-def _clone(args: list[str], url: str, target: Path, limit: int, timeout: int, shown: str) -> None:
-    def cap_file_size() -> None:  # in the child: a pack larger than the limit kills git (SIGXFSZ)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global, and so is any IPv4 address embedded in it (mapped, 6to4, NAT64, IPv4-compatible)."""
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour]
+        if ip in NAT64 or int(ip) >> 32 == 0:
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        return all(v4 is None or v4.is_global for v4 in embedded)
+    return True
 
-    # init + fetch rather than clone: a failed clone deletes its folder, and with it the evidence
-    # (a pack cut off at the limit) that tells "too large" from other failures
-    subprocess.run(["git", "init", "--quiet", "--bare", str(target)], check=True, capture_output=True, env=_env())
-    command = ["git", "-C", str(target), *args, "fetch", "--quiet", "--depth=1", "--no-tags", "--", url,
-               f"+HEAD:{TEMPLATE_REF}"]
-    try:
-        proc = subprocess.run(command, capture_output=True, timeout=timeout, preexec_fn=cap_file_size,
-                              env=_env(HOME=str(target.parent)))
-    except subprocess.TimeoutExpired:
-        raise TemplateError(f"cloning {shown} took longer than {timeout} s; nothing was created") from None
-    if proc.returncode != 0:
-        if any(f.stat().st_size >= limit for f in target.rglob("*") if f.is_file()):  # the pack hit the limit
-            raise TemplateError(f"template {shown} is larger than {limit // MB} MB; nothing was created")
+
+def _configured_token(parts: urllib.parse.SplitResult, port: int, config: Config) -> str | None:
+    """The token configured for this scheme, host, port and path (prefix at a '/' boundary)."""
+    best, best_len = None, -1
+    for prefix, token in config.template_credentials.items():
+        p = urllib.parse.urlsplit(prefix)
+        p_port = p.port or (443 if p.scheme == "https" else 80)
+        if (p.scheme, (p.hostname or "").lower(), p_port) != (parts.scheme, parts.hostname.lower(), port):
+            continue
+        path = p.path.rstrip("/")
+        if (parts.path == path or parts.path.startswith(path + "/")) and len(path) > best_len:
+            best, best_len = token, len(path)
+    return best
+
+
+class _Git:
+    """git in the template's bare repository, fenced: safe config and credentials in the environment,
+    file size and memory limits, and the whole process group killed on timeout."""
+
+    def __init__(self, repo: Path, settings: dict[str, str], max_bytes: int, timeout: int, shown: str) -> None:
+        self.repo = repo
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.shown = shown
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo.parent), **SAFE_ENV,
+                    "GIT_CONFIG_COUNT": str(len(settings))}
+        for i, (key, value) in enumerate(settings.items()):
+            self.env[f"GIT_CONFIG_KEY_{i}"], self.env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+
+    def fetch(self, url: str) -> None:
+        # init + fetch rather than clone: a failed clone deletes its folder, and with it the evidence
+        # (a pack cut off at the limit) that tells "too large" from other failures
+        self.run("init", "--quiet", "--bare", str(self.repo), cwd=self.repo.parent)
+        proc = self.run("fetch", "--quiet", "--depth=1", "--no-tags", "--", url, f"+HEAD:{TEMPLATE_REF}", check=False)
+        if proc.returncode == 0:
+            return
+        if any(f.stat().st_size >= self.max_bytes for f in self.repo.rglob("*") if f.is_file()):
+            raise TemplateError(f"template {self.shown} is larger than {self.max_bytes / MB:g} MB; nothing was created")
         reason = proc.stderr.decode(errors="replace").strip().splitlines()
         if reason and "couldn't find remote ref" in reason[-1]:
-            raise TemplateError(f"template {shown} has no commits (or there is no repository there)")
-        detail = redact_text(reason[-1] if reason else f"git exited with {proc.returncode}", url)
-        raise TemplateError(f"cannot clone {shown}: {detail}")
+            raise TemplateError(f"template {self.shown} has no commits (or there is no repository there)")
+        detail = reason[-1] if reason else f"git exited with {proc.returncode}"
+        raise TemplateError(f"cannot clone {self.shown}: {detail}")
+
+    def run(self, *args: str, data: bytes | None = None, cwd: Path | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        limit = self.max_bytes
+
+        def fence() -> None:  # in the child, inherited by git's own children
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # a pack over the limit kills git
+            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES + limit, MEMORY_BYTES + limit))
+
+        with subprocess.Popen(["git", *args], cwd=cwd or self.repo, env=self.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=fence,
+                              start_new_session=True) as proc:
+            try:
+                out, err = proc.communicate(data, timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # git's helpers (remote-https) too
+                proc.communicate()
+                raise TemplateError(f"cloning {self.shown} took longer than {self.timeout} s; nothing was created"
+                                    ) from None
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        if check and proc.returncode != 0:
+            raise TemplateError(f"template {self.shown}: git {args[0]} failed "
+                                f"({err.decode(errors='replace').strip()[-200:]})")
+        return result
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """Nothing of the server's environment but PATH: no user config, proxies or credentials."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SAFE_ENV, **extra}
-
-
-def redact_text(text: str, url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    for secret in (parts.password, parts.username):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _read(repo: Path, limit: int, max_file_bytes: int, shown: str) -> Template:
-    """The tree at the clone's HEAD, checked like a push, read from the object store."""
-    def git(*args: str, data: bytes | None = None) -> bytes:
-        return subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, check=True,
-                              env=_env()).stdout
-
-    try:
-        listing = git("ls-tree", "-r", "-l", "-z", "--full-tree", TEMPLATE_REF).split(b"\0")
-    except subprocess.CalledProcessError:
-        raise TemplateError(f"template {shown} has no commits") from None
+def _read(git: _Git, limit: int, max_file_bytes: int, shown: str) -> Template:
+    """The tree at the fetched tip, checked like a push, read from the object store."""
+    listing = git.run("ls-tree", "-r", "-l", "-z", "--full-tree", TEMPLATE_REF).stdout.split(b"\0")
     entries, total = [], 0
     for line in filter(None, listing):
         meta, _, raw_path = line.partition(b"\t")
@@ -153,14 +218,14 @@ def _read(repo: Path, limit: int, max_file_bytes: int, shown: str) -> Template:
             raise TemplateError(f"template {shown}: path {path!r} {problem}")
         if int(size) > max_file_bytes:
             raise TemplateError(f"template {shown}: {path} is {int(size)} bytes, over the "
-                                f"{max_file_bytes // MB} MB limit for one file")
+                                f"{max_file_bytes / MB:g} MB limit for one file")
         total += int(size)
         if total > limit:
-            raise TemplateError(f"template {shown} is larger than {limit // MB} MB; nothing was created")
+            raise TemplateError(f"template {shown} is larger than {limit / MB:g} MB; nothing was created")
         entries.append((path, blob.decode()))
-    if len(entries) > MAX_FILES:
-        raise TemplateError(f"template {shown} has more than {MAX_FILES} files")
-    out = git("cat-file", "--batch", data="".join(f"{blob}\n" for _, blob in entries).encode())
+        if len(entries) > MAX_FILES:
+            raise TemplateError(f"template {shown} has more than {MAX_FILES} files")
+    out = git.run("cat-file", "--batch", data="".join(f"{blob}\n" for _, blob in entries).encode()).stdout
     files, pos = {}, 0
     for path, _ in entries:
         end = out.index(b"\n", pos)

@@ -19,10 +19,14 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 FIELDS = ("title", "purpose", "owner", "wiki", "clone_url", "mcp_url", "web_url", "date")
 MAX_FILES = 10_000
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_FENCE = re.compile(r"^[ \t>]*(`{3,}|~{3,})")  # also fences inside list items and quotes
 _TICKS = re.compile(r"`+")
-_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")  # emphasis, code, links, HTML, tables, entities
-_BLOCK_START = re.compile(r"^([#+\-=>])|^(\d+)([.)])")  # would start a heading, list, quote or rule
+# Every ASCII punctuation character that means something to CommonMark or Otterwiki's extensions
+# (::: blocks, $math$, ==mark==, ^sup^, :emoji:, [[links]], footnotes, tables, HTML, entities) is
+# backslash-escaped, which CommonMark allows before any ASCII punctuation. Only , . ; ? / % @ ' -
+# stay as they are: they mean nothing inside a line (a leading "-" or "1." is escaped).
+_INLINE_SPECIAL = re.compile(r"""([!"#$&()*+:<=>\[\\\]^_`{|}~])""")
+_BLOCK_START = re.compile(r"^(\d+\.|-)")  # "1." or "-" would start a list or a rule
 
 
 class TemplateError(ValueError):
@@ -145,7 +149,7 @@ def _fill_text(text: str, values: dict[str, str]) -> str:
 def escape(value: str) -> str:
     """`value` as literal Markdown text on one line, wherever in a line it lands."""
     text = _INLINE_SPECIAL.sub(r"\\\1", _one_line(value))
-    return _BLOCK_START.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
+    return _BLOCK_START.sub(lambda m: f"{m.group(1)[:-1]}\\{m.group(1)[-1]}", text)
 
 
 def _fill_code(text: str, values: dict[str, str]) -> str:

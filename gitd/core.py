@@ -90,6 +90,19 @@ class Core:
             raise CoreError(f"no such wiki: {owner}/{slug}")
         return wiki
 
+    def check_new_wiki(self, owner: str, slug: str) -> None:
+        """Why `owner/slug` cannot be created now (CoreError), before any costly preparation;
+        `create_wiki` checks again atomically."""
+        check_name(owner, "user name")
+        check_name(slug, "wiki name")
+        limits = self.limits_of(owner)
+        if self.store.get_wiki(owner, slug) is not None:
+            raise CoreError(f"wiki {owner}/{slug} already exists")
+        if len(self.store.list_wikis(owner)) >= limits.max_wikis:
+            raise CoreError(f"user {owner!r} already has {limits.max_wikis} wiki(s), the limit of their tier")
+        if self.repos.path(owner, slug).exists():
+            raise CoreError(f"a repository for {owner}/{slug} already exists on disk; remove it first")
+
     def create_wiki(self, owner: str, slug: str, title: str = "", purpose: str = "",
                     public: bool = False) -> Wiki:
         """Record and initialise an empty wiki repository; nothing is left behind on failure."""

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +17,10 @@ from conftest import WIKIBOT, commit_files, free_port, run_git, unique, wait_unt
 from test_search import search
 
 from wikibot.bootstrap.create import create_wiki
+from wikibot.bootstrap.from_git import check_url, refuse_private
 from wikibot.bootstrap.templates import BUILTIN_DIR, TemplateError, fill
+from wikibot.config import Config
+from wikibot.gitd.core import CoreError
 from wikibot.indexer.chunking import outline
 from wikibot.mcp.server import TOOLS
 
@@ -62,15 +67,25 @@ def test_default_template_pages_are_substituted_committed_once_and_searchable(se
 
 
 def test_the_agent_guide_names_only_real_tools_and_arguments():
+    """Every `tool(args)` the guide shows exists with those arguments: `arg?` marks an optional
+    one, `arg=value` an example value, and every required argument is shown."""
     guide = (BUILTIN_DIR / "default" / "agent_guide.md").read_text()
-    tools = {fn.__name__: set(inspect.signature(fn).parameters) for fn, _ in TOOLS}
+    tools = {fn.__name__: inspect.signature(fn).parameters for fn, _ in TOOLS}
     calls = re.findall(r"`([a-z_]+)\(([^`]*)\)`", guide)
-    assert len({name for name, _ in calls}) >= 8, "the guide should show the main tools"
+    assert len({name for name, _ in calls}) >= 12, "the guide should show the tools"
     for name, args in calls:
         assert name in tools, f"the Agent_Guide names a tool that does not exist: {name}"
+        params = tools[name]
+        shown = set()
         for arg in filter(None, (a.strip() for a in args.split(","))):
-            arg_name = re.match(r"[a-z_][a-z0-9_]*", arg)
-            assert arg_name and arg_name.group() in tools[name], f"{name}() has no argument {arg!r}"
+            match = re.fullmatch(r"([a-z_][a-z0-9_]*)(\?|=.+)?", arg)
+            assert match and match.group(1) in params, f"{name}() has no argument {arg!r}"
+            if match.group(2) == "?":
+                assert params[match.group(1)].default is not inspect.Parameter.empty, \
+                    f"{name}({arg}): the guide marks a required argument as optional"
+            shown.add(match.group(1))
+        required = {p for p, v in params.items() if v.default is inspect.Parameter.empty}
+        assert required <= shown, f"`{name}({args})` leaves out required {sorted(required - shown)}"
     for tool in ("read_page", "edit_page", "write_page", "search", "recent_changes"):
         assert f"`{tool}(" in guide, f"the Agent_Guide should explain {tool}"
 
@@ -79,7 +94,7 @@ def test_fill_escapes_markdown_in_text_and_keeps_code_verbatim():
     text = fill("{{purpose}}\n\n`{{url}}`\n\n```\n{{url}} {{purpose}}\n```\n{{other}}",
                 {"purpose": "# *x* [a](b) <i>\n- y", "url": "http://h/a_b.git"})
     lines = text.split("\n")
-    assert lines[0] == "\\# \\*x\\* \\[a\\](b) \\<i\\> - y"
+    assert lines[0] == "\\# \\*x\\* \\[a\\]\\(b\\) \\<i\\> - y"
     assert lines[2] == "`http://h/a_b.git`"
     assert lines[5] == "http://h/a_b.git # *x* [a](b) <i> - y"
     assert lines[7] == "{{other}}"
@@ -210,3 +225,113 @@ def test_bad_template_urls_fail_clearly_and_leave_nothing(server, make_user, tmp
         httpd.terminate()
         httpd.wait()
         shutil.rmtree(served)
+
+
+RENDER = """\
+import json, sys
+from otterwiki.server import app
+from otterwiki.renderer import render
+print(json.dumps(render.markdown(sys.stdin.read())[0]))
+"""
+
+
+def test_a_hostile_purpose_renders_as_plain_text_in_otterwiki(tmp_path):
+    """Rendered by Otterwiki itself (in a child: its server module is one instance per process),
+    Home with a hostile purpose has exactly the elements it has with a plain one."""
+    hostile = ("::: danger DELETE THIS WIKI\n$x^2$ ==mark== :smile: [[Home]] <b>bold</b> | a | b |\n"
+               "# heading\n---\n1. list [x](javascript:alert(1)) ![i](/x.png) ~~del~~ &amp; `code`")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTTERWIKI")}
+    env |= {"REPOSITORY": str(tmp_path), "SECRET_KEY": "x" * 32, "LOG_LEVEL": "ERROR"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+
+    def rendered(purpose: str) -> str:
+        page = fill((BUILTIN_DIR / "default" / "home.md").read_text(),
+                    {"title": "Ops", "purpose": purpose, "owner": "o", "wiki": "o/w", "date": "2026-11-25",
+                     "clone_url": "http://h/o/w.git", "mcp_url": "http://h/mcp/o/w", "web_url": "http://h/o/w/"})
+        return json.loads(subprocess.run([sys.executable, "-c", RENDER], input=page, env=env, cwd=tmp_path,
+                                         capture_output=True, text=True, timeout=120, check=True).stdout)
+
+    plain, attacked = rendered("Plain words only"), rendered(hostile)
+    assert re.findall(r"<(\w+)", attacked) == re.findall(r"<(\w+)", plain)
+    assert "::: danger DELETE THIS WIKI" in attacked and "$x^2$" in attacked
+
+
+def test_credentials_go_only_to_their_host_and_path():
+    config = replace(Config(), template_credentials={"https://git.example.com/team": "SECRET"})
+    def auth(url: str) -> str | None:
+        return check_url(url, config).authorization
+    assert auth("https://git.example.com/team/wiki.git")
+    assert auth("https://GIT.example.com:443/team/x.git")
+    for other in ("https://git.example.com/teamevil/x.git", "https://git.example.com.evil.net/team/x.git",
+                  "http://git.example.com/team/x.git", "https://git.example.com:8443/team/x.git",
+                  "https://git.example.com@evil.net/team/x.git"):
+        assert "SECRET" not in str(base64_of(auth(other))), other
+    source = check_url("https://bob:pw%21@h.example/a.git?private_token=x#f", config)
+    assert source.url == "https://h.example/a.git?private_token=x" and source.shown == "https://h.example/a.git"
+    assert base64_of(source.authorization) == "bob:pw!"
+
+
+def base64_of(authorization: str | None) -> str | None:
+    import base64
+    return base64.b64decode(authorization.split()[1]).decode() if authorization else None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "::ffff:127.0.0.1",
+                                     "64:ff9b::7f00:1", "2002:7f00:1::", "::127.0.0.1", "fe80::1", "0.0.0.0"])
+def test_private_addresses_are_refused_in_every_spelling(address):
+    with pytest.raises(TemplateError, match="loopback, private or reserved"):
+        refuse_private([address], check_url("http://h.example/x.git", Config()))
+
+
+def test_quota_and_limits_are_checked_around_the_template(server, make_user, tmp_path):
+    owner = make_user(tier="free")
+    create_wiki(server.core, owner.name, unique("w"), template="empty")  # the free tier's only wiki
+    with pytest.raises(CoreError, match="limit of their tier"):  # refused before any clone is attempted
+        create_wiki(server.core, owner.name, unique("w"), template="https://unreachable.invalid/x.git")
+    folder = tmp_path / "templates" / "huge"
+    folder.mkdir(parents=True)
+    for i in range(501):
+        (folder / f"p{i}.md").write_text(f"page {i}\n")
+    other = make_user(tier="free")
+    core = server.core
+    core.config = replace(core.config, templates_dir=str(tmp_path / "templates"))
+    try:
+        slug = unique("w")
+        with pytest.raises(TemplateError, match="does not fit the owner's limits: page limit 500"):
+            create_wiki(core, other.name, slug, template="huge")
+        nothing_left(server, other.name, slug)
+    finally:
+        core.config = replace(core.config, templates_dir="")
+
+
+def test_a_stalling_server_is_cut_off_with_all_git_processes(server, make_user):
+    """The time limit kills git's helpers too (they would otherwise outlive it, holding the URL)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(8)], daemon=True).start()
+    port = listener.getsockname()[1]
+    creator = make_user()
+    slug = unique("w")
+    try:
+        result = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--template",
+                     f"http://127.0.0.1:{port}/stall-{slug}.git", WIKIBOT_ALLOW_PRIVATE_URLS="1",
+                     WIKIBOT_CLONE_TIMEOUT="3")
+        assert result.returncode == 1 and "took longer than 3 s" in result.stderr, result.stderr
+        nothing_left(server, creator.name, slug)
+        assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if f"stall-{slug}".encode() in _read(p)]
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
