@@ -313,7 +313,15 @@ def test_a_stalling_server_is_cut_off_with_all_git_processes(server, make_user):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     held: list[socket.socket] = []
-    threading.Thread(target=lambda: [held.append(listener.accept()[0]) for _ in range(8)], daemon=True).start()
+
+    def hold() -> None:  # accept and never answer, until the listener is closed
+        try:
+            while True:
+                held.append(listener.accept()[0])
+        except OSError:
+            pass
+
+    threading.Thread(target=hold, daemon=True).start()
     port = listener.getsockname()[1]
     creator = make_user()
     slug = unique("w")
