@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 
 StartResponse = Callable[..., Any]
 
-REQUEST_TIMEOUT = 300.0
 DRAIN_BYTES = 64 * 2**20
 
 
@@ -46,17 +45,18 @@ def rpc_error(status: int, message: str, headers: tuple[tuple[str, str], ...] = 
 class AsgiBridge:
     """A WSGI app running one ASGI app per process on its own event loop thread."""
 
-    def __init__(self, factory: Callable[[], Starlette], max_body: int, too_large: Callable[[], HttpAnswer]) -> None:
+    def __init__(self, factory: Callable[[], Starlette], max_body: int, too_large: HttpAnswer,
+                 timeout: float) -> None:
         self.factory = factory
+        self.timeout = timeout
         self.max_body = max_body
         self.too_large = too_large
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._app: Starlette = None
+        self._running: tuple[asyncio.AbstractEventLoop, Starlette] | None = None
 
     def _started(self) -> tuple[asyncio.AbstractEventLoop, Starlette]:
         with self._lock:
-            if self._loop is None:
+            if self._running is None:
                 app = self.factory()
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="asgi-bridge", daemon=True).start()
@@ -71,8 +71,8 @@ class AsgiBridge:
                 while not started.wait(0.05):
                     if future.done():
                         future.result()  # raises the startup error
-                self._loop, self._app = loop, app
-            return self._loop, self._app
+                self._running = (loop, app)
+            return self._running
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse,
                  state: dict[str, Any]) -> Iterable[bytes]:
@@ -80,17 +80,17 @@ class AsgiBridge:
         try:
             body = _read_body(environ, self.max_body)
         except BodyTooLarge:
-            answer = self.too_large()
+            answer = self.too_large
             start_response(answer.status, list(answer.headers))
             return [answer.body]
         loop, app = self._started()
         scope = _scope(environ, state)
         future = asyncio.run_coroutine_threadsafe(_call(app, scope, body), loop)
         try:
-            status, headers, chunks = future.result(REQUEST_TIMEOUT)
+            status, headers, chunks = future.result(self.timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            answer = rpc_error(504, f"the request took over {REQUEST_TIMEOUT:.0f} s and was stopped; try a "
+            answer = rpc_error(504, f"the request took over {self.timeout:.0f} s and was stopped; try a "
                                     "smaller request (one page, fewer results)")
             status, headers, chunks = answer.status, list(answer.headers), [answer.body]
         start_response(status, headers)

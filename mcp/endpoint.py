@@ -27,9 +27,11 @@ class McpEndpoint:
 
     def __init__(self, core: Core) -> None:
         self.core = core
-        self.bridge = AsgiBridge(build_app, MAX_BODY, too_large=lambda: rpc_error(
-            413, f"request too large: attachments sent over MCP are limited to {MAX_UPLOAD_BYTES} bytes; "
-                 "push bigger files with git"))
+        too_large = rpc_error(413, f"request too large: attachments sent over MCP are limited to "
+                                   f"{MAX_UPLOAD_BYTES} bytes; push bigger files with git")
+        # answer before gunicorn's own timeout would kill the worker with every request it serves
+        self.bridge = AsgiBridge(build_app, MAX_BODY, too_large=too_large,
+                                 timeout=max(5.0, core.config.timeout - 5.0))
 
     @staticmethod
     def match(path: str) -> re.Match[str] | None:
