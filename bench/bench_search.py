@@ -167,7 +167,12 @@ def push_to_findable(pages: int, runs: int = 5) -> None:
         with wikibot_server(repo) as url:
             base, token = url.split("@")[1].split("/bench")[0], url.split(":")[2].split("@")[0]
             page = sorted(repo.rglob("*.md"))[0]
-            times = []
+            semantic_times, keyword_times = [], []
+
+            def answer(word: str, mode: str) -> dict:
+                return requests.get(f"http://{base}/api/wikis/bench/wiki/search", auth=("x", token),
+                                    params={"q": f"a note about {word}", "mode": mode}, timeout=30).json()
+
             for i in range(runs):
                 word = f"quokkaword{i}x{int(time.time())}"
                 page.write_text(page.read_text() + f"\n\nA note about {word}.\n")
@@ -176,16 +181,15 @@ def push_to_findable(pages: int, runs: int = 5) -> None:
                                       text=True, check=True).stdout.strip()
                 t = time.perf_counter()
                 subprocess.run(["git", "-C", str(repo), "push", "-q", url, "main"], check=True)
-                while True:
-                    answer = requests.get(f"http://{base}/api/wikis/bench/wiki/search", auth=("x", token),
-                                          params={"q": word, "mode": "keyword"}, timeout=30).json()
-                    if answer.get("indexed_sha") == head and answer["hits"]:
-                        break
-                    time.sleep(0.02)
-                times.append(time.perf_counter() - t)
-            print(f"\npush -> findable ({pages}-page wiki, one page changed, {runs} pushes): "
-                  f"p50 {statistics.median(times):.2f} s, "
-                  f"max {max(times):.2f} s (target p50 <= 1 s)")
+                while answer(word, "semantic").get("indexed_sha") != head:  # its vectors are searchable
+                    time.sleep(0.01)
+                semantic_times.append(time.perf_counter() - t)
+                while not answer(word, "keyword")["hits"]:  # and its words are in BM25
+                    time.sleep(0.01)
+                keyword_times.append(time.perf_counter() - t)
+            for label, times in (("semantic search", semantic_times), ("keyword search", keyword_times)):
+                print(f"\npush -> findable by {label} ({pages}-page wiki, one page changed, {runs} pushes): "
+                      f"p50 {statistics.median(times):.2f} s, max {max(times):.2f} s (target p50 <= 1 s)")
 
 
 def main(argv: list[str]) -> int:

@@ -6,6 +6,7 @@ renames re-embed only text that is really new.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import faiss
@@ -27,8 +28,8 @@ class WikiIndex:
     indexed_sha: str | None = None
     wiki_created: float = 0.0  # tells a re-created wiki of the same name from the one indexed
     next_id: int = 0
-    _keyword: KeywordIndex | None = field(default=None, repr=False)
-    _keyword_ids: list[int] = field(default_factory=list, repr=False)
+    _keyword: tuple[KeywordIndex, list[int]] | None = field(default=None, repr=False)  # BM25, its chunk ids
+    _keyword_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _by_page: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -78,7 +79,16 @@ class WikiIndex:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def keyword(self, query: str, k: int) -> list[tuple[int, float]]:
-        if self._keyword is None:  # built on first use after a change
-            self._keyword_ids = sorted(self.chunks)
-            self._keyword = KeywordIndex([self.chunks[i].embed_text for i in self._keyword_ids])
-        return [(self._keyword_ids[row], score) for row, score in self._keyword.search(query, k)]
+        bm25, ids = self.keyword_index()
+        return [(ids[row], score) for row, score in bm25.search(query, k)]
+
+    def keyword_index(self) -> tuple[KeywordIndex, list[int]]:
+        """BM25 over the chunks, built on first use after a change, once even if queries race."""
+        built = self._keyword
+        if built is None:
+            with self._keyword_lock:
+                built = self._keyword
+                if built is None:
+                    ids = sorted(self.chunks)
+                    built = self._keyword = (KeywordIndex([self.chunks[i].embed_text for i in ids]), ids)
+        return built
