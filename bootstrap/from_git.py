@@ -25,7 +25,7 @@ from pathlib import Path
 
 from wikibot.config import MB, Config
 from wikibot.gitd.names import path_problem
-from wikibot.gitd.repos import SAFE_ENV
+from wikibot.gitd.repos import SAFE_ENV, batch_blobs
 
 from .templates import MANIFEST, MAX_FILES, Template, TemplateError, manifest_files
 
@@ -225,12 +225,9 @@ def _read(git: _Git, limit: int, max_file_bytes: int, shown: str) -> Template:
         entries.append((path, blob.decode()))
         if len(entries) > MAX_FILES:
             raise TemplateError(f"template {shown} has more than {MAX_FILES} files")
-    out = git.run("cat-file", "--batch", data="".join(f"{blob}\n" for _, blob in entries).encode()).stdout
-    files, pos = {}, 0
-    for path, _ in entries:
-        end = out.index(b"\n", pos)
-        size = int(out[pos:end].split()[2])
-        files[path] = out[end + 1:end + 1 + size]
-        pos = end + 2 + size
+    blobs = [blob for _, blob in entries]
+    out = git.run("cat-file", "--batch", data="".join(f"{blob}\n" for blob in blobs).encode()).stdout
+    contents = batch_blobs(out, blobs)
+    files = {path: contents[blob] for path, blob in entries}
     substitute = manifest_files(files.pop(MANIFEST).decode("utf-8", "replace")) if MANIFEST in files else frozenset()
     return Template(shown, files, substitute & set(files))

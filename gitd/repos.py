@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,6 +57,32 @@ def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, input: by
 def git(repo: Path, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> str:
     """Run git in `repo`, returning stdout as text; failures raise `RepoError` with git's message."""
     return run_git(repo, *args, env=env, input=input).stdout.decode(errors="replace")
+
+
+def batch_blobs(out: bytes, keys: Sequence[str]) -> dict[str, bytes]:
+    """Parse `git cat-file --batch` output for the requests `keys` (in order): the blobs among
+    them; missing objects ("<request> missing") and other object types are left out."""
+    found: dict[str, bytes] = {}
+    pos = 0
+    for key in keys:
+        end = out.index(b"\n", pos)
+        header = out[pos:end]
+        pos = end + 1
+        if header.endswith(b" missing"):
+            continue
+        _, kind, size = header.rsplit(b" ", 2)
+        if kind == b"blob":
+            found[key] = out[pos:pos + int(size)]
+        pos += int(size) + 1
+    return found
+
+
+def read_files(repo: Path, commit: str, paths: Sequence[str], env: dict[str, str] | None = None) -> dict[str, bytes]:
+    """Contents of the files among `paths` at `commit`, read in one `git cat-file --batch`."""
+    if not paths:
+        return {}
+    request = "".join(f"{commit}:{path}\n" for path in paths).encode()
+    return batch_blobs(run_git(repo, "cat-file", "--batch", env=env, input=request).stdout, paths)
 
 
 def page_files(repo: Path, commit: str, env: dict[str, str] | None = None) -> list[str]:

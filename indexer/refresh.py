@@ -8,7 +8,6 @@ same name is rebuilt from the repository.
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 
 from wikibot.gitd.core import Core
 from wikibot.gitd.refs import MAIN
-from wikibot.gitd.repos import RepoError, git, page_files
+from wikibot.gitd.repos import RepoError, git, page_files, read_files
 from wikibot.hooks.events import Event
 
 from .chunking import Chunk, Chunker
@@ -45,24 +44,8 @@ class RefreshResult:
 
 
 def read_pages(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
-    """Contents of `paths` at `commit`, read in one `git cat-file --batch`."""
-    if not paths:
-        return {}
-    proc = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], capture_output=True,
-                          input="".join(f"{commit}:{p}\n" for p in paths).encode())
-    if proc.returncode != 0:
-        raise RepoError(f"git cat-file failed in {repo}: {proc.stderr.decode(errors='replace')}")
-    out, pos, pages = proc.stdout, 0, {}
-    for path in paths:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split(b" ")
-        pos = end + 1
-        if header[-1] == b"missing":
-            continue
-        size = int(header[2])
-        pages[path] = out[pos:pos + size].decode("utf-8", "replace")
-        pos += size + 1
-    return pages
+    """Contents of `paths` at `commit` as text, read in one `git cat-file --batch`."""
+    return {path: body.decode("utf-8", "replace") for path, body in read_files(repo, commit, paths).items()}
 
 
 class Indexer:

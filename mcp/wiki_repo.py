@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wikibot.gitd.refs import MAIN
-from wikibot.gitd.repos import RepoError, git, git_command, git_env, run_git
+from wikibot.gitd.repos import RepoError, git, git_command, git_env, read_files, run_git
 
 REVISION_RE = re.compile(r"[0-9a-fA-F]{4,64}|HEAD(~\d{1,6})?")
 COMMIT_ID_RE = re.compile(r"[0-9a-fA-F]{7,64}")  # what a write may name as its base: never HEAD
@@ -89,22 +89,7 @@ class WikiRepo:
         if max_bytes is not None:
             sizes = self.blobs(commit, paths)
             paths = [p for p in paths if p in sizes and sizes[p][1] <= max_bytes]
-        if not paths:
-            return {}
-        request = "".join(f"{commit}:{path}\n" for path in paths).encode()
-        out = run_git(self.path, "cat-file", "--batch", input=request).stdout
-        found: dict[str, bytes] = {}
-        pos = 0
-        for path in paths:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            pos = end + 1
-            if len(header) == 3 and header[1] != b"missing":
-                size = int(header[2])
-                if header[1] == b"blob":
-                    found[path] = out[pos:pos + size]
-                pos += size + 1
-        return found
+        return read_files(self.path, commit, paths)
 
     def blobs(self, commit: str, paths: list[str]) -> dict[str, tuple[str, int]]:
         """(blob id, size) of each path that is a file at `commit`; folders and missing paths are left out."""
