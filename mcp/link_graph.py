@@ -65,7 +65,7 @@ def _advance(repo: WikiRepo, known: Graph, revision: str) -> Graph | None:
         return None
     present = repo.blobs(revision, changed)
     outgoing = {page: links for page, links in known.outgoing.items() if page not in changed}
-    outgoing.update(_parse(repo.read_many(revision, list(present), MAX_PAGE_BYTES)))
+    outgoing.update(_parse(repo.read_many(revision, [p for p, (_, size) in present.items() if size <= MAX_PAGE_BYTES])))
     outgoing.update({page: () for page in present if page not in outgoing})
     return Graph(revision, outgoing)
 

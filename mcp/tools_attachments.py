@@ -45,13 +45,14 @@ def read_attachment(path: PagePath, name: AttachmentName) -> ToolResult:
     head = ctx.head()
     file = _existing_page(ctx, head, path)
     target = f"{attachment_dir(file)}/{_clean(name)}"
-    entry = next((e for e in ctx.repo.entries(head, attachment_dir(file)) if e.path == target), None)
-    if entry is None:
+    found = ctx.repo.blobs(head, [target]).get(target)
+    if found is None:
         raise ToolError(f"no attachment {name!r} on {page_name(file)}; list_attachments shows what exists")
-    if entry.size > MAX_READ_BYTES:
-        raise ToolError(f"{name!r} is {entry.size} bytes, over the {MAX_READ_BYTES}-byte limit for reading "
+    blob, size = found
+    if size > MAX_READ_BYTES:
+        raise ToolError(f"{name!r} is {size} bytes, over the {MAX_READ_BYTES}-byte limit for reading "
                         "through MCP; clone the wiki with git to get it")
-    content = ctx.repo.read(head, target) or b""
+    content = ctx.repo.read_blob(blob)
     data = {"path": page_name(file), "name": _clean(name), "file": target, "revision": head, "bytes": len(content),
             "media_type": _media_type(target), "content_base64": base64.b64encode(content).decode()}
     return answer(f"{target}: {len(content)} bytes, {data['media_type']} (content_base64 in the structured result)",
@@ -98,8 +99,8 @@ def delete_attachment(path: PagePath, name: AttachmentName) -> ToolResult:
 
 
 def _existing_page(ctx: ToolContext, head: str, path: str) -> str:
-    file = ctx.page(head, path)
-    if ctx.repo.blob_id(head, file) is None:
+    file, found = ctx.locate(head, path)
+    if found is None:
         raise ToolError(f"no page {path!r} (file {file}); attachments belong to an existing page")
     return file
 

@@ -62,14 +62,13 @@ def write_page(path: PagePath, content: Annotated[str, Field(description="The wh
     ctx = current()
     ctx.require_write()
     head = ctx.repo.head()
-    file = ctx.page(head, path)
-    existing = ctx.repo.blob_id(head, file) if head else None
+    file, existing = ctx.locate(head, path)
     if existing is not None and not base_revision:
         raise ToolError(f"page {path!r} already exists; read_page it and pass its revision as base_revision "
                         "(or use edit_page for a targeted change)")
     base = ctx.base(base_revision) if base_revision else None
     body = content.encode()
-    if existing is not None and ctx.repo.read(head, file) == body:
+    if existing is not None and ctx.repo.read_blob(existing[0]) == body:
         return answer(f"{file} unchanged (already this content) at {head}",
                       {"path": page_name(file), "file": file, "revision": head, "created": False, "changed": False})
     verb = "Update" if existing is not None else "Create"
@@ -112,8 +111,8 @@ def delete_page(path: PagePath, message: Message = None, base_revision: Optional
     ctx = current()
     ctx.require_write()
     head = ctx.head()
-    file = ctx.page(head, path)
-    if ctx.repo.blob_id(head, file) is None:
+    file, found = ctx.locate(head, path)
+    if found is None:
         raise ToolError(f"no page {path!r} (file {file}); nothing deleted")
     base = ctx.base(base_revision) if base_revision else head
     attachments = [e.path for e in ctx.repo.entries(head, attachment_dir(file), sizes=False)
@@ -134,12 +133,12 @@ def rename_page(path: PagePath, new_path: Annotated[str, Field(description="The 
     ctx = current()
     ctx.require_write()
     head = ctx.head()
-    old = ctx.page(head, path)
+    old, found = ctx.locate(head, path)
     try:
         new = page_file(new_path)
     except PathRefused as exc:
         raise ToolError(str(exc)) from None
-    if ctx.repo.blob_id(head, old) is None:
+    if found is None:
         raise ToolError(f"no page {path!r} (file {old}); nothing renamed")
     new_name = new_path.strip().strip("/").removesuffix(".md")
     plans = []
@@ -188,8 +187,8 @@ def links(path: PagePath) -> ToolResult:
     """A page's outgoing links (and whether each target exists) and the pages linking to it."""
     ctx = current()
     head = ctx.head()
-    file = ctx.page(head, path)
-    if ctx.repo.blob_id(head, file) is None:
+    file, found = ctx.locate(head, path)
+    if found is None:
         raise ToolError(f"no page {path!r} (file {file})")
     graph = ctx.graph(head)
     data = {"path": page_name(file), "file": file, "revision": head, "links_out": _links_out(graph, file),
