@@ -20,7 +20,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from bench_git import quiesce
 from corpus import make_wiki_repo
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
-from servers import _base_env, _stop, _wait_ready, free_port
+from servers import wikibot_data, wikibot_serving
 
 QUERIES = ["how do we roll back a failed deployment", "billing invoice retries", "onboarding checklist",
            "postgres replication lag alert", "who owns the release calendar", "rotate the api keys"]
@@ -40,43 +39,21 @@ QUERIES = ["how do we roll back a failed deployment", "billing invoice retries",
 @contextmanager
 def prepared_server(pages: int) -> Iterator[tuple[str, str, Path]]:
     """`wikibot serve` on a fresh data folder whose wiki bench/wiki holds `pages` pages, indexed."""
-    with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
-        work = Path(tmp)
-        port = free_port()
-        env = _base_env(WIKIBOT_DATA=str(work / "var"), WIKIBOT_PORT=str(port),
-                        WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
-        cli = [sys.executable, "-m", "wikibot.cli"]
-
-        def wikibot(*args: str) -> str:
-            return subprocess.run([*cli, *args], env=env, cwd=work, check=True, capture_output=True,
-                                  text=True).stdout
-
-        corpus = work / "corpus"
+    with wikibot_data(prefix="bench-mcp-") as setup:
+        corpus = setup.workdir / "corpus"
         make_wiki_repo(corpus, pages=pages, commits=5)
-        wikibot("init")
-        wikibot("user", "add", "bench", "--tier", "premium")
-        wikibot("wiki", "create", "bench/wiki", "--template", "empty")
-        token = wikibot("token", "create", "bench", "--scope", "write").splitlines()[-1]
-        repo = work / "var" / "repos" / "bench" / "wiki"
-        if not (repo / ".git").is_dir():
-            raise SystemExit(f"unexpected repository layout: {repo} is not a wiki repository")
+        if not (setup.repo / ".git").is_dir():
+            raise SystemExit(f"unexpected repository layout: {setup.repo} is not a wiki repository")
         # offline import: the worker announces it as a sync event at start (HEAD != last event)
-        subprocess.run(["git", "-C", str(corpus), "push", "-q", str(repo), "main",
+        subprocess.run(["git", "-C", str(corpus), "push", "-q", str(setup.repo), "main",
                         "--receive-pack=git -c receive.denyCurrentBranch=ignore receive-pack"], check=True)
-        subprocess.run(["git", "-C", str(repo), "reset", "-q", "--hard", "main"], check=True)
+        subprocess.run(["git", "-C", str(setup.repo), "reset", "-q", "--hard", "main"], check=True)
         t = time.perf_counter()
-        wikibot("index", "rebuild", "bench/wiki")
-        status = next(line for line in wikibot("index", "status").splitlines() if line.startswith("bench/wiki "))
+        setup.cli("index", "rebuild", "bench/wiki")
+        status = next(line for line in setup.cli("index", "status").splitlines() if line.startswith("bench/wiki "))
         print(f"indexed {pages} pages in {time.perf_counter() - t:.0f} s: {' '.join(status.split())}", flush=True)
-        log = work / "server.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([*cli, "serve"], env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        try:
-            _wait_ready(proc, f"http://127.0.0.1:{port}/", log)
-            yield f"http://127.0.0.1:{port}", token, corpus
-        finally:
-            _stop(proc)
+        with wikibot_serving(setup):
+            yield f"http://127.0.0.1:{setup.port}", setup.token, corpus
 
 
 def timed(fn, runs: int) -> list[float]:

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -161,41 +162,65 @@ def _wait_indexed(wikibot: Callable[..., str], wiki: str, timeout: float = 1800.
     raise TimeoutError(f"{wiki} was not indexed within {timeout}s")
 
 
+@dataclass(frozen=True)
+class Wikibot:
+    """A fresh wikibot data folder with user `bench`, an empty wiki `bench/wiki` and a write token."""
+    workdir: Path
+    port: int
+    token: str
+    env: dict[str, str]
+
+    @property
+    def repo(self) -> Path:
+        return self.workdir / "var" / "repos" / "bench" / "wiki"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "wikibot.cli", *args], env=self.env, cwd=self.workdir,
+                              check=True, capture_output=True, text=True).stdout
+
+
+@contextmanager
+def wikibot_data(prefix: str = "bench-wikibot-") -> Iterator[Wikibot]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        env = _base_env(WIKIBOT_DATA=str(workdir / "var"), WIKIBOT_PORT=str(port),
+                        WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
+        setup = Wikibot(workdir, port, "", env)
+        setup.cli("init")
+        setup.cli("user", "add", "bench", "--tier", "premium")
+        setup.cli("wiki", "create", "bench/wiki", "--template", "empty")
+        token = setup.cli("token", "create", "bench", "--scope", "write").splitlines()[-1]
+        yield replace(setup, token=token)
+
+
+@contextmanager
+def wikibot_serving(setup: Wikibot) -> Iterator[None]:
+    """`wikibot serve` on the data folder, same gunicorn worker settings as the other servers."""
+    log = setup.workdir / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "wikibot.cli", "serve"], env=setup.env, cwd=setup.workdir,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(proc, f"http://127.0.0.1:{setup.port}/", log)
+        yield
+    finally:
+        _stop(proc)
+
+
 @contextmanager
 def wikibot_server(repo_path: Path) -> Iterator[str]:
     """`wikibot serve` on a fresh data dir, holding repo_path's history pushed into a new wiki.
 
     The history arrives the way a user's would (a push into an empty wiki), so the server's
-    repository is what wikibot itself made of it. Same gunicorn worker settings as the others.
+    repository is what wikibot itself made of it.
     """
-    with tempfile.TemporaryDirectory(prefix="bench-wikibot-") as tmp:
-        workdir = Path(tmp)
-        port = free_port()
-        env = _base_env(WIKIBOT_DATA=str(workdir / "var"), WIKIBOT_PORT=str(port),
-                        WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
-        cli = [sys.executable, "-m", "wikibot.cli"]
-
-        def wikibot(*args: str) -> str:
-            return subprocess.run([*cli, *args], env=env, cwd=workdir, check=True,
-                                  capture_output=True, text=True).stdout
-
-        wikibot("init")
-        wikibot("user", "add", "bench", "--tier", "premium")
-        wikibot("wiki", "create", "bench/wiki", "--template", "empty")
-        token = wikibot("token", "create", "bench", "--scope", "write").splitlines()[-1]
-        url = f"http://bench:{token}@127.0.0.1:{port}/bench/wiki.git"
-        log = workdir / "server.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([*cli, "serve"], env=env, cwd=workdir, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _wait_ready(proc, f"http://127.0.0.1:{port}/", log)
-            subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
-                           env=_base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
-            _wait_indexed(wikibot, "bench/wiki")
-            yield url
-        finally:
-            _stop(proc)
+    with wikibot_data() as setup, wikibot_serving(setup):
+        url = f"http://bench:{setup.token}@127.0.0.1:{setup.port}/bench/wiki.git"
+        subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
+                       env=_base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
+        _wait_indexed(setup.cli, "bench/wiki")
+        yield url
 
 
 SERVERS = {
