@@ -40,6 +40,16 @@ def nothing_left(server, owner: str, slug: str) -> None:
     assert not (server.data / "index" / owner / slug).exists()
 
 
+@pytest.fixture
+def admin_templates(server, tmp_path):
+    """An admin's templates folder, configured on the test server for the duration of a test."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    server.core.config = replace(server.core.config, templates_dir=str(folder))
+    yield folder
+    server.core.config = replace(server.core.config, templates_dir="")
+
+
 def test_default_template_pages_are_substituted_committed_once_and_searchable(server, make_user):
     owner = make_user()
     slug = unique("w")
@@ -100,29 +110,25 @@ def test_fill_escapes_markdown_in_text_and_keeps_code_verbatim():
     assert lines[7] == "{{other}}"
 
 
-def test_empty_and_admin_templates(server, make_user, tmp_path):
+def test_empty_and_admin_templates(server, make_user, admin_templates):
     owner = make_user()
     wiki, head = create_wiki(server.core, owner.name, unique("w"), template="empty")
     assert head is None and server.core.repos.head(owner.name, wiki.slug) is None
-    folder = tmp_path / "templates" / "team"
+    folder = admin_templates / "team"
     (folder / "runbooks").mkdir(parents=True)
     (folder / "home.md").write_text("# {{title}}\n\nOwned by {{owner}}.\n")
     (folder / "runbooks" / "deploy.md").write_text("# Deploy\n")
     core = server.core
-    core.config = replace(core.config, templates_dir=str(tmp_path / "templates"))
-    try:
-        wiki, _ = create_wiki(core, owner.name, unique("w"), title="Team", template="team")
-        files = files_at_head(core.repos.path(owner.name, wiki.slug))
-        assert files == {"home.md": f"# Team\n\nOwned by {owner.name}.\n".encode(), "runbooks/deploy.md": b"# Deploy\n"}
-        with pytest.raises(TemplateError, match="unknown template 'nope'.*team"):
-            create_wiki(core, owner.name, unique("w"), template="nope")
-        (folder / "link.md").symlink_to("/etc/passwd")
-        slug = unique("w")
-        with pytest.raises(TemplateError, match="symlink"):
-            create_wiki(core, owner.name, slug, template="team")
-        nothing_left(server, owner.name, slug)
-    finally:
-        core.config = replace(core.config, templates_dir="")
+    wiki, _ = create_wiki(core, owner.name, unique("w"), title="Team", template="team")
+    files = files_at_head(core.repos.path(owner.name, wiki.slug))
+    assert files == {"home.md": f"# Team\n\nOwned by {owner.name}.\n".encode(), "runbooks/deploy.md": b"# Deploy\n"}
+    with pytest.raises(TemplateError, match="unknown template 'nope'.*team"):
+        create_wiki(core, owner.name, unique("w"), template="nope")
+    (folder / "link.md").symlink_to("/etc/passwd")
+    slug = unique("w")
+    with pytest.raises(TemplateError, match="symlink"):
+        create_wiki(core, owner.name, slug, template="team")
+    nothing_left(server, owner.name, slug)
 
 
 def cli(server, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -283,25 +289,20 @@ def test_private_addresses_are_refused_in_every_spelling(address):
         refuse_private([address], check_url("http://h.example/x.git", Config()))
 
 
-def test_quota_and_limits_are_checked_around_the_template(server, make_user, tmp_path):
+def test_quota_and_limits_are_checked_around_the_template(server, make_user, admin_templates):
     owner = make_user(tier="free")
     create_wiki(server.core, owner.name, unique("w"), template="empty")  # the free tier's only wiki
     with pytest.raises(CoreError, match="limit of their tier"):  # refused before any clone is attempted
         create_wiki(server.core, owner.name, unique("w"), template="https://unreachable.invalid/x.git")
-    folder = tmp_path / "templates" / "huge"
-    folder.mkdir(parents=True)
+    folder = admin_templates / "huge"
+    folder.mkdir()
     for i in range(501):
         (folder / f"p{i}.md").write_text(f"page {i}\n")
     other = make_user(tier="free")
-    core = server.core
-    core.config = replace(core.config, templates_dir=str(tmp_path / "templates"))
-    try:
-        slug = unique("w")
-        with pytest.raises(TemplateError, match="does not fit the owner's limits: page limit 500"):
-            create_wiki(core, other.name, slug, template="huge")
-        nothing_left(server, other.name, slug)
-    finally:
-        core.config = replace(core.config, templates_dir="")
+    slug = unique("w")
+    with pytest.raises(TemplateError, match="does not fit the owner's limits: page limit 500"):
+        create_wiki(server.core, other.name, slug, template="huge")
+    nothing_left(server, other.name, slug)
 
 
 def test_a_stalling_server_is_cut_off_with_all_git_processes(server, make_user):
