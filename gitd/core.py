@@ -91,8 +91,8 @@ class Core:
         return wiki
 
     def check_new_wiki(self, owner: str, slug: str) -> None:
-        """Why `owner/slug` cannot be created now (CoreError), before any costly preparation;
-        `create_wiki` checks again atomically."""
+        """Why `owner/slug` cannot be created now (CoreError): callers with costly preparation
+        (cloning a template) ask before it; `create_wiki` asks too."""
         check_name(owner, "user name")
         check_name(slug, "wiki name")
         limits = self.limits_of(owner)
@@ -106,14 +106,11 @@ class Core:
     def create_wiki(self, owner: str, slug: str, title: str = "", purpose: str = "",
                     public: bool = False) -> Wiki:
         """Record and initialise an empty wiki repository; nothing is left behind on failure."""
-        check_name(owner, "user name")
-        check_name(slug, "wiki name")
-        limits = self.limits_of(owner)
-        if self.repos.path(owner, slug).exists():
-            raise CoreError(f"a repository for {owner}/{slug} already exists on disk; remove it first")
+        self.check_new_wiki(owner, slug)
         wiki = Wiki(owner=owner, slug=slug, title=title or slug, purpose=purpose, public=public,
                     created=time.time())
-        self._guard(self.store.add_wiki, wiki, max_owned=limits.max_wikis)
+        # the store re-checks existence and the quota atomically: another creation may have raced
+        self._guard(self.store.add_wiki, wiki, max_owned=self.limits_of(owner).max_wikis)
         try:
             self.repos.create(owner, slug)
         except Exception:
