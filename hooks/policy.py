@@ -18,7 +18,7 @@ from wikibot.config import MB, TierLimits
 from wikibot.gitd.names import path_problem
 from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
 from wikibot.gitd.refs import ZERO as ZERO_SHA
-from wikibot.gitd.repos import RepoError, page_files, run_git
+from wikibot.gitd.repos import RepoError, run_git
 
 MODE_SYMLINK = "120000"
 MODE_GITLINK = "160000"
@@ -26,6 +26,14 @@ MODE_GITLINK = "160000"
 
 class PolicyError(Exception):
     """Git could not answer a question the policy asked; the push is refused, nothing changes."""
+
+
+@dataclass(frozen=True)
+class TreeUsage:
+    """What a commit's files take once checked out: the worktree, and what the indexer reads."""
+
+    pages: int
+    files_bytes: int
 
 
 @dataclass(frozen=True)
@@ -95,11 +103,19 @@ class Git:
                 sizes[sha] = int(size)
         return sizes
 
-    def page_count(self, commit: str) -> int:
-        try:
-            return len(page_files(self.ctx.repo_path, commit, env=self.ctx.git_env))
-        except RepoError as exc:
-            raise PolicyError(str(exc)) from None
+    def tree_usage(self, commit: str) -> TreeUsage:
+        """Pages and uncompressed file bytes at `commit`, from one `ls-tree` (no blob is read)."""
+        out = self.run("ls-tree", "-r", "-l", "-z", "--full-tree", commit)
+        pages = files_bytes = 0
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            size = meta.rsplit(b" ", 1)[-1].strip()
+            if size.isdigit():  # "-" for trees and submodules, which the content check refuses anyway
+                files_bytes += int(size)
+            pages += path.endswith(b".md")
+        return TreeUsage(pages, files_bytes)
 
 
 def repo_bytes(repo_path: Path) -> int:
@@ -165,8 +181,17 @@ class PushPolicy:
         if size_after > self.limits.max_repo_bytes:
             return (f"repository size limit {self.limits.max_repo_mb} MB reached: "
                     f"push would make it {size_after / MB:.1f} MB")
-        if is_main:
-            pages = git.page_count(new)
-            if pages > self.limits.max_pages and pages > (git.page_count(old) if old != ZERO_SHA else 0):
-                return f"page limit {self.limits.max_pages} reached: push would make {pages} pages"
+        if not is_main:
+            return None
+        # Packs compress: 200 MB of repeated text packs to kilobytes, so the files main checks
+        # out (the worktree, what the indexer reads) are bounded too. A wiki already over a
+        # limit (lowered since) may still shrink or stay the same.
+        after = git.tree_usage(new)
+        before = git.tree_usage(old) if old != ZERO_SHA and (
+            after.pages > self.limits.max_pages or after.files_bytes > self.limits.max_repo_bytes) else None
+        if after.pages > self.limits.max_pages and after.pages > (before.pages if before else 0):
+            return f"page limit {self.limits.max_pages} reached: push would make {after.pages} pages"
+        if after.files_bytes > self.limits.max_repo_bytes and after.files_bytes > (before.files_bytes if before else 0):
+            return (f"repository size limit {self.limits.max_repo_mb} MB reached: the files on main would "
+                    f"take {after.files_bytes / MB:.1f} MB uncompressed")
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,16 @@ def test_repository_size_limit(wiki_clone):
     push_refused(server, wiki, repo, "main", expect="repository size limit 2 MB reached: push would make it 2.")
 
 
+def test_files_on_main_count_uncompressed(wiki_clone):
+    """Repeated text packs to almost nothing: 3.5 MB of pages in a pack of a few KB is still over 2 MB."""
+    server, wiki, repo = wiki_clone
+    commit_files(repo, {f"big{i}.md": "all work and no play\n" * 43_000 for i in range(4)})  # 0.9 MB each
+    packed = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], cwd=repo, input=b"main\n^origin/main\n",
+                            capture_output=True, check=True).stdout
+    assert len(packed) < 100_000, "the test needs a push whose pack is far under the limit"
+    push_refused(server, wiki, repo, "main", expect="repository size limit 2 MB reached: the files on main would take 3.")
+
+
 def test_huge_push_is_cut_off_while_streaming(wiki_clone):
     server, wiki, repo = wiki_clone
     for i in range(6):  # 6 MB over several commits: each file passes the per-file cap
@@ -228,6 +239,13 @@ def test_mcp_writes_meet_the_same_limits(wiki_clone):
         assert "refused" in mcp.error("write_page", path="One Too Many", content="x\n")
         big = base64.b64encode(b"y" * (2**20 + 1)).decode()
         assert "refused" in mcp.error("upload_attachment", path="Home", name="big.bin", content_base64=big)
+        assert snapshot(server, wiki) == before
+        mcp.ok("write_page", path="P0", content="z" * 900_000, base_revision=mcp.ok("read_page", path="P0")["revision"])
+        mcp.ok("write_page", path="P1", content="z" * 900_000, base_revision=mcp.ok("read_page", path="P1")["revision"])
+        before = snapshot(server, wiki)
+        error = mcp.error("write_page", path="P2", content="z" * 900_000,
+                          base_revision=mcp.ok("read_page", path="P2")["revision"])
+        assert "the files on main would take 2." in error and "MB uncompressed" in error, error
         assert snapshot(server, wiki) == before
     finally:
         mcp.close()
