@@ -17,6 +17,7 @@ from wikibot.config import Config, TierLimits
 from .acl import Action, Decision, authorize, role_of
 from .commits import CommitConflict, FileChange, commit_changes
 from .names import check_name
+from .permissions import keep_private
 from .receive import ReceivePolicy, ReceiveSession, RefChange
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
 from .refs import MAIN, ZERO
@@ -46,9 +47,16 @@ class Core:
         return cls(config, TinyStore(config.db_path), Repos(config.repos_dir, config.locks_dir))
 
     def initialise(self) -> None:
-        """Create the data dir layout and the secret key (idempotent)."""
+        """Create the data dir layout and the secret key (idempotent), private to this account.
+
+        Every process that serves the data dir calls this (CLI, `wikibot.app:create_app` under any
+        gunicorn), so it sets the private umask for itself and its children, and closes the data
+        dir itself to other accounts, which alone shuts them out of everything in it.
+        """
+        keep_private()
         for d in (self.config.data_dir, self.config.repos_dir, self.config.locks_dir, self.config.cache_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.config.data_dir.chmod(0o700)
         ensure_secret_key(self.config.secret_key_path)
 
     # users

@@ -115,7 +115,7 @@ class Repos:
             hooks_dir.mkdir(parents=True, exist_ok=True)
             tmp = hooks_dir / f".{name}.tmp"
             tmp.write_text(script)
-            tmp.chmod(0o755)
+            tmp.chmod(0o700)  # executable, and private like everything in the data dir
             os.replace(tmp, hook)
             written.append(name)
         return written

@@ -15,6 +15,7 @@ from wikibot.bootstrap.create import create_wiki
 from wikibot.config import ConfigError, load_config
 from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import InvalidName, split_wiki
+from wikibot.gitd.permissions import keep_private, repair
 from wikibot.gitd.repos import RepoError, git
 from wikibot.wiring import open_core
 
@@ -45,6 +46,9 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 def cmd_init(core: Core, args: argparse.Namespace) -> None:
     core.initialise()
+    repaired = repair(core.config.data_dir)  # left readable by a version that did not set the umask
+    if repaired:
+        print(f"made {repaired} file(s) and folder(s) in {core.config.data_dir} private to this account")
     if core.store.list_users():
         print(f"wikibot is already initialised in {core.config.data_dir}")
         return
@@ -376,6 +380,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_private()  # before anything is created; `serve` hands it on to gunicorn, the worker and git
     try:
         args = build_parser().parse_args(argv)
         config = load_config(getattr(args, "data", None))
