@@ -4,12 +4,18 @@ The named seams the hooks component fills:
 - `ReceivePolicy.check` runs after the pack is received (in quarantine) and before any ref
   moves; a reason refuses that ref (all refs for an atomic push). A push whose refs are all
   refused leaves the repository byte-identical: the quarantine is simply removed.
+  Ref names given twice, or clashing as file and folder (`a` and `a/b`), are refused before
+  that, since dulwich could only find out half-way through moving refs.
+- Refs then move one by one. A ref that fails to move is reported `ng` and the others still
+  land; an atomic push instead puts back the refs it already moved. Results are kept per
+  command, so every ref that moved is reported `ok`, synced and announced exactly once.
 - `announce(RefChange)` is called for each ref that moved, still under the lock, so a wiki's
   changes are announced in the order they happened.
 """
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -32,14 +38,16 @@ from dulwich.server import ReceivePackHandler
 from wikibot.config import MB
 
 from .quarantine import PackRejected, Quarantine
-from .refs import MAIN, PUSHABLE_PREFIXES, ZERO
-from .repos import RepoError, run_git
+from .refs import MAIN, PUSHABLE_PREFIXES, ZERO, ref_clashes
+from .repos import run_git
 
 log = logging.getLogger(__name__)
 ZERO_SHA = ZERO.encode()
 MAIN_REF = MAIN.encode()
+PUSHABLE = tuple(p.encode() for p in PUSHABLE_PREFIXES)
 MAX_COMMANDS = 1000  # ref updates in one push: far more than any real push, bounded memory
 DISCARD_LIMIT = 256 * MB
+ATOMIC_FAILED = "atomic push failed: another ref could not be updated"
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
             reasons = self._apply(updates, quarantine)
         finally:
             quarantine.discard()
-        self._report([(b"unpack", b"ok")] + [(u.ref, reasons.get(u.ref, "ok").encode()) for u in updates])
+        statuses = [(u.ref, (reason or "ok").encode()) for u, reason in zip(updates, reasons, strict=True)]
+        self._report([(b"unpack", b"ok"), *statuses])
 
     def _read_commands(self) -> list[RefUpdate]:
         line = self.proto.read_pkt_line()
@@ -164,41 +173,84 @@ class WikiReceivePackHandler(ReceivePackHandler):
         while discarded < DISCARD_LIMIT and (chunk := self.proto.recv(1 << 16)):
             discarded += len(chunk)
 
-    def _apply(self, updates: list[RefUpdate], quarantine: Quarantine) -> dict[bytes, str]:
-        """Under the wiki lock: check every ref, then move the accepted ones; returns refusals."""
-        reasons: dict[bytes, str] = {}
+    def _apply(self, updates: list[RefUpdate], quarantine: Quarantine) -> list[str | None]:
+        """Under the wiki lock: check every command, move the accepted refs, then sync and announce
+        those that moved. Returns, per command, None if its ref moved or why it did not."""
+        atomic = self.has_capability(CAPABILITY_ATOMIC)
         with self.session.lock():
-            for u in updates:
-                if not u.ref.startswith(tuple(p.encode() for p in PUSHABLE_PREFIXES)) or not check_ref_format(u.ref):
-                    reasons[u.ref] = "only branches (refs/heads/*) and tags (refs/tags/*) may be pushed"
-                elif self._current(u.ref) != u.old:
-                    reasons[u.ref] = "fetch first: the ref changed since you fetched"
-            candidates = [u for u in updates if u.ref not in reasons]
-            if not self._connected([u.new for u in candidates if u.new != ZERO_SHA], quarantine):
-                for u in candidates:
-                    reasons.setdefault(u.ref, "missing objects: the push does not contain all it refers to")
-            ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.store, quarantine.size())
-            candidates = [u for u in updates if u.ref not in reasons]
-            for policy in self.session.policies:
-                if candidates:
-                    reasons.update(policy.check(ctx, candidates))
-                    candidates = [u for u in candidates if u.ref not in reasons]
-            if reasons and self.has_capability(CAPABILITY_ATOMIC):
-                for u in updates:
-                    reasons.setdefault(u.ref, "atomic push failed")
-            if len(reasons) == len(updates):
-                return reasons
-            quarantine.accept()
-            for u in updates:
-                if u.ref not in reasons and not self._move(u):
-                    reasons[u.ref] = "failed to update ref"
-            if any(u.ref == MAIN_REF and u.new != ZERO_SHA and u.ref not in reasons for u in updates):
-                self._sync()
-            for u in updates:
-                if u.ref not in reasons:
-                    self.session.announce(RefChange(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
-                                                    "push", self.session.actor))
+            reasons = self._check(updates, quarantine)
+            if reasons and atomic:
+                return [reasons.get(i, "atomic push failed: another ref was refused") for i in range(len(updates))]
+            pending = [i for i in range(len(updates)) if i not in reasons]
+            if pending:
+                quarantine.accept()
+                moved = self._move_all(updates, pending, reasons)
+                if atomic and len(moved) < len(pending):
+                    moved = self._roll_back(updates, moved, reasons)
+                self._follow_up([updates[i] for i in moved])
+        return [reasons.get(i) for i in range(len(updates))]
+
+    def _check(self, updates: list[RefUpdate], quarantine: Quarantine) -> dict[int, str]:
+        """Why each refused command (by position) may not move its ref; nothing moves here."""
+        reasons: dict[int, str] = {}
+        named = Counter(u.ref for u in updates)
+        for i, u in enumerate(updates):
+            if named[u.ref] > 1:
+                reasons[i] = f"{u.ref_name} is named more than once in this push"
+            elif not u.ref.startswith(PUSHABLE) or not check_ref_format(u.ref):
+                reasons[i] = "only branches (refs/heads/*) and tags (refs/tags/*) may be pushed"
+            elif self._current(u.ref) != u.old:
+                reasons[i] = "fetch first: the ref changed since you fetched"
+        created = {u.ref: i for i, u in enumerate(updates)
+                   if i not in reasons and u.old == ZERO_SHA and u.new != ZERO_SHA}
+        for ref, other in ref_clashes(created, self.repo.refs.allkeys()).items():
+            reasons[created[ref]] = (f"{updates[created[ref]].ref_name} clashes with "
+                                     f"{other.decode('utf-8', 'replace')}: a ref cannot also be a folder of refs")
+        pending = [i for i in range(len(updates)) if i not in reasons]
+        if not self._connected([updates[i].new for i in pending if updates[i].new != ZERO_SHA], quarantine):
+            reasons.update((i, "missing objects: the push does not contain all it refers to") for i in pending)
+        ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.store, quarantine.size())
+        for policy in self.session.policies:
+            pending = [i for i in pending if i not in reasons]
+            if not pending:
+                break
+            refused = policy.check(ctx, [updates[i] for i in pending])  # refs are unique by now
+            reasons.update((i, refused[updates[i].ref]) for i in pending if updates[i].ref in refused)
         return reasons
+
+    def _move_all(self, updates: list[RefUpdate], pending: list[int], reasons: dict[int, str]) -> list[int]:
+        """Move each pending ref; one that fails gets its reason and the others still move (an
+        atomic push stops there). Returns the positions of the refs that moved."""
+        moved: list[int] = []
+        for n, i in enumerate(pending):
+            if self._move(updates[i]):
+                moved.append(i)
+                continue
+            reasons[i] = "failed to update ref on the server; try again"
+            if self.has_capability(CAPABILITY_ATOMIC):
+                reasons.update((j, ATOMIC_FAILED) for j in pending[n + 1:])
+                break
+        return moved
+
+    def _roll_back(self, updates: list[RefUpdate], moved: list[int], reasons: dict[int, str]) -> list[int]:
+        """Atomic push, a ref failed: put the moved refs back. Returns those that stay moved."""
+        stuck: list[int] = []
+        for i in reversed(moved):
+            u = updates[i]
+            if self._move(RefUpdate(u.ref, old=u.new, new=u.old)):
+                reasons[i] = ATOMIC_FAILED
+            else:
+                log.error("push to %s: %s moved but could not be put back", self.session.wiki, u.ref_name)
+                stuck.append(i)
+        return sorted(stuck)
+
+    def _follow_up(self, moved: list[RefUpdate]) -> None:
+        """Refs have moved: sync the worktree if main did, then announce each moved ref once."""
+        if any(u.ref == MAIN_REF and u.new != ZERO_SHA for u in moved):
+            self._sync()
+        for u in moved:
+            self.session.announce(RefChange(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
+                                            "push", self.session.actor))
 
     def _connected(self, tips: list[bytes], quarantine: Quarantine) -> bool:
         """Everything reachable from `tips` is in the repository or the quarantine."""
@@ -212,8 +264,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
         """The refs have moved: the push is accepted whatever happens here, so report, never raise."""
         try:
             self.session.sync_worktree()
-        except RepoError as exc:
-            log.error("push to %s accepted but the worktree could not be updated: %s", self.session.wiki, exc)
+        except Exception:
+            log.exception("push to %s accepted but the worktree could not be updated", self.session.wiki)
             if self.has_capability(CAPABILITY_SIDE_BAND_64K):
                 note = b"wikibot: pushed, but the server's worktree lags behind; an admin has been told\n"
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, note)
@@ -225,9 +277,17 @@ class WikiReceivePackHandler(ReceivePackHandler):
             return ZERO_SHA
 
     def _move(self, u: RefUpdate) -> bool:
-        if u.new == ZERO_SHA:
-            return self.repo.refs.remove_if_equals(u.ref, u.old)
-        return self.repo.refs.set_if_equals(u.ref, None if u.old == ZERO_SHA else u.old, u.new)
+        """Compare-and-swap one ref; False (logged) if it could not move, whatever the reason."""
+        refs = self.repo.refs
+        try:
+            if u.new == ZERO_SHA:
+                return refs.remove_if_equals(u.ref, u.old)
+            if u.old == ZERO_SHA:
+                return refs.add_if_new(u.ref, u.new)
+            return refs.set_if_equals(u.ref, u.old, u.new)
+        except Exception:  # a stale .lock, a file where a folder should be, a full disk...
+            log.exception("push to %s: could not move %s", self.session.wiki, u.ref_name)
+            return False
 
     def _report(self, status: list[tuple[bytes, bytes]]) -> None:
         for ref, msg in status[1:]:
