@@ -117,7 +117,8 @@ class Core:
         self.check_new_wiki(owner, slug)
         wiki = Wiki(owner=owner, slug=slug, title=title or slug, purpose=purpose, public=public,
                     created=time.time())
-        # the store re-checks existence and the quota atomically: another creation may have raced
+        # the store re-checks the owner, existence and the quota atomically: another creation or
+        # the owner's deletion may have raced
         self._guard(self.store.add_wiki, wiki, max_owned=self.limits_of(owner).max_wikis)
         try:
             self.repos.create(owner, slug)
@@ -151,6 +152,7 @@ class Core:
             raise CoreError(f"{user!r} owns {wiki.full_name} already")
         limits = self.limits_of(wiki.owner)
         grant = Grant(wiki=wiki.full_name, user=user, role=role)  # type: ignore[arg-type]
+        # the checks above give clear errors; the store repeats the existence ones under its lock
         self._guard(self.store.set_grant, grant, max_grants=limits.max_collaborators)
         return grant
 
@@ -178,7 +180,7 @@ class Core:
         token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]
                       wikis=tuple(wikis), created=now, note=note,
                       expires=None if expires_days is None else now + expires_days * 86400)
-        self._guard(self.store.add_token, token)
+        self._guard(self.store.add_token, token)  # refused there if the user was deleted meanwhile
         return token, secret
 
     def revoke_token(self, token_id: str) -> None:

@@ -1,10 +1,13 @@
 """Platform state behind a small `Store` interface, with a TinyDB implementation.
 
 TinyDB alone is not safe across processes (gunicorn workers, the worker and CLI calls write at
-once), so `SafeJSONStorage` writes atomically (temp file, fsync, rename), re-reads only when the
-file changed, and every read-modify-write runs under an exclusive file lock. Tables are built per
-operation without TinyDB's query cache or id counter, which would go stale across processes.
-A PostgreSQL store would implement the same `Store` protocol.
+once), so `SafeJSONStorage` writes atomically (temp file, fsync, rename) and re-reads for lookups
+only when the file's (inode, mtime, size) changed. Every write is one transaction under an
+exclusive file lock: the file read afresh (never the lookup cache, whose stamp a filesystem with
+coarse timestamps and reused inodes can fool), every check that the write depends on (that the
+user or wiki it names exists, limits) made on that copy, and the result written once. Tables are
+built per operation without TinyDB's query cache or id counter, which would go stale across
+processes. A PostgreSQL store would implement the same `Store` protocol.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -63,6 +66,7 @@ class SafeJSONStorage(Storage):
         self._cache: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
+        """The file's data for lookups: the cached copy while its stamp is unchanged."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -76,6 +80,14 @@ class SafeJSONStorage(Storage):
             self._cache = cache
         # TinyDB mutates what it reads before writing it back: hand out a copy.
         return copy.deepcopy(cache[1])
+
+    def read_fresh(self) -> dict[str, dict[str, Any]]:
+        """The file's data as it is now, bypassing the cache: what a write must start from."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        return json.loads(raw) if raw.strip() else {}
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +108,21 @@ class SafeJSONStorage(Storage):
         pass
 
 
+class _Snapshot(Storage):
+    """One write transaction's copy of the data, read under the lock and written back once."""
+
+    def __init__(self, data: dict[str, dict[str, Any]]) -> None:
+        self.data = data
+        self.changed = False
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        return self.data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.data = data
+        self.changed = True
+
+
 class TinyStore:
     """The embedded default `Store`: one JSON file in the data dir."""
 
@@ -104,9 +131,22 @@ class TinyStore:
         self._lock_path = path.with_name(path.name + ".lock")
 
     @contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self) -> Iterator[Callable[[str], Table]]:
+        """A transaction: yields a table factory over a fresh copy; commits it if nothing raised."""
         with file_lock(self._lock_path):
-            yield
+            snapshot = _Snapshot(self._storage.read_fresh())
+            yield lambda name: Table(snapshot, name, cache_size=0)
+            if snapshot.changed:
+                self._storage.write(snapshot.data)
+
+    @staticmethod
+    def _require(table: Callable[[str], Table], name: str, cond: Any, what: str) -> None:
+        """Refuse the transaction unless `what` exists in it (so a concurrent deletion wins)."""
+        if not table(name).contains(cond):
+            raise StoreError(f"{what} does not exist")
+
+    def _require_user(self, table: Callable[[str], Table], name: str) -> None:
+        self._require(table, "users", Query().name == name, f"user {name!r}")
 
     def _table(self, name: str) -> Table:
         return Table(self._storage, name, cache_size=0)
@@ -120,16 +160,16 @@ class TinyStore:
         docs = t.all() if cond is None else t.search(cond)
         return [from_doc(cls, d) for d in docs]
 
-    def _insert_unique(self, table: str, record: Any, cond: Any, what: str) -> None:
-        with self._write():
-            t = self._table(table)
-            if t.contains(cond):
-                raise StoreError(f"{what} already exists")
-            t.insert(to_doc(record))
+    @staticmethod
+    def _insert_unique(table: Table, record: Any, cond: Any, what: str) -> None:
+        if table.contains(cond):
+            raise StoreError(f"{what} already exists")
+        table.insert(to_doc(record))
 
     # users
     def add_user(self, user: User) -> None:
-        self._insert_unique("users", user, Query().name == user.name, f"user {user.name!r}")
+        with self._write() as table:
+            self._insert_unique(table("users"), user, Query().name == user.name, f"user {user.name!r}")
 
     def get_user(self, name: str) -> User | None:
         return self._one("users", User, Query().name == name)
@@ -138,20 +178,21 @@ class TinyStore:
         return sorted(self._all("users", User), key=lambda u: u.name)
 
     def delete_user(self, name: str) -> None:
-        """Remove the user with their tokens and grants; their wikis must be deleted first."""
-        with self._write():
-            if self._table("wikis").contains(Query().owner == name):
+        """Remove the user with their tokens and grants in one write; their wikis must be deleted first."""
+        with self._write() as table:
+            if table("wikis").contains(Query().owner == name):
                 raise StoreError(f"user {name!r} still owns wikis")
-            if not self._table("users").remove(Query().name == name):
+            if not table("users").remove(Query().name == name):
                 raise StoreError(f"user {name!r} does not exist")
-            self._table("tokens").remove(Query().user == name)
-            self._table("grants").remove(Query().user == name)
+            table("tokens").remove(Query().user == name)
+            table("grants").remove(Query().user == name)
 
     # wikis
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None:
-        """Insert `wiki`; with `max_owned`, refuse when its owner already has that many."""
-        with self._write():
-            t = self._table("wikis")
+        """Insert `wiki` of an existing owner; with `max_owned`, refuse when they already have that many."""
+        with self._write() as table:
+            self._require_user(table, wiki.owner)
+            t = table("wikis")
             q = Query()
             if t.contains((q.owner == wiki.owner) & (q.slug == wiki.slug)):
                 raise StoreError(f"wiki {wiki.full_name} already exists")
@@ -169,9 +210,9 @@ class TinyStore:
 
     def _set_wiki_fields(self, owner: str, slug: str, fields: dict[str, Any]) -> None:
         """Change some fields of a wiki under the lock, leaving the others as they are now."""
-        with self._write():
+        with self._write() as table:
             q = Query()
-            if not self._table("wikis").update(fields, (q.owner == owner) & (q.slug == slug)):
+            if not table("wikis").update(fields, (q.owner == owner) & (q.slug == slug)):
                 raise StoreError(f"wiki {owner}/{slug} does not exist")
 
     def set_public(self, owner: str, slug: str, public: bool) -> None:
@@ -181,18 +222,23 @@ class TinyStore:
         self._set_wiki_fields(owner, slug, {"pages": pages, "bytes": bytes})
 
     def delete_wiki(self, owner: str, slug: str) -> None:
-        with self._write():
+        """Remove the wiki with its grants in one write."""
+        with self._write() as table:
             q = Query()
-            if not self._table("wikis").remove((q.owner == owner) & (q.slug == slug)):
+            if not table("wikis").remove((q.owner == owner) & (q.slug == slug)):
                 raise StoreError(f"wiki {owner}/{slug} does not exist")
-            self._table("grants").remove(Query().wiki == f"{owner}/{slug}")
+            table("grants").remove(Query().wiki == f"{owner}/{slug}")
 
     # grants
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None:
-        """Give `grant.user` a role on a wiki, replacing any earlier role; `max_grants` caps new ones."""
-        with self._write():
-            t = self._table("grants")
+        """Give an existing user a role on an existing wiki, replacing any earlier role; `max_grants`
+        caps new ones."""
+        with self._write() as table:
             q = Query()
+            self._require_user(table, grant.user)
+            owner, _, slug = grant.wiki.partition("/")
+            self._require(table, "wikis", (q.owner == owner) & (q.slug == slug), f"wiki {grant.wiki}")
+            t = table("grants")
             cond = (q.wiki == grant.wiki) & (q.user == grant.user)
             if t.contains(cond):
                 t.update(to_doc(grant), cond)
@@ -203,9 +249,9 @@ class TinyStore:
             t.insert(to_doc(grant))
 
     def remove_grant(self, wiki: str, user: str) -> bool:
-        with self._write():
+        with self._write() as table:
             q = Query()
-            return bool(self._table("grants").remove((q.wiki == wiki) & (q.user == user)))
+            return bool(table("grants").remove((q.wiki == wiki) & (q.user == user)))
 
     def list_grants(self, wiki: str | None = None, user: str | None = None) -> list[Grant]:
         q = Query()
@@ -217,7 +263,10 @@ class TinyStore:
 
     # tokens
     def add_token(self, token: Token) -> None:
-        self._insert_unique("tokens", token, Query().id == token.id, f"token {token.id}")
+        """Insert a token of an existing user."""
+        with self._write() as table:
+            self._require_user(table, token.user)
+            self._insert_unique(table("tokens"), token, Query().id == token.id, f"token {token.id}")
 
     def find_token(self, token_hash: str) -> Token | None:
         return self._one("tokens", Token, Query().hash == token_hash)
@@ -227,9 +276,9 @@ class TinyStore:
         return sorted(tokens, key=lambda t: t.created)
 
     def delete_token(self, token_id: str) -> bool:
-        with self._write():
-            return bool(self._table("tokens").remove(Query().id == token_id))
+        with self._write() as table:
+            return bool(table("tokens").remove(Query().id == token_id))
 
     def touch_token(self, token_id: str, when: float) -> None:
-        with self._write():
-            self._table("tokens").update({"last_used": when}, Query().id == token_id)
+        with self._write() as table:
+            table("tokens").update({"last_used": when}, Query().id == token_id)
