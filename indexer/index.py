@@ -31,10 +31,12 @@ class WikiIndex:
     _keyword: tuple[KeywordIndex, list[int]] | None = field(default=None, repr=False)  # BM25, its chunk ids
     _keyword_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _by_page: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _by_key: dict[str, set[int]] = field(default_factory=dict, repr=False)  # content hash -> chunk ids
 
     def __post_init__(self) -> None:
         for chunk_id, chunk in self.chunks.items():
             self._by_page.setdefault(chunk.page, []).append(chunk_id)
+            self._by_key.setdefault(chunk.key, set()).add(chunk_id)
 
     @classmethod
     def empty(cls, dim: int, wiki_created: float = 0.0) -> WikiIndex:
@@ -44,20 +46,20 @@ class WikiIndex:
     def pages(self) -> set[str]:
         return set(self._by_page)
 
-    def known_vectors(self, keys: set[str]) -> dict[str, np.ndarray]:
-        """Vectors already computed for chunks with these content hashes."""
-        found: dict[str, np.ndarray] = {}
-        for chunk_id, chunk in self.chunks.items():
-            if chunk.key in keys and chunk.key not in found:
-                found[chunk.key] = self.vectors.reconstruct(chunk_id)
-        return found
+    def known_vector(self, key: str) -> np.ndarray | None:
+        """The vector already computed for a chunk with this content hash, if any (O(1))."""
+        ids = self._by_key.get(key)
+        return None if not ids else self.vectors.reconstruct(next(iter(ids)))
 
     def remove_page(self, page: str) -> None:
         ids = self._by_page.pop(page, [])
         if ids:
             self.vectors.remove_ids(np.asarray(ids, dtype=np.int64))
             for i in ids:
-                del self.chunks[i]
+                key = self.chunks.pop(i).key
+                self._by_key[key].discard(i)
+                if not self._by_key[key]:
+                    del self._by_key[key]
             self._keyword = None
 
     def set_page(self, page: str, chunks: list[Chunk], vectors: np.ndarray) -> None:
@@ -68,6 +70,8 @@ class WikiIndex:
         ids = np.arange(self.next_id, self.next_id + len(chunks), dtype=np.int64)
         self.vectors.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self.chunks.update(zip(ids.tolist(), chunks, strict=True))
+        for chunk_id, chunk in zip(ids.tolist(), chunks, strict=True):
+            self._by_key.setdefault(chunk.key, set()).add(chunk_id)
         self._by_page[page] = ids.tolist()
         self.next_id += len(chunks)
         self._keyword = None

@@ -14,6 +14,7 @@ import socket
 import socketserver
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .search import Searcher, SearchError
@@ -44,6 +45,10 @@ class _Handler(socketserver.StreamRequestHandler):
             if not line.endswith(b"\n"):
                 raise ValueError("request too long or cut short")
             request = json.loads(line)
+            if request.get("status"):
+                status = self.server.status()  # type: ignore[attr-defined]
+                self.wfile.write(json.dumps({"ok": True, "status": status}).encode() + b"\n")
+                return
             answer = searcher.search(request["wiki"], request["query"], request.get("mode", "hybrid"),
                                      int(request.get("limit", 10)))
             reply = {"ok": True, "answer": answer.to_dict()}
@@ -58,13 +63,14 @@ class _Handler(socketserver.StreamRequestHandler):
 class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, data_dir: Path, searcher: Searcher) -> None:
+    def __init__(self, data_dir: Path, searcher: Searcher, status: Callable[[], dict] = dict) -> None:
         path = socket_path(data_dir)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         if path.parent.stat().st_uid != os.getuid() or path.parent.stat().st_mode & 0o077:
             raise OSError(f"{path.parent} is not private to this user")
         path.unlink(missing_ok=True)
         self.searcher = searcher
+        self.status = status  # what the worker is busy with, for `remote_status`
         super().__init__(str(path), _Handler)
 
     def start(self) -> threading.Thread:
@@ -76,7 +82,16 @@ class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def remote_search(data_dir: Path, wiki: str, query: str, mode: str = "hybrid", limit: int = 10,
                   timeout: float = 30.0) -> dict:
     """Ask the worker; returns the answer dict, raises SearchError or SearchUnavailable."""
-    request = json.dumps({"wiki": wiki, "query": query, "mode": mode, "limit": limit}).encode() + b"\n"
+    return _ask(data_dir, {"wiki": wiki, "query": query, "mode": mode, "limit": limit}, timeout)["answer"]
+
+
+def remote_status(data_dir: Path, timeout: float = 10.0) -> dict:
+    """What the worker's indexing is busy with (running, waiting, retrying wikis)."""
+    return _ask(data_dir, {"status": True}, timeout)["status"]
+
+
+def _ask(data_dir: Path, message: dict, timeout: float) -> dict:
+    request = json.dumps(message).encode() + b"\n"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -89,4 +104,4 @@ def remote_search(data_dir: Path, wiki: str, query: str, mode: str = "hybrid", l
         raise SearchUnavailable("the search service closed the connection")
     if not reply["ok"]:
         raise (SearchUnavailable if reply.get("unavailable") else SearchError)(reply["error"])
-    return reply["answer"]
+    return reply

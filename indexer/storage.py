@@ -72,6 +72,16 @@ class IndexStore:
         except FileNotFoundError:
             return None
 
+    def indexed_sha(self, wiki: str) -> str | None:
+        """The commit the current generation reflects, from its small meta file (no vectors read)."""
+        generation = self.generation(wiki)
+        if generation is None:
+            raise IndexMissing(wiki)
+        try:
+            return json.loads((self.path(wiki) / generation / "meta.json").read_text())["indexed_sha"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexCorrupt(f"{wiki}: {generation} is unreadable: {exc}") from None
+
     def load(self, wiki: str) -> tuple[WikiIndex, str]:
         """The current index and its generation name."""
         generation = self.generation(wiki)

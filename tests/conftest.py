@@ -121,22 +121,54 @@ def make_user(server: Server):
 def make_wiki(server: Server):
     from wikibot.bootstrap.create import create_wiki
 
-    def make(owner: Account, public: bool = False, template: str = "default") -> str:
+    def make(owner: Account, public: bool = False, template: str = "empty") -> str:
+        """A new wiki of `owner`'s; starter pages only for tests that ask for `template="default"`."""
         slug = unique("w")
         wiki, _ = create_wiki(server.core, owner.name, slug, public=public, template=template)
         return wiki.full_name
     return make
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy (event delivery is asynchronous)."""
+def wait_until(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = "condition",
+               server: Server | None = None):
+    """Poll `predicate` until it returns something truthy (event delivery is asynchronous).
+
+    Generous by default: the suite must pass on a busy machine. A wait that times out says why:
+    with `server`, how far each event consumer lags, what the indexer is busy with, and the tail
+    of the server's log.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (diagnose(server) if server else ""))
+
+
+def diagnose(server: Server, log_lines: int = 40) -> str:
+    """Where the platform's background work stands, for a test's failure message."""
+    from wikibot.hooks.publish import Publisher
+    from wikibot.indexer.service import remote_status
+
+    parts = []
+    try:
+        queue = Publisher(server.data).queue
+        last = queue.last_id()
+        lags = {name: last - queue.cursor(name) for name in queue.consumers()}
+        parts.append(f"events queued: {last}; consumer lag: {lags}")
+    except Exception as exc:  # a diagnosis never hides the failure it explains
+        parts.append(f"queue unreadable: {exc}")
+    try:
+        parts.append(f"indexing: {remote_status(server.data)}")
+    except Exception as exc:
+        parts.append(f"indexing status unavailable: {exc}")
+    try:
+        tail = (server.data / "serve.log").read_text(errors="replace").splitlines()[-log_lines:]
+        parts.append("server log (tail):\n  " + "\n  ".join(tail))
+    except OSError as exc:
+        parts.append(f"server log unreadable: {exc}")
+    return "\n" + "\n".join(parts)
 
 
 def events_of(server: Server, wiki: str):

@@ -72,7 +72,8 @@ def test_default_template_pages_are_substituted_committed_once_and_searchable(se
 
     def found():
         return search(server, wiki.full_name, owner.token, "base revision conflict when writing a page", "keyword")
-    answer = wait_until(lambda: found()["indexed_sha"] == head and found(), timeout=120, what="starter indexed")
+    answer = wait_until(lambda: found()["indexed_sha"] == head and found(), timeout=300, what="starter indexed",
+                        server=server)
     assert "agent_guide.md" in [hit["page"] for hit in answer["hits"][:3]]
 
 

@@ -46,7 +46,7 @@ def indexed(server: Server, wiki: str, token: str) -> dict:
         r = requests.get(f"{server.url}/api/wikis/{wiki}/search", params={"q": "x"}, auth=("x", token), timeout=60)
         return r.status_code == 200 and r.json()["indexed_sha"] == head
 
-    wait_until(ready, timeout=120, interval=0.2, what=f"{wiki} indexed at {head}")
+    wait_until(ready, timeout=300, interval=0.2, what=f"{wiki} indexed at {head}", server=server)
     return {"head": head}
 
 
@@ -127,7 +127,8 @@ def test_deleted_or_corrupt_index_is_rebuilt_with_the_same_answers(server, make_
     shutil.rmtree(index_dir)
     # the copy in memory keeps answering while the reader's report makes the worker rebuild
     assert pages(search(server, wiki, alice.token, query)) == pages(before)
-    wait_until(lambda: (index_dir / "CURRENT").exists(), what="the index rebuilt without any push")
+    wait_until(lambda: (index_dir / "CURRENT").exists(), timeout=300, what="the index rebuilt without any push",
+               server=server)
     IndexStore(server.data / "index").load(wiki)
     assert pages(search(server, wiki, alice.token, query)) == pages(before)
 
@@ -136,7 +137,8 @@ def test_deleted_or_corrupt_index_is_rebuilt_with_the_same_answers(server, make_
     with pytest.raises(IndexCorrupt):  # detected by checksum, never loaded as garbage
         IndexStore(server.data / "index").load(wiki)
     _replay(server, wiki)  # the worker's next refresh finds it corrupt and rebuilds it
-    wait_until(lambda: (index_dir / "CURRENT").read_text().strip() != generation, what="a rebuilt generation")
+    wait_until(lambda: (index_dir / "CURRENT").read_text().strip() != generation, timeout=300,
+               what="a rebuilt generation", server=server)
     IndexStore(server.data / "index").load(wiki)
     assert pages(search(server, wiki, alice.token, query)) == pages(before)
 
@@ -185,7 +187,7 @@ def test_search_endpoint_checks_access_like_a_fetch(server, make_user, make_wiki
 
 def test_cli_search_and_index_status(server, make_user, make_wiki):
     alice = make_user()
-    wiki = make_wiki(alice)
+    wiki = make_wiki(alice, template="default")  # searches the starter Agent_Guide
     indexed(server, wiki, alice.token)
     env = {**os.environ, "WIKIBOT_DATA": str(server.data)}
     out = subprocess.run([*WIKIBOT, "search", wiki, "resolve a conflict on a base revision", "--json"], env=env,
@@ -197,4 +199,5 @@ def test_cli_search_and_index_status(server, make_user, make_wiki):
                                 text=True).stdout
         return [line.split() for line in status.splitlines() if line.startswith(wiki + " ")][0]
     # status reads the saved index; search may already answer from the copy the worker holds
-    assert wait_until(lambda: row()[3] == "0", what="index status to show the wiki indexed")
+    assert wait_until(lambda: row()[3] == "0", timeout=300, what="index status to show the wiki indexed",
+                      server=server)

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from wikibot.config import Config, ConfigError
@@ -21,6 +22,7 @@ from wikibot.hooks.reconcile import reconcile
 from wikibot.hooks.wake import WakeListener
 from wikibot.indexer.model import Model
 from wikibot.indexer.refresh import Indexer
+from wikibot.indexer.schedule import RefreshScheduler
 from wikibot.indexer.search import Searcher
 from wikibot.indexer.service import SearchServer
 from wikibot.indexer.storage import IndexStore
@@ -45,59 +47,44 @@ def load_consumer(spec: str, core: Core) -> tuple[str, Handler]:
     return name.strip(), factory(core)
 
 
-def build_dispatcher(core: Core, publisher: Publisher, indexer: Indexer) -> Dispatcher:
+def build_dispatcher(core: Core, publisher: Publisher, indexing: Handler) -> Dispatcher:
     dispatcher = Dispatcher(publisher.queue)
     dispatcher.subscribe("usage", UsageConsumer(core))
     dispatcher.subscribe("repack", RepackConsumer(core))
-    dispatcher.subscribe("index", indexer)
+    dispatcher.subscribe("index", indexing)
     for spec in core.config.consumers:
         dispatcher.subscribe(*load_consumer(spec, core))
     return dispatcher
 
 
-class Rebuilds:
-    """Rebuild a wiki's index in the background when a reader finds it missing or damaged."""
-
-    def __init__(self, indexer: Indexer) -> None:
-        self.indexer = indexer
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-
-    def request(self, wiki: str) -> None:
-        with self._lock:
-            if wiki in self._pending:
-                return
-            self._pending.add(wiki)
-        threading.Thread(target=self._run, args=(wiki,), name=f"rebuild-{wiki}", daemon=True).start()
-
-    def _run(self, wiki: str) -> None:
-        try:
-            self.indexer.refresh(wiki)
-        except Exception:
-            log.exception("rebuilding the index of %s failed; retried by the next reconcile", wiki)
-        finally:
-            with self._lock:
-                self._pending.discard(wiki)
-
-
-def _maintain(indexer: Indexer, searcher: Searcher, stop: threading.Event) -> None:
+def _maintain(indexer: Indexer, scheduler: RefreshScheduler, searcher: Searcher, stop: threading.Event) -> None:
     """Evict idle indexes every minute; every few minutes, heal indexes whose refresh failed."""
     ticks = 0
     while not stop.wait(EVICT_EVERY):
         searcher.evict_idle()
         ticks += 1
         if ticks % RECONCILE_EVERY_TICKS == 0:
-            indexer.reconcile()
+            _request_stale(indexer, scheduler)
 
 
-def _warm_up(model: Model, indexer: Indexer) -> None:
+def _request_stale(indexer: Indexer, scheduler: RefreshScheduler) -> int:
+    try:
+        stale = indexer.stale()
+    except Exception:
+        log.exception("could not list the indexes to bring up to date; tried again later")
+        return 0
+    for wiki in stale:
+        scheduler.request(wiki)
+    return len(stale)
+
+
+def _warm_up(model: Model, indexer: Indexer, scheduler: RefreshScheduler) -> None:
     """Load the model before the first query needs it, then index wikis that moved while down."""
     try:
         model.load()
-        resynced = indexer.reconcile()
-        log.info("search ready; %d index(es) brought up to date", len(resynced))
     except Exception:
-        log.exception("index warm-up failed; indexes are refreshed on the next change")
+        log.exception("loading the model failed; indexing and semantic search will retry on first use")
+    log.info("search ready; %d index(es) to bring up to date", _request_stale(indexer, scheduler))
 
 
 def run_worker(config: Config, stop: threading.Event | None = None) -> int:
@@ -117,15 +104,16 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     # Leave a core to the web processes: indexing must not slow down the next push or clone.
     model = Model(Path(config.model_path) if config.model_path else None, threads=max(1, (os.cpu_count() or 2) - 1))
     index_store = IndexStore(config.index_dir)
-    indexer = Indexer(core, index_store, model)
-    dispatcher = build_dispatcher(core, publisher, indexer)
-    rebuilds = Rebuilds(indexer)
-    searcher = Searcher(index_store, model, core.store, on_missing=rebuilds.request)
-    indexer.on_saved = searcher.adopt
-    search_server = SearchServer(config.data_dir, searcher)
+    searcher = Searcher(index_store, model, core.store, on_missing=lambda wiki: scheduler.request(wiki))
+    indexer = Indexer(core, index_store, model, on_saved=searcher.adopt)
+    scheduler = RefreshScheduler(indexer)
+    dispatcher = build_dispatcher(core, publisher, scheduler)
+    search_server = SearchServer(config.data_dir, searcher, status=lambda: asdict(scheduler.status()))
     search_server.start()
-    threading.Thread(target=_warm_up, args=(model, indexer), name="index-warm-up", daemon=True).start()
-    threading.Thread(target=_maintain, args=(indexer, searcher, stop), name="index-maintenance", daemon=True).start()
+    threading.Thread(target=scheduler.run, args=(stop,), name="indexing", daemon=True).start()
+    threading.Thread(target=_warm_up, args=(model, indexer, scheduler), name="index-warm-up", daemon=True).start()
+    threading.Thread(target=_maintain, args=(indexer, scheduler, searcher, stop), name="index-maintenance",
+                     daemon=True).start()
     pid_file = publisher.queue.path.parent / "worker.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     drifted = reconcile(core, publisher)

@@ -1,0 +1,126 @@
+"""Fair indexing: every wiki's refresh runs on one thread (one model in memory), a slice at a time.
+
+Wikis waiting for a refresh take turns, round-robin: a one-page change to one wiki waits for at
+most one slice of another wiki's 5,000-page import, never for the whole import. A change that
+arrives while its wiki's refresh is running is picked up by a fresh refresh right after it, from
+the index it saved. A failed refresh is retried with backoff, never blocking the other wikis; after
+`max_attempts` it waits for the next change or the periodic reconcile (the index is rebuildable,
+and `indexed_sha..HEAD` heals whatever was missed).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+
+from wikibot.gitd.refs import MAIN
+from wikibot.hooks.dispatcher import RetryPolicy
+from wikibot.hooks.events import Event
+
+from .refresh import ALONE_SLICE_CHUNKS, SLICE_CHUNKS, Indexer, RefreshJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """What is waiting, for diagnostics (a test that timed out says where indexing stands)."""
+
+    running: dict[str, str]  # wiki -> "done/total pages"
+    waiting: list[str]
+    retrying: dict[str, int]  # wiki -> failed attempts so far
+
+
+class RefreshScheduler:
+    def __init__(self, indexer: Indexer, retry: RetryPolicy = RetryPolicy()) -> None:
+        self.indexer = indexer
+        self.retry = retry
+        self._turns: deque[str] = deque()  # wikis with work, in the order they get their next slice
+        self._jobs: dict[str, RefreshJob] = {}
+        self._again: set[str] = set()  # changed while their job ran: refresh once more after it
+        self._failures: dict[str, tuple[int, float]] = {}  # wiki -> (attempts, not before)
+        self._cond = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        """Event consumer: a change to a wiki's main branch asks for its refresh (returns at once)."""
+        if event.ref == MAIN:
+            self.request(event.wiki)
+
+    def request(self, wiki: str) -> None:
+        with self._cond:
+            self._failures.pop(wiki, None)  # a new change deserves a new try at once
+            if wiki in self._jobs:
+                self._again.add(wiki)
+            elif wiki not in self._turns:
+                self._turns.append(wiki)
+            self._cond.notify_all()
+
+    def status(self) -> SchedulerStatus:
+        with self._cond:
+            running = {w: f"{j._next_page}/{len(j.changed)}" for w, j in self._jobs.items()}
+            return SchedulerStatus(running, [w for w in self._turns if w not in self._jobs],
+                                   {w: n for w, (n, _) in self._failures.items()})
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve refreshes until `stop` is set."""
+        while not stop.is_set():
+            wiki = self._next(stop)
+            if wiki is not None:
+                self._turn(wiki)
+
+    def _next(self, stop: threading.Event, idle_wait: float = 1.0) -> str | None:
+        """The next wiki whose turn it is (not backing off), or None after waiting a while."""
+        with self._cond:
+            now = time.monotonic()
+            for _ in range(len(self._turns)):
+                wiki = self._turns.popleft()
+                if self._failures.get(wiki, (0, 0.0))[1] <= now:
+                    return wiki
+                self._turns.append(wiki)
+            if not stop.is_set():
+                self._cond.wait(idle_wait)
+            return None
+
+    def _turn(self, wiki: str) -> None:
+        """One slice of `wiki`'s refresh; then it queues again behind the others."""
+        job = self._jobs.get(wiki)
+        try:
+            if job is None:
+                job = self.indexer.start(wiki)
+                with self._cond:
+                    self._jobs[wiki] = job
+            with self._cond:
+                alone = not self._turns
+            done = job.step(ALONE_SLICE_CHUNKS if alone else SLICE_CHUNKS)
+        except Exception as exc:
+            self._failed(wiki, exc)
+            return
+        with self._cond:
+            if not done:
+                self._turns.append(wiki)
+                return
+            del self._jobs[wiki]
+            self._failures.pop(wiki, None)
+            if wiki in self._again:
+                self._again.discard(wiki)
+                self._turns.append(wiki)
+
+    def _failed(self, wiki: str, exc: Exception) -> None:
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        with self._cond:
+            self._jobs.pop(wiki, None)
+            self._again.discard(wiki)
+            attempts = self._failures.get(wiki, (0, 0.0))[0] + 1
+            if attempts >= self.retry.max_attempts:
+                self._failures.pop(wiki, None)
+                log.error("indexing %s failed %d times, last: %s; retried at its next change or reconcile",
+                          wiki, attempts, error)
+                return
+            delay = self.retry.delay(attempts)
+            self._failures[wiki] = (attempts, time.monotonic() + delay)
+            self._turns.append(wiki)
+        log.warning("indexing %s failed (attempt %d), retrying in %.1fs: %s", wiki, attempts, delay, error,
+                    exc_info=exc)
