@@ -7,7 +7,9 @@ fetch; no redirects, no credential helpers, user config or proxies; a shallow fe
 repository (nothing from the template is written as a file); time, memory and size limits on
 every git process (the whole process group is killed on timeout); symlinks, submodules and unsafe
 paths refused like in a push. Credentials, from the URL or configured for its host and path, reach
-git through its environment (never its command line, which `ps` shows) and never a message.
+git through its environment (never its command line, which `ps` shows) and never a message (git's
+own messages are redacted). A path that could name another place than it spells (dot segments,
+encoded slashes) is refused, so a credential configured for a prefix never leaves it.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from wikibot.config import MB, Config
 from wikibot.gitd.names import path_problem
 from wikibot.gitd.repos import SAFE_ENV, batch_blobs
+from wikibot.redaction import redact
 
 from .templates import MANIFEST, MAX_FILES, Template, TemplateError, manifest_files
 
@@ -87,6 +90,10 @@ def check_url(url: str, config: Config) -> Source:
         raise TemplateError(f"template URL {shown} is refused: only http and https URLs can be cloned")
     if not parts.hostname or any(c in url for c in "\r\n\t\0 "):
         raise TemplateError(f"template URL {shown} has no host or contains spaces or control characters")
+    if _climbs(parts.path):
+        raise TemplateError(f"template URL {shown} is refused: its path has '.' or '..' segments or an encoded "
+                            "'/' or '\\' (git would resolve them after credentials were chosen); write the path "
+                            "without them")
     port = port or (443 if parts.scheme == "https" else 80)
     plain = urllib.parse.urlunsplit((parts.scheme, _netloc(parts.hostname, parts.port), parts.path, parts.query, ""))
     if parts.username is not None or parts.password is not None:
@@ -97,6 +104,16 @@ def check_url(url: str, config: Config) -> Source:
         token = _configured_token(parts, port, config)
         authorization = "Basic " + base64.b64encode(f"wikibot:{token}".encode()).decode() if token else None
     return Source(plain, shown, parts.hostname, port, authorization)
+
+
+def _climbs(path: str) -> bool:
+    """Could the path name another place than it spells? curl removes dot segments (and servers
+    decode `%2e`, `%2f`, `%5c`, or treat `..;` as `..`) after credentials were matched on the
+    spelled path, so a credential for /templates would be sent for /templates/../private."""
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "\\" in path:
+        return True
+    return any(segment.split(";")[0] in (".", "..") for segment in lowered.replace("%2e", ".").split("/"))
 
 
 def _netloc(host: str, port: int | None) -> str:
@@ -170,7 +187,8 @@ class _Git:
             return
         if any(f.stat().st_size >= self.max_bytes for f in self.repo.rglob("*") if f.is_file()):
             raise TemplateError(f"template {self.shown} is larger than {self.max_bytes / MB:g} MB; nothing was created")
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        # git names the URL in its messages, query and all
+        reason = redact(proc.stderr.decode(errors="replace")).strip().splitlines()
         if reason and "couldn't find remote ref" in reason[-1]:
             raise TemplateError(f"template {self.shown} has no commits (or there is no repository there)")
         detail = reason[-1] if reason else f"git exited with {proc.returncode}"
@@ -197,7 +215,7 @@ class _Git:
         result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if check and proc.returncode != 0:
             raise TemplateError(f"template {self.shown}: git {args[0]} failed "
-                                f"({err.decode(errors='replace').strip()[-200:]})")
+                                f"({redact(err.decode(errors='replace')).strip()[-200:]})")
         return result
 
 

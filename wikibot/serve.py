@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from wikibot.access_log import ACCESS_FORMAT
 from wikibot.config import Config
 
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)  # a crash-looping worker backs off to one try per 30 s
@@ -36,6 +37,8 @@ def gunicorn_process(config: Config) -> Process:
         "--graceful-timeout", "10",
         "--no-control-socket",  # two instances would share ~/.gunicorn/gunicorn.ctl otherwise
         "--access-logfile", "-",
+        "--access-logformat", ACCESS_FORMAT,
+        "--logger-class", "wikibot.access_log.GunicornLogger",  # tokens never reach a log line
         "--preload",
         "wikibot.app:create_app()",
     ]

@@ -1,0 +1,76 @@
+"""Template credentials stay inside their URL prefix: dot segments (plain or percent-encoded),
+encoded slashes and backslashes cannot carry a credential for /templates to another path."""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import WIKIBOT, commit_files, run_git, unique
+
+from wikibot.bootstrap.create import create_wiki
+from wikibot.bootstrap.from_git import check_url
+from wikibot.bootstrap.templates import TemplateError
+from wikibot.config import Config
+
+CONFIG = replace(Config(), template_credentials={"https://git.example.com/templates": "SECRET"})
+
+
+@pytest.mark.parametrize("path", [
+    "/templates/../private/secret.git", "/templates/./../private/secret.git", "/templates/..",
+    "/templates/%2e%2e/private/secret.git", "/templates/%2E%2E/private/secret.git",
+    "/templates/.%2e/private/secret.git", "/templates/%2e./private/secret.git",
+    "/templates/%2e/x.git", "/templates/./x.git", "/templates/x/../../private.git",
+    "/templates%2f..%2fprivate/secret.git", "/templates/x%2F..%2F..%2Fprivate.git",
+    "/templates/..%5cprivate/secret.git", "/templates/..\\private/secret.git", "/templates/..;/private.git",
+])
+def test_dot_segments_and_hidden_slashes_are_refused(path: str) -> None:
+    with pytest.raises(TemplateError, match=r"'\.' or '\.\.' segments"):
+        check_url(f"https://git.example.com{path}", CONFIG)
+
+
+@pytest.mark.parametrize("path", ["/templates/wiki.git", "/templates/team/wiki.git", "/templates/a..b.git",
+                                  "/templates/...git", "/templates/.hidden.git", "/templates"])
+def test_plain_paths_under_the_prefix_get_the_credential(path: str) -> None:
+    assert check_url(f"https://git.example.com{path}", CONFIG).authorization
+
+
+@pytest.mark.parametrize("path", ["/private/secret.git", "/templatesx/wiki.git", "/Templates/wiki.git",
+                                  "/%74emplates/wiki.git"])
+def test_paths_outside_the_prefix_get_none(path: str) -> None:
+    assert check_url(f"https://git.example.com{path}", CONFIG).authorization is None
+
+
+def test_a_credential_is_not_sent_outside_its_prefix_through_dot_segments(server, make_user, tmp_path: Path) -> None:
+    """The credential is configured for X/tpl.git; `X/tpl.git/../private.git` must not get it,
+    although git (curl) would fetch /X/private.git with it."""
+    owner = make_user()
+    tpl = create_wiki(server.core, owner.name, unique("w"), template="empty")[0].full_name
+    private = create_wiki(server.core, owner.name, unique("w"), template="empty")[0].full_name
+    for name, page in ((tpl, "template page\n"), (private, "PRIVATE PAGE\n")):
+        clone = tmp_path / name.replace("/", "_")
+        run_git("clone", "-q", server.clone_url(name, owner.token), str(clone))
+        commit_files(clone, {"home.md": page})
+        run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    config = tmp_path / "wikibot.toml"
+    config.write_text(f'[bootstrap.credentials]\n"{server.url}/{tpl}.git" = "{owner.token}"\n')
+    env = {**os.environ, "WIKIBOT_DATA": str(server.data), "WIKIBOT_CONFIG": str(config),
+           "WIKIBOT_ALLOW_PRIVATE_URLS": "1"}
+    creator = make_user()
+
+    def create(url: str) -> tuple[subprocess.CompletedProcess[str], str]:
+        slug = unique("w")
+        return subprocess.run([*WIKIBOT, "wiki", "create", f"{creator.name}/{slug}", "--template", url], env=env,
+                              capture_output=True, text=True, timeout=300), slug
+
+    done, slug = create(f"{server.url}/{tpl}.git")  # the credential works inside its prefix
+    assert done.returncode == 0, done.stderr
+    assert (server.core.repos.path(creator.name, slug) / "home.md").read_text() == "template page\n"
+
+    escaped, slug = create(f"{server.url}/{tpl}.git/../{private.split('/')[1]}.git")
+    assert escaped.returncode == 1, f"the private wiki was cloned with the template credential: {escaped.stdout}"
+    assert "'.' or '..' segments" in escaped.stderr and owner.token not in escaped.stderr
+    assert server.core.store.get_wiki(creator.name, slug) is None
+    assert not server.core.repos.path(creator.name, slug).exists()
