@@ -35,9 +35,9 @@ class SchedulerStatus:
 
 
 class RefreshScheduler:
-    def __init__(self, indexer: Indexer, retry: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, indexer: Indexer, retry: RetryPolicy | None = None) -> None:
         self.indexer = indexer
-        self.retry = retry
+        self.retry = retry or RetryPolicy()
         self._turns: deque[str] = deque()  # wikis with work, in the order they get their next slice
         self._jobs: dict[str, RefreshJob] = {}
         self._again: set[str] = set()  # changed while their job ran: refresh once more after it

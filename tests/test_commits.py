@@ -1,10 +1,18 @@
 """Commits made by the platform (agents' writes, new wikis) obey the same rules as a push."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 from conftest import events_of, run_git
 
 from wikibot.gitd.commits import CommitConflict, CommitRefused, FileChange
+
+
+@pytest.fixture
+def make_wiki(make_wiki):
+    """These tests start from the starter pages (home.md and the others), as a new wiki has them."""
+    return functools.partial(make_wiki, template="default")
 
 AUTHOR = ("Agent Smith", "agent@example.org")
 

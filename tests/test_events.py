@@ -1,6 +1,7 @@
 """Change events from every write path, the durable queue and the worker, with the real server."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -14,6 +15,12 @@ from conftest import WIKIBOT, Server, commit_files, events_of, run_git, start_se
 from wikibot.hooks.dispatcher import Dispatcher, RetryPolicy
 from wikibot.hooks.events import ZERO_SHA, Event
 from wikibot.hooks.queue import SqliteQueue
+
+
+@pytest.fixture
+def make_wiki(make_wiki):
+    """These tests start from the starter pages (home.md and the others), as a new wiki has them."""
+    return functools.partial(make_wiki, template="default")
 
 TESTS = Path(__file__).parent
 

@@ -1,6 +1,7 @@
 """The smart-HTTP Git server driven by the real `git` client against `wikibot serve`."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -8,6 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import Server, commit_files, run_git
+
+
+@pytest.fixture
+def make_wiki(make_wiki):
+    """These tests start from the starter pages (home.md and the others), as a new wiki has them."""
+    return functools.partial(make_wiki, template="default")
 
 
 def clone(server: Server, wiki: str, dest: Path, token: str | None = None, check: bool = True):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import WIKIBOT, Server, free_port, commit_files, run_git, start_server, stop_server, unique, wait_until
+from conftest import WIKIBOT, Server, commit_files, free_port, run_git, start_server, stop_server, unique, wait_until
 from test_mcp import Mcp
 
 from wikibot.access_log import ACCESS_FORMAT
@@ -136,7 +136,9 @@ def test_no_secret_is_logged_in_any_position(own_server: Server, tmp_path: Path)
     # the access log is written (so this test can fail): request lines of each surface appear
     wait_until(lambda: f'"POST /mcp/{name}' in log.read_text(errors="replace"), what="the MCP request logged")
     text = log.read_text(errors="replace")
-    for line in (f'"GET /{name}.git/info/refs?', f'"POST /{name}.git/git-receive-pack', f'"GET /api/wikis/{name}/search?'):
+    expected = (f'"GET /{name}.git/info/refs?', f'"POST /{name}.git/git-receive-pack',
+                f'"GET /api/wikis/{name}/search?')
+    for line in expected:
         assert line in text, f"no access log line {line!r} in {log}"
 
     all_secrets = [token, wrong, revoked, expired, cookie.split("=", 1)[1], query_secret, template_password,

@@ -58,7 +58,7 @@ def connect(server):
 @pytest.fixture
 def wiki(make_user, make_wiki):
     owner = make_user()
-    return owner, make_wiki(owner)
+    return owner, make_wiki(owner, template="default")  # the tools work on the starter pages
 
 
 def test_tools_are_listed_with_annotations(connect, wiki):

@@ -173,7 +173,8 @@ def test_files_on_main_count_uncompressed(wiki_clone):
     packed = subprocess.run(["git", "pack-objects", "--stdout", "--revs"], cwd=repo, input=b"main\n^origin/main\n",
                             capture_output=True, check=True).stdout
     assert len(packed) < 100_000, "the test needs a push whose pack is far under the limit"
-    push_refused(server, wiki, repo, "main", expect="repository size limit 2 MB reached: the files on main would take 3.")
+    push_refused(server, wiki, repo, "main",
+                 expect="repository size limit 2 MB reached: the files on main would take 3.")
 
 
 def test_huge_push_is_cut_off_while_streaming(wiki_clone):

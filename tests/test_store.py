@@ -131,9 +131,9 @@ def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp
                 create()
             except CoreError as exc:  # refused because the user is gone: right after the deletion
                 if "victim" not in str(exc):
-                    unexpected.append(exc)
+                    unexpected.append(exc)  # noqa: B023 (called within this round)
             except BaseException as exc:
-                unexpected.append(exc)
+                unexpected.append(exc)  # noqa: B023 (called within this round)
 
         def delete() -> None:
             for _ in range(3):  # a wiki created first makes the deletion refuse; purge it again
@@ -143,7 +143,7 @@ def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp
                 except CoreError as exc:
                     if "owns" not in str(exc):
                         break
-            unexpected.append(AssertionError("victim could not be deleted"))
+            unexpected.append(AssertionError("victim could not be deleted"))  # noqa: B023 (called within this round)
 
         with file_lock(lock):  # everyone passes the existence checks, then waits here, the deleter first
             threads = [threading.Thread(target=delete)]
@@ -152,7 +152,8 @@ def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp
             threads += [threading.Thread(target=attempt, args=(c,)) for c in creators]
             for t in threads[1:]:
                 t.start()
-            wait_until(lambda: _lock_waiters(lock) == len(threads), what="the creators queued behind it")
+            waiting = len(threads)
+            wait_until(lambda: _lock_waiters(lock) == waiting, what="the creators queued behind it")  # noqa: B023
         for t in threads:
             t.join(60)
         assert not unexpected and not any(t.is_alive() for t in threads), unexpected

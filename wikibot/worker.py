@@ -26,6 +26,7 @@ from wikibot.indexer.schedule import RefreshScheduler
 from wikibot.indexer.search import Searcher
 from wikibot.indexer.service import SearchServer
 from wikibot.indexer.storage import IndexStore
+from wikibot.redaction import redact_handlers
 from wikibot.wiring import open_core
 
 log = logging.getLogger("wikibot.worker")
@@ -90,6 +91,7 @@ def _warm_up(model: Model, indexer: Indexer, scheduler: RefreshScheduler) -> Non
 def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     """Serve events until SIGTERM/SIGINT (or `stop`); returns an exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker] %(levelname)s %(name)s: %(message)s")
+    redact_handlers(logging.getLogger())  # no secret reaches the log, whatever a message carries
     stop = stop or threading.Event()
     os.nice(WORKER_NICENESS)  # background work yields the CPU to requests
     core = open_core(config)
