@@ -223,7 +223,7 @@ def cmd_index_rebuild(core: Core, args: argparse.Namespace) -> None:
     for wiki in wikis:
         def bar(done: int, total: int, wiki: str = wiki) -> None:
             filled = int(30 * done / max(total, 1))
-            print(f"\r{wiki}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} chunks", end="",
+            print(f"\r{wiki}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} pages", end="",
                   file=sys.stderr, flush=True)
 
         result = indexer.refresh(wiki, from_scratch=True, progress=bar)
