@@ -217,7 +217,7 @@ def freshness_under_load(import_pages: int = 1000, runs: int = 3) -> None:
             git = ["git", "-C", str(repos[slug]), "-c", "user.name=b", "-c", "user.email=b@localhost"]
             subprocess.run([*git, "add", "-A"], check=True)
             subprocess.run([*git, "commit", "-qm", "bench"], check=True)
-            subprocess.run([*git, "push", "-q", "origin", "main"], check=True, env=env, capture_output=True)
+            subprocess.run([*git, "push", "-q", "origin", "HEAD:main"], check=True, env=env)
             return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
         def indexed_sha(slug: str, word: str = "x") -> str | None:
