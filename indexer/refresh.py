@@ -87,8 +87,9 @@ class RefreshJob:
     _saved_at: float = field(default_factory=time.monotonic)
 
     @property
-    def done(self) -> bool:
-        return self.result is not None
+    def position(self) -> str:
+        """How far the job is, in pages ("120/1000")."""
+        return f"{self._next_page - len(self._pending)}/{len(self.changed)}"
 
     def step(self, slice_chunks: int = SLICE_CHUNKS) -> bool:
         """Read and chunk a few pages, embed at most `slice_chunks` chunks, index the pages whose

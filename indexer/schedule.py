@@ -3,7 +3,9 @@
 Wikis waiting for a refresh take turns, round-robin: a one-page change to one wiki waits for at
 most one slice of another wiki's 5,000-page import, never for the whole import. A change that
 arrives while its wiki's refresh is running is picked up by a fresh refresh right after it, from
-the index it saved. A failed refresh is retried with backoff, never blocking the other wikis; after
+the index it saved. At most `MAX_ACTIVE_JOBS` refreshes are under way at once (each holds its
+wiki's index in memory): after a restart with every index stale, the others wait their turn
+without loading anything. A failed refresh is retried with backoff, never blocking the other wikis; after
 `max_attempts` it waits for the next change or the periodic reconcile (the index is rebuildable,
 and `indexed_sha..HEAD` heals whatever was missed).
 """
@@ -23,6 +25,7 @@ from wikibot.hooks.events import Event
 from .refresh import ALONE_SLICE_CHUNKS, SLICE_CHUNKS, Indexer, RefreshJob
 
 log = logging.getLogger(__name__)
+MAX_ACTIVE_JOBS = 4  # refreshes under way at once: each holds its wiki's whole index in memory
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class RefreshScheduler:
         self._jobs: dict[str, RefreshJob] = {}
         self._again: set[str] = set()  # changed while their job ran: refresh once more after it
         self._failures: dict[str, tuple[int, float]] = {}  # wiki -> (attempts, not before)
+        self._current: str | None = None  # the wiki whose slice is running now
         self._cond = threading.Condition()
 
     def __call__(self, event: Event) -> None:
@@ -49,18 +53,21 @@ class RefreshScheduler:
         if event.ref == MAIN:
             self.request(event.wiki)
 
-    def request(self, wiki: str) -> None:
+    def request(self, wiki: str, *, changed: bool = True) -> None:
+        """Refresh `wiki` soon. `changed`: it has a new commit, which deserves a new try at once even
+        if its refresh was failing; a reader missing an index or the periodic check pass False."""
         with self._cond:
-            self._failures.pop(wiki, None)  # a new change deserves a new try at once
-            if wiki in self._jobs:
-                self._again.add(wiki)
+            if changed:
+                self._failures.pop(wiki, None)
+            if wiki in self._jobs or wiki == self._current:
+                self._again.add(wiki)  # the running refresh may have read HEAD already: one more after it
             elif wiki not in self._turns:
                 self._turns.append(wiki)
             self._cond.notify_all()
 
     def status(self) -> SchedulerStatus:
         with self._cond:
-            running = {w: f"{j._next_page}/{len(j.changed)}" for w, j in self._jobs.items()}
+            running = {w: j.position for w, j in self._jobs.items()}
             return SchedulerStatus(running, [w for w in self._turns if w not in self._jobs],
                                    {w: n for w, (n, _) in self._failures.items()})
 
@@ -72,12 +79,16 @@ class RefreshScheduler:
                 self._turn(wiki)
 
     def _next(self, stop: threading.Event, idle_wait: float = 1.0) -> str | None:
-        """The next wiki whose turn it is (not backing off), or None after waiting a while."""
+        """The next wiki whose turn it is: not backing off, and either under way or allowed to
+        start (fewer than `MAX_ACTIVE_JOBS` under way). None after waiting a while."""
         with self._cond:
             now = time.monotonic()
             for _ in range(len(self._turns)):
                 wiki = self._turns.popleft()
-                if self._failures.get(wiki, (0, 0.0))[1] <= now:
+                backing_off = self._failures.get(wiki, (0, 0.0))[1] > now
+                may_run = wiki in self._jobs or len(self._jobs) < MAX_ACTIVE_JOBS
+                if not backing_off and may_run:
+                    self._current = wiki
                     return wiki
                 self._turns.append(wiki)
             if not stop.is_set():
@@ -86,8 +97,8 @@ class RefreshScheduler:
 
     def _turn(self, wiki: str) -> None:
         """One slice of `wiki`'s refresh; then it queues again behind the others."""
-        job = self._jobs.get(wiki)
         try:
+            job = self._jobs.get(wiki)
             if job is None:
                 job = self.indexer.start(wiki)
                 with self._cond:
@@ -98,22 +109,26 @@ class RefreshScheduler:
         except Exception as exc:
             self._failed(wiki, exc)
             return
+        finally:
+            with self._cond:
+                self._current = None
         with self._cond:
-            if not done:
-                self._turns.append(wiki)
-                return
-            del self._jobs[wiki]
-            self._failures.pop(wiki, None)
-            if wiki in self._again:
+            if done:
+                del self._jobs[wiki]
+                self._failures.pop(wiki, None)
+                if wiki not in self._again:
+                    return
                 self._again.discard(wiki)
+            if wiki not in self._turns:
                 self._turns.append(wiki)
 
     def _failed(self, wiki: str, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()
         with self._cond:
             self._jobs.pop(wiki, None)
+            changed_since = wiki in self._again  # a new change deserves a fresh count of attempts
             self._again.discard(wiki)
-            attempts = self._failures.get(wiki, (0, 0.0))[0] + 1
+            attempts = (0 if changed_since else self._failures.get(wiki, (0, 0.0))[0]) + 1
             if attempts >= self.retry.max_attempts:
                 self._failures.pop(wiki, None)
                 log.error("indexing %s failed %d times, last: %s; retried at its next change or reconcile",
@@ -121,6 +136,7 @@ class RefreshScheduler:
                 return
             delay = self.retry.delay(attempts)
             self._failures[wiki] = (attempts, time.monotonic() + delay)
-            self._turns.append(wiki)
+            if wiki not in self._turns:
+                self._turns.append(wiki)
         log.warning("indexing %s failed (attempt %d), retrying in %.1fs: %s", wiki, attempts, delay, error,
                     exc_info=exc)

@@ -138,13 +138,15 @@ class Searcher:
     def adopt(self, wiki: str, generation: str, index: WikiIndex) -> None:
         """Take a freshly saved index straight from the writer, so the first query after a change
         does not reload it from disk. It answers semantic queries at once; its BM25 is built right
-        after (keyword queries arriving meanwhile wait for that one build instead of starting their own)."""
+        after on a thread of its own (keyword queries arriving meanwhile wait for that one build
+        instead of starting their own)."""
         with self._lock:
             self._loaded[wiki] = (generation, index, time.monotonic())
             self._loaded.move_to_end(wiki)
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
-        index.keyword_index()
+        # off the writer's thread: indexing other wikis goes on while this wiki's BM25 is built
+        threading.Thread(target=index.keyword_index, name=f"bm25-{wiki}", daemon=True).start()
 
     def evict_idle(self) -> None:
         """Drop indexes nobody asked for lately (the worker calls this on a timer)."""

@@ -75,7 +75,7 @@ def _request_stale(indexer: Indexer, scheduler: RefreshScheduler) -> int:
         log.exception("could not list the indexes to bring up to date; tried again later")
         return 0
     for wiki in stale:
-        scheduler.request(wiki)
+        scheduler.request(wiki, changed=False)
     return len(stale)
 
 
@@ -106,7 +106,8 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     # Leave a core to the web processes: indexing must not slow down the next push or clone.
     model = Model(Path(config.model_path) if config.model_path else None, threads=max(1, (os.cpu_count() or 2) - 1))
     index_store = IndexStore(config.index_dir)
-    searcher = Searcher(index_store, model, core.store, on_missing=lambda wiki: scheduler.request(wiki))
+    searcher = Searcher(index_store, model, core.store,
+                        on_missing=lambda wiki: scheduler.request(wiki, changed=False))
     indexer = Indexer(core, index_store, model, on_saved=searcher.adopt)
     scheduler = RefreshScheduler(indexer)
     dispatcher = build_dispatcher(core, publisher, scheduler)
