@@ -4,14 +4,16 @@ Frontmatter becomes metadata; ATX and setext headings split sections (never insi
 each chunk carries its section path ("Page > H1 > H2"), the heading anchor Otterwiki renders, and
 its line range. Chunks are measured with the model's own tokenizer so nothing is silently
 truncated, and neighbours within a section overlap a little so a sentence cut at a boundary
-still has its context. Work is linear in the page size: WordPiece token counts add up across
-whitespace, so each line is counted once, and over-long lines are cut at token offsets.
+still has its context. Work is linear in the page size, whatever the page (any reader can send
+the worst one): WordPiece token counts add up across whitespace, so each line and each heading is
+counted once, over-long lines are cut at token offsets, and no pattern rescans a line.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,13 +22,19 @@ import yaml
 
 FENCE_OPEN = re.compile(r"^ {0,3}(?:(`{3,})[^`]*|(~{3,}).*)$")  # a backtick fence's info has no backtick
 FENCE_CLOSE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*$")
-ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+ATX_OPEN = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 LIST_ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 FRONTMATTER_END = ("---", "...")
 MAX_FRONTMATTER = 8192  # bytes; metadata is a title and tags, not a document
 MAX_TITLE = 200
 MAX_LABEL_TOKENS = 64  # the section path may take at most this much of a chunk's window
+MAX_LABEL_HEADING = 200  # characters of one heading in a section path
+_MARKER_RUNS = re.compile(r"\*+|_+")
+_LINK_START = re.compile(r"!?\[([^\[\]]*)\]\(")  # "[text](" or "![alt](", the text without brackets
+_TAG = re.compile(r"<[^<>]+>")
+_SLUG_DROPPED = re.compile(r"[^\w\s\-]")
+_SLUG_RUNS = re.compile(r"[-\s]+")
 Line = tuple[int, str, int]  # (line number, text, tokens)
 
 
@@ -37,19 +45,83 @@ class Tokens(Protocol):
     def split_tokens(self, text: str, max_tokens: int) -> list[str]: ...
 
 
+def _atx(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line, else None. By hand: a lazy pattern for the text before
+    an optional closing `###` backtracks quadratically over a long run of spaces."""
+    opener = ATX_OPEN.match(line)
+    if opener is None:
+        return None
+    text = line[opener.end():].strip(" \t")
+    bare = text.rstrip("#")
+    if bare != text and bare[-1:] in (" ", "\t"):  # a closing sequence, "# Title ##"
+        text = bare
+    return len(opener.group(1)), text.strip()
+
+
+def _strip_emphasis(text: str) -> str:
+    """`re.sub(r"(\\*{1,3}|_{1,3})(\\S(?:.*?\\S)?)\\1", r"\\2", text)` for one line, in O(n log n): that
+    pattern rescans the rest of the line from every marker that is never closed (`*a *a *a ...`)."""
+    runs = [m.span() for m in _MARKER_RUNS.finditer(text)]
+    closers: dict[tuple[str, int], list[int]] = {}  # (marker, length) -> where it may close, in order
+    for start, end in runs:
+        for k in range(start, end):
+            if k and not text[k - 1].isspace():
+                for size in range(1, min(3, end - k) + 1):
+                    closers.setdefault((text[k], size), []).append(k)
+    parts, done = [], 0  # text[:done] is in parts
+    for start, end in runs:
+        k = max(start, done)
+        while k < end:
+            for size in range(min(3, end - k), 0, -1):  # the pattern tries the longest marker first
+                close = _closer(closers.get((text[k], size), []), k + size, text)
+                if close is not None:
+                    parts += [text[done:k], text[k + size:close]]
+                    done = k = close + size
+                    break
+            else:
+                k += 1
+    return "".join(parts) + text[done:]
+
+
+def _closer(found: list[int], first: int, text: str) -> int | None:
+    """Where the emphasis whose text starts at `first` closes: the pattern's optional `.*?\\S` is
+    tried first, so the nearest closer after two or more characters, else right after one."""
+    if first >= len(text) or text[first].isspace():
+        return None
+    i = bisect_left(found, first + 2)
+    if i < len(found):
+        return found[i]
+    i = bisect_left(found, first + 1)
+    return first + 1 if i < len(found) and found[i] == first + 1 else None
+
+
+def _strip_links(text: str) -> str:
+    """Links and images keep their text: `[text](destination)`, the destination up to the next ')'.
+    A pattern would rescan the rest of the line from every `](` that is never closed."""
+    parts, done = [], 0
+    for m in _LINK_START.finditer(text):
+        if m.start() < done:
+            continue
+        close = text.find(")", m.end())
+        if close < 0:  # no ')' left: no later link closes either
+            break
+        parts += [text[done:m.start()], m.group(1)]
+        done = close + 1
+    return "".join(parts) + text[done:]
+
+
 def _plain(heading: str) -> str:
     """Heading text as rendered, tags stripped: links and images keep their text, markers go."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
-    text = re.sub(r"<[^>]+>", "", text)
-    text = re.sub(r"(\*{1,3}|_{1,3})(\S(?:.*?\S)?)\1", r"\2", text)
+    text = _strip_links(heading) if "[" in heading else heading
+    text = _TAG.sub("", text) if "<" in text else text
+    text = _strip_emphasis(text) if "*" in text or "_" in text else text
     return text.replace("`", "")
 
 
 def slugify(text: str) -> str:
     """The heading anchor Otterwiki renders (otterwiki.util.slugify of the rendered text)."""
     value = unicodedata.normalize("NFKD", _plain(text)).encode("ascii", "ignore").decode("ascii").strip().lower()
-    value = re.sub(r"[^\w\s\-]", "", value)
-    return re.sub(r"[-\s]+", "-", value)
+    return _SLUG_RUNS.sub("-", _SLUG_DROPPED.sub("", value))
 
 
 def page_title_from_path(path: str) -> str:
@@ -148,9 +220,9 @@ def _metadata(meta: dict) -> tuple[str, tuple[str, ...]]:
 
 def _first_h1(lines: list[str], fenced: list[bool]) -> str:
     for line, in_fence in zip(lines, fenced, strict=True):
-        m = None if in_fence else ATX.match(line)
-        if m and len(m.group(1)) == 1 and m.group(2):
-            return m.group(2).strip()[:MAX_TITLE]
+        heading = None if in_fence else _atx(line)
+        if heading and heading[0] == 1 and heading[1]:
+            return heading[1][:MAX_TITLE]
     return ""
 
 
@@ -158,17 +230,15 @@ def _sections(lines: list[str], fenced: list[bool], first_line: int, title: str)
     """Split at headings outside fenced code; yields sections in order (the preamble first)."""
     stack: list[tuple[int, str]] = []
     anchors: dict[str, int] = {}
+    slugs: dict[str, str] = {}  # pages repeat headings ("Examples", "Notes")
     current = _Section([title], "")
     for offset, (line, in_fence) in enumerate(zip(lines, fenced, strict=True)):
         number = first_line + offset
-        heading: tuple[int, str] | None = None
         heading_lines = [(number, line)]
-        atx = None if in_fence else ATX.match(line)
+        heading = None if in_fence else _atx(line)
         setext = None if in_fence else SETEXT.match(line)
         previous = current.lines[-1][1] if current.lines else ""
-        if atx:
-            heading = (len(atx.group(1)), (atx.group(2) or "").strip())
-        elif setext and previous.strip() and not _is_block_start(previous) and not fenced[offset - 1]:
+        if heading is None and setext and previous.strip() and not _is_block_start(previous) and not fenced[offset - 1]:
             heading_lines.insert(0, current.lines.pop())
             heading = (1 if setext.group(1)[0] == "=" else 2, previous.strip())
         if heading is None:
@@ -180,7 +250,9 @@ def _sections(lines: list[str], fenced: list[bool], first_line: int, title: str)
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, text))
-        anchor = slugify(text)
+        if text not in slugs:
+            slugs[text] = slugify(text)
+        anchor = slugs[text]
         if anchor in anchors:  # repeated headings get -1, -2 ... as Otterwiki numbers them
             anchors[anchor] += 1
             anchor = f"{anchor}-{anchors[anchor]}"
@@ -193,7 +265,7 @@ def _sections(lines: list[str], fenced: list[bool], first_line: int, title: str)
 
 def _is_block_start(line: str) -> bool:
     stripped = line.lstrip()
-    return (bool(ATX.match(line)) or stripped.startswith((">", "|")) or FENCE_OPEN.match(line) is not None
+    return (_atx(line) is not None or stripped.startswith((">", "|")) or FENCE_OPEN.match(line) is not None
             or LIST_ITEM.match(line) is not None)
 
 
@@ -237,12 +309,54 @@ def outline(path: str, text: str) -> Outline:
     title = title or _first_h1(lines, fenced) or page_title_from_path(path)
     flat = [(s.path[-1] if s.anchor else "", s.anchor, len(s.path) - 1, s.lines[0][0])
             for s in _sections(lines, fenced, first, title) if s.lines]
-    last = first + len(lines) - 1
-    sections = []
-    for i, (heading, anchor, depth, start) in enumerate(flat):
-        end = next((s - 1 for _, _, d, s in flat[i + 1:] if d <= max(depth, 1)), last)
-        sections.append(Section(heading, anchor, depth, start, end))
-    return Outline(title, meta, tags, tuple(sections))
+    ends = [first + len(lines) - 1] * len(flat)
+    open_: list[int] = []  # sections not ended yet; their max(depth, 1) increase from bottom to top
+    for i, (_, _, depth, start) in enumerate(flat):
+        while open_ and max(flat[open_[-1]][2], 1) >= depth:  # a section ends at the next of its level or higher
+            ends[open_.pop()] = start - 1
+        open_.append(i)
+    return Outline(title, meta, tags, tuple(Section(heading, anchor, depth, start, end)
+                                            for (heading, anchor, depth, start), end in zip(flat, ends, strict=True)))
+
+
+class _Labels:
+    """Section paths as embedded ("Page > H1 > H2"), cut to MAX_LABEL_TOKENS, and their token counts.
+
+    Sections share their enclosing headings, so each heading is counted once per page and counts are
+    added up (WordPiece splits at whitespace and at the '>' between headings): many sections under
+    one huge heading stay linear. Headings longer than MAX_LABEL_HEADING characters are cut first.
+    """
+
+    def __init__(self, tokens: Tokens) -> None:
+        self.tokens = tokens
+        self.separator = tokens.count_tokens(" > ")
+        self._counts: dict[str, int] = {}
+        self._cuts: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def of(self, path: list[str]) -> tuple[str, int]:
+        parts: list[str] = []
+        used = 0
+        for heading in dict.fromkeys(h[:MAX_LABEL_HEADING] for h in path):  # a page's H1 usually repeats its title
+            cost = self.separator if parts else 0
+            if heading not in self._counts:
+                self._counts[heading] = self.tokens.count_tokens(heading)
+            if used + cost + self._counts[heading] > MAX_LABEL_TOKENS:
+                cut, tokens = self._cut(heading, MAX_LABEL_TOKENS - used - cost)
+                if cut:
+                    parts.append(cut)
+                    used += cost + tokens
+                break
+            parts.append(heading)
+            used += cost + self._counts[heading]
+        return " > ".join(parts), used
+
+    def _cut(self, heading: str, room: int) -> tuple[str, int]:
+        """The start of `heading` that fits `room` tokens ("" if none does), and its token count."""
+        if (heading, room) not in self._cuts:
+            cut = self.tokens.split_tokens(heading, room)[0].rstrip() if room > 0 else ""
+            tokens = self.tokens.count_tokens(cut)
+            self._cuts[(heading, room)] = (cut, tokens) if tokens <= room else ("", 0)
+        return self._cuts[(heading, room)]
 
 
 class Chunker:
@@ -258,19 +372,25 @@ class Chunker:
         fenced = _fence_flags(lines)
         title, tags = _metadata(meta)
         title = title or _first_h1(lines, fenced) or page_title_from_path(path)
+        labels = _Labels(self.tokens)
         chunks: list[Chunk] = []
         for section in _sections(lines, fenced, first, title):
-            label = " > ".join(dict.fromkeys(section.path))  # a page's H1 usually repeats its title
-            if self.tokens.count_tokens(label) > MAX_LABEL_TOKENS:
-                label = self.tokens.split_tokens(label, MAX_LABEL_TOKENS)[0].rstrip()
-            budget = self.max_tokens - self.tokens.count_tokens(label) - 1
+            # a heading with no text under it says nothing its section path does not say
+            if not any(line.strip() for _, line in section.lines[section.heading_lines:]):
+                continue
+            label, label_tokens = labels.of(section.path)
+            budget = self.max_tokens - label_tokens - 1
             heading_only = {number for number, _ in section.lines[:section.heading_lines]}
             for piece in self._pack(section, budget):
                 body = "\n".join(line for _, line, _ in piece).strip()
-                # a heading with no text under it says nothing its section path does not say
                 if body and not {n for n, line, _ in piece if line.strip()} <= heading_only:
                     chunks.append(Chunk(path, title, label, section.anchor, piece[0][0], piece[-1][0], body, tags))
         return chunks
+
+    def _cost(self, text: str) -> int:
+        """Tokens of a line as packing counts them: at least one, so lines the tokenizer drops
+        (control and zero-width characters) cannot pile up without bound in one chunk."""
+        return max(1, self.tokens.count_tokens(text))
 
     def _pack(self, section: _Section, budget: int) -> Iterator[list[Line]]:
         """Greedily fill chunks with whole blocks; split blocks only when one alone is too big."""
@@ -283,7 +403,7 @@ class Chunker:
                     yield current
                     current = self._overlap(current, budget - size)
                     used = sum(tokens for *_, tokens in current)
-                current = current + piece
+                current.extend(piece)
                 used += size
         if current:
             yield current
@@ -295,18 +415,18 @@ class Chunker:
         used = 0
         for number, line, tokens in reversed(previous):
             if used + tokens <= limit:
-                tail.insert(0, (number, line, tokens))
+                tail.append((number, line, tokens))
                 used += tokens
                 continue
             if limit - used > 0:
                 end = self.tokens.split_tokens(line, limit - used)[-1]
-                tail.insert(0, (number, end, self.tokens.count_tokens(end)))
+                tail.append((number, end, self._cost(end)))
             break
-        return [line for line in tail if line[2] <= limit]
+        return [line for line in reversed(tail) if line[2] <= limit]
 
     def _fit(self, block: list[tuple[int, str]], budget: int) -> Iterator[list[Line]]:
         """Split a block that is too big by lines, and a line that is too big at token offsets."""
-        lines = [(number, line, self.tokens.count_tokens(line)) for number, line in block]
+        lines = [(number, line, self._cost(line)) for number, line in block]
         if sum(tokens for *_, tokens in lines) <= budget:
             yield lines
             return
@@ -314,7 +434,7 @@ class Chunker:
         used = 0
         for number, line, tokens in lines:
             parts = [(line, tokens)] if tokens <= budget else \
-                [(p, self.tokens.count_tokens(p)) for p in self.tokens.split_tokens(line, budget)]
+                [(p, self._cost(p)) for p in self.tokens.split_tokens(line, budget)]
             for part, size in parts:
                 if piece and used + size > budget:
                     yield piece

@@ -5,6 +5,8 @@ instead costs every push ~20 ms (measured with a2wsgi). The MCP endpoint is stat
 JSON, so each request is one body in and one body out: this bridge reads the body in the WSGI
 thread, runs the ASGI app on one event loop per process and returns its answer. The loop and the
 app's lifespan start on the first request, after gunicorn has forked (threads do not survive a fork).
+A request that takes too long is answered 504 and cancelled; its `Deadline` (in the request state)
+stops the tool's thread at its next checkpoint.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from http import HTTPStatus
 from typing import Any
 
 from starlette.applications import Starlette
+
+from .deadline import Deadline
 
 StartResponse = Callable[..., Any]
 
@@ -76,7 +80,8 @@ class AsgiBridge:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse,
                  state: dict[str, Any]) -> Iterable[bytes]:
-        """Run one request; `state` reaches the app as `request.state` (never from the client)."""
+        """Run one request; `state` reaches the app as `request.state` (never from the client), with
+        the request's `deadline` added."""
         try:
             body = _read_body(environ, self.max_body)
         except BodyTooLarge:
@@ -84,12 +89,13 @@ class AsgiBridge:
             start_response(answer.status, list(answer.headers))
             return [answer.body]
         loop, app = self._started()
-        scope = _scope(environ, state)
+        deadline = Deadline.after(self.timeout, f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}")
+        scope = _scope(environ, {**state, "deadline": deadline})
         future = asyncio.run_coroutine_threadsafe(_call(app, scope, body), loop)
         try:
             status, headers, chunks = future.result(self.timeout)
         except concurrent.futures.TimeoutError:
-            future.cancel()
+            future.cancel()  # the task; a tool's thread stops at its next checkpoint (the deadline is past)
             answer = rpc_error(504, f"the request took over {self.timeout:.0f} s and was stopped; try a "
                                     "smaller request (one page, fewer results)")
             status, headers, chunks = answer.status, list(answer.headers), [answer.body]

@@ -1,7 +1,9 @@
-"""What every tool call starts from: the caller, the core, the wiki's repository, and answers.
+"""What every tool call starts from: the caller, the core, the wiki's repository, the request's
+deadline, and answers.
 
 Errors raised as `ToolError` reach the model as tool errors (isError) whose text says what to do
-next; anything else is masked by FastMCP as an internal error.
+next; anything else is masked by FastMCP as an internal error. Tools call `checkpoint` between
+expensive steps, so a call whose request timed out stops there (see deadline.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
 
 from .caller import Caller
+from .deadline import Deadline
 from .link_graph import Graph, LinkGraphs
 from .page_writes import PageConflict, Written, commit_pages
 from .wiki_repo import COMMIT_ID_RE, RevisionNotFound, WikiRepo
@@ -30,6 +33,11 @@ class ToolContext:
     caller: Caller
     core: Core
     repo: WikiRepo
+    deadline: Deadline
+
+    def checkpoint(self, step: str) -> None:
+        """Stop here (OutOfTime) if the request has timed out; `step` is what would come next."""
+        self.deadline.check(step)
 
     def require_write(self) -> None:
         if self.caller.write_refusal:
@@ -83,14 +91,15 @@ class ToolContext:
         return file, None
 
     def graph(self, commit: str) -> Graph:
-        return LINK_GRAPHS.at(self.caller.wiki, self.repo, commit)
+        return LINK_GRAPHS.at(self.caller.wiki, self.repo, commit, self.checkpoint)
 
     def commit(self, base: str | None, guarded: Sequence[str], build: Callable[[str | None], Sequence[FileChange]],
-               message: str) -> Written:
-        """Commit through the conflict-safe path; refusals become tool errors the agent can act on."""
+               message: str, idempotent: bool = False) -> Written:
+        """Commit through the conflict-safe path (see `commit_pages`); refusals become tool errors the
+        agent can act on."""
         try:
             return commit_pages(self.core, self.caller, self.repo, base=base, guarded=guarded, build=build,
-                                message=message)
+                                message=message, checkpoint=self.checkpoint, idempotent=idempotent)
         except PageConflict as exc:
             if exc.base is None:
                 raise ToolError(f"conflict: {exc.path} was created by someone else meanwhile (the wiki is now at "
@@ -108,7 +117,7 @@ def current() -> ToolContext:
     state = get_http_request().state
     caller: Caller = state.caller
     core: Core = state.core
-    return ToolContext(caller, core, WikiRepo(core.repos.path(caller.owner, caller.slug)))
+    return ToolContext(caller, core, WikiRepo(core.repos.path(caller.owner, caller.slug)), state.deadline)
 
 
 def answer(text: str, data: dict[str, Any]) -> ToolResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .wiki_repo import RepoError, WikiRepo
@@ -16,6 +17,7 @@ from .wikitext import Link, links_out
 
 MAX_GRAPHS = 64
 MAX_PAGE_BYTES = 1024 * 1024  # larger pages are not scanned for links
+Checkpoint = Callable[[str], None]  # raises to stop between steps (a request's Deadline.check)
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ class LinkGraphs:
         self._graphs: OrderedDict[tuple[str, str], Graph] = OrderedDict()
         self._latest: dict[str, Graph] = {}
 
-    def at(self, wiki: str, repo: WikiRepo, revision: str) -> Graph:
+    def at(self, wiki: str, repo: WikiRepo, revision: str, checkpoint: Checkpoint) -> Graph:
+        """The graph at `revision`; `checkpoint` is called between pages while one is built."""
         with self._lock:
             graph = self._graphs.get((wiki, revision))
             latest = self._latest.get(wiki)
         if graph is None:
-            graph = (_advance(repo, latest, revision) if latest else None) or _build(repo, revision)
+            graph = ((_advance(repo, latest, revision, checkpoint) if latest else None)
+                     or _build(repo, revision, checkpoint))
         with self._lock:
             self._graphs[(wiki, revision)] = graph
             self._graphs.move_to_end((wiki, revision))
@@ -54,24 +58,29 @@ class LinkGraphs:
         return graph
 
 
-def _parse(contents: dict[str, bytes]) -> dict[str, tuple[Link, ...]]:
-    return {page: tuple(links_out(text.decode("utf-8", "replace"))) for page, text in contents.items()}
+def _parse(contents: dict[str, bytes], checkpoint: Checkpoint) -> dict[str, tuple[Link, ...]]:
+    parsed = {}
+    for page, text in contents.items():
+        checkpoint("reading the links of the next page")
+        parsed[page] = tuple(links_out(text.decode("utf-8", "replace")))
+    return parsed
 
 
-def _advance(repo: WikiRepo, known: Graph, revision: str) -> Graph | None:
+def _advance(repo: WikiRepo, known: Graph, revision: str, checkpoint: Checkpoint) -> Graph | None:
     try:
-        changed = [p for p in repo.changed_files(known.revision, revision) if p.endswith(".md")]
+        changed = {p for p in repo.changed_files(known.revision, revision) if p.endswith(".md")}
     except RepoError:  # the old revision is gone (the wiki was re-created): build from scratch
         return None
-    present = repo.blobs(revision, changed)
+    present = repo.blobs(revision, sorted(changed))
     outgoing = {page: links for page, links in known.outgoing.items() if page not in changed}
-    outgoing.update(_parse(repo.read_many(revision, [p for p, (_, size) in present.items() if size <= MAX_PAGE_BYTES])))
+    readable = [p for p, (_, size) in present.items() if size <= MAX_PAGE_BYTES]
+    outgoing.update(_parse(repo.read_many(revision, readable), checkpoint))
     outgoing.update({page: () for page in present if page not in outgoing})
     return Graph(revision, outgoing)
 
 
-def _build(repo: WikiRepo, revision: str) -> Graph:
+def _build(repo: WikiRepo, revision: str, checkpoint: Checkpoint) -> Graph:
     pages = [entry.path for entry in repo.entries(revision, sizes=False) if entry.path.endswith(".md")]
-    outgoing = _parse(repo.read_many(revision, pages, MAX_PAGE_BYTES))
+    outgoing = _parse(repo.read_many(revision, pages, MAX_PAGE_BYTES), checkpoint)
     outgoing.update({page: () for page in pages if page not in outgoing})
     return Graph(revision, outgoing)

@@ -4,6 +4,10 @@ The whole-wiki check of `Core.commit` alone would make two agents editing differ
 So a write names the pages it depends on; under the wiki's lock they must be unchanged between
 the writer's base revision and HEAD, and the changes are computed against that HEAD. No other
 write can land in between, so nothing is lost and nothing needs retrying.
+
+A write is retried when its request timed out: the first attempt either stopped at the checkpoint
+before committing, or committed. So a guarded page that changed since the base revision but already
+holds exactly what the write would commit is no conflict: the answer names the commit that did it.
 """
 from __future__ import annotations
 
@@ -32,28 +36,52 @@ class PageConflict(Exception):
 class Written:
     revision: str
     changes: tuple[FileChange, ...]
+    already: bool = False  # nothing was committed: HEAD already held the changes (since `revision`)
+
+
+class _AlreadyAtHead(Exception):
+    def __init__(self, revision: str, changes: tuple[FileChange, ...]) -> None:
+        super().__init__(revision)
+        self.revision = revision
+        self.changes = changes
 
 
 def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None, guarded: Sequence[str],
-                 build: Callable[[str | None], Sequence[FileChange]], message: str) -> Written:
+                 build: Callable[[str | None], Sequence[FileChange]], message: str,
+                 checkpoint: Callable[[str], None], idempotent: bool = False) -> Written:
     """Commit what `build(head)` returns, if no page in `guarded` changed since `base`.
 
     `base` None means the caller saw nothing (a page it creates): then the guarded pages must not
-    exist yet. `build` runs under the wiki's lock and may raise to refuse.
+    exist yet. `build` runs under the wiki's lock and may raise to refuse. `checkpoint` is the last
+    chance to stop (the request timed out while waiting for the lock): after it, the write commits.
+    `idempotent`: the changes do not depend on HEAD, so a HEAD that holds them already is no conflict.
     """
     built: list[tuple[FileChange, ...]] = []
 
     def checked_build(head: str | None) -> Sequence[FileChange]:
+        checkpoint("committing")
         for path in guarded:
             then = repo.blob_id(base, path) if base else None
             now = repo.blob_id(head, path) if head else None
             if then != now:
+                changes = tuple(build(head)) if idempotent else ()
+                if head and _at_head(repo, head, changes):
+                    raise _AlreadyAtHead(repo.log(head, path, limit=1)[0].revision, changes)
                 raise PageConflict(path, base, head, repo.diff(base, head, [path]) if base and head else "")
         built.append(tuple(build(head)))
         return built[-1]
 
     user = caller.user
-    revision = core.commit_with(caller.owner, caller.slug, checked_build, message=f"[mcp] {message}",
-                                author=(user.name, user.email or f"{user.name}@users.wikibot"),
-                                actor=user.name, source="mcp")
+    try:
+        revision = core.commit_with(caller.owner, caller.slug, checked_build, message=f"[mcp] {message}",
+                                    author=(user.name, user.email or f"{user.name}@users.wikibot"),
+                                    actor=user.name, source="mcp")
+    except _AlreadyAtHead as done:
+        return Written(done.revision, done.changes, already=True)
     return Written(revision, built[-1])
+
+
+def _at_head(repo: WikiRepo, head: str, changes: tuple[FileChange, ...]) -> bool:
+    """Does HEAD hold every change already (each file with that content, each deleted file gone)?"""
+    current = repo.read_many(head, [change.path for change in changes])
+    return bool(changes) and all(current.get(change.path) == change.content for change in changes)

@@ -5,6 +5,7 @@ it, links to subpages are rewritten too and code is left alone (`wikitext.rewrit
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastmcp.exceptions import ToolError
@@ -24,8 +25,10 @@ class RenamePlan:
     relinked: list[str]  # pages (at their new paths) whose links were rewritten
 
 
-def plan_rename(repo: WikiRepo, head: str, old: str, new: str, new_name: str, update_links: bool) -> RenamePlan:
-    """The changes that rename page file `old` to `new` (shown as `new_name`) at `head`."""
+def plan_rename(repo: WikiRepo, head: str, old: str, new: str, new_name: str, update_links: bool,
+                checkpoint: Callable[[str], None]) -> RenamePlan:
+    """The changes that rename page file `old` to `new` (shown as `new_name`) at `head`;
+    `checkpoint` is called between the pages whose links are rewritten."""
     files = {entry.path for entry in repo.entries(head, sizes=False)}
     src_dir, dst_dir = attachment_dir(old) + "/", attachment_dir(new) + "/"
     if new == old:
@@ -47,6 +50,7 @@ def plan_rename(repo: WikiRepo, head: str, old: str, new: str, new_name: str, up
         texts = {**repo.read_many(head, others, MAX_RELINK_BYTES),
                  **{p: body for p, body in final.items() if p.endswith(".md") and len(body) <= MAX_RELINK_BYTES}}
         for page in sorted(texts):
+            checkpoint("rewriting the links of the next page")
             try:
                 text = texts[page].decode("utf-8")
             except UnicodeDecodeError:

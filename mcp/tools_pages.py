@@ -1,8 +1,11 @@
 """Page tools: read, write, edit, delete, rename, list, links."""
 from __future__ import annotations
 
-import difflib
 import json
+import math
+import tempfile
+from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 from fastmcp.exceptions import ToolError
@@ -10,6 +13,7 @@ from fastmcp.tools import ToolResult
 from pydantic import BaseModel, Field
 
 from wikibot.gitd.commits import FileChange
+from wikibot.gitd.repos import run_git
 from wikibot.indexer.chunking import Outline, outline
 
 from .arguments import BaseRevision, Cursor, Message, OptionalBase, PagePath
@@ -21,6 +25,7 @@ from .wikitext import PathRefused, attachment_dir, is_attachment, page_file, pag
 MAX_LIST = 1000
 MAX_EDITS = 100
 MAX_PAGE_BYTES = 1024 * 1024  # pages read or edited through MCP; bigger ones are for git
+MAX_FRONTMATTER_DEPTH = 20  # deeper frontmatter values are shown as text (JSON encoders stop at ~255)
 
 
 class Edit(BaseModel):
@@ -39,12 +44,14 @@ def read_page(path: PagePath,
     commit = ctx.revision(revision)
     file, found = ctx.locate(commit, path)
     text = _text(ctx, commit, file, found, path)
+    ctx.checkpoint("outlining the page")
     shape = outline(file, text)
     content = _section(text, shape, section, path) if section else text
+    ctx.checkpoint("reading the wiki's links")
     graph = ctx.graph(commit)
     data = {
         "path": page_name(file, shape.title), "file": file, "revision": commit, "title": shape.title,
-        "frontmatter": json.loads(json.dumps(shape.meta, default=str)), "content": content,
+        "frontmatter": _json_value(shape.meta), "content": content,
         "section": section,
         "sections": [{"heading": x.heading, "anchor": x.anchor, "depth": x.depth,
                       "lines": [x.start_line, x.end_line]} for x in shape.sections if x.anchor],
@@ -63,16 +70,18 @@ def write_page(path: PagePath, content: Annotated[str, Field(description="The wh
     ctx.require_write()
     head = ctx.repo.head()
     file, existing = ctx.locate(head, path)
+    base = ctx.base(base_revision) if base_revision else None
+    body = content.encode()
+    if head and existing is not None and ctx.repo.read_blob(existing[0]) == body:  # e.g. a retry that committed
+        return _unchanged(file, ctx.repo.log(head, file, limit=1)[0].revision)
     if existing is not None and not base_revision:
         raise ToolError(f"page {path!r} already exists; read_page it and pass its revision as base_revision "
                         "(or use edit_page for a targeted change)")
-    base = ctx.base(base_revision) if base_revision else None
-    body = content.encode()
-    if existing is not None and ctx.repo.read_blob(existing[0]) == body:
-        return answer(f"{file} unchanged (already this content) at {head}",
-                      {"path": page_name(file), "file": file, "revision": head, "created": False, "changed": False})
     verb = "Update" if existing is not None else "Create"
-    written = ctx.commit(base, [file], lambda _: [FileChange(file, body)], message or f"{verb} {page_name(file)}")
+    written = ctx.commit(base, [file], lambda _: [FileChange(file, body)], message or f"{verb} {page_name(file)}",
+                         idempotent=True)
+    if written.already:
+        return _unchanged(file, written.revision)
     return answer(f"{verb.lower()}d {file} at revision {written.revision}",
                   {"path": page_name(file), "file": file, "revision": written.revision,
                    "created": existing is None, "changed": True})
@@ -94,14 +103,17 @@ def edit_page(path: PagePath,
     file, found = ctx.locate(base, path)
     before = _text(ctx, base, file, found, path, strict=True)
     after = _apply(before, edits, min(MAX_PAGE_BYTES, ctx.core.limits_of(ctx.caller.owner).max_file_bytes))
+    ctx.checkpoint("computing the diff")
     diff = _diff(file, before, after)
     if dry_run or not diff:
         return answer(diff or "the edits change nothing",
                       {"path": page_name(file), "file": file, "revision": base, "diff": diff, "committed": False})
     # guarded: the page at HEAD equals the page at base, so the edits apply to it the same way
     written = ctx.commit(base, [file], lambda _: [FileChange(file, after.encode())],
-                         message or f"Edit {page_name(file)}")
-    return answer(f"edited {file} at revision {written.revision}\n\n{diff}",
+                         message or f"Edit {page_name(file)}", idempotent=True)
+    done = (f"already edited: {file} has held the edited text since revision {written.revision}" if written.already
+            else f"edited {file} at revision {written.revision}")
+    return answer(f"{done}\n\n{diff}",
                   {"path": page_name(file), "file": file, "revision": written.revision, "diff": diff,
                    "committed": True})
 
@@ -118,7 +130,7 @@ def delete_page(path: PagePath, message: Message = None, base_revision: Optional
     attachments = [e.path for e in ctx.repo.entries(head, attachment_dir(file), sizes=False)
                    if is_attachment(e.path, file)]
     written = ctx.commit(base, [file], lambda _: [FileChange(p, None) for p in [file, *attachments]],
-                         message or f"Delete {page_name(file)}")
+                         message or f"Delete {page_name(file)}", idempotent=True)
     return answer(f"deleted {file}" + (f" and {len(attachments)} attachment(s)" if attachments else "")
                   + f" at revision {written.revision}",
                   {"path": page_name(file), "file": file, "revision": written.revision,
@@ -144,7 +156,7 @@ def rename_page(path: PagePath, new_path: Annotated[str, Field(description="The 
     plans = []
 
     def build(at: str | None) -> list[FileChange]:
-        plans.append(plan_rename(ctx.repo, at or head, old, new, new_name, update_links))
+        plans.append(plan_rename(ctx.repo, at or head, old, new, new_name, update_links, ctx.checkpoint))
         return plans[-1].changes
 
     written = ctx.commit(head, [old], build, message or f"Rename {page_name(old)} to {new_name}")
@@ -259,9 +271,46 @@ def _apply(text: str, edits: list[Edit], max_bytes: int) -> str:
 
 
 def _diff(file: str, before: str, after: str) -> str:
-    """A unified diff that `git apply` accepts, including the no-newline-at-end marker."""
-    lines = []
-    for line in difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                     f"a/{file}", f"b/{file}"):
-        lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(lines)
+    """A unified diff that `git apply` accepts, including the no-newline-at-end marker. Made by git,
+    whose diff stays fast on any page: difflib takes minutes on a long page with its lines reordered."""
+    with tempfile.TemporaryDirectory(prefix="wikibot-diff-") as tmp:
+        folder = Path(tmp)
+        (folder / "a").write_bytes(before.encode())
+        (folder / "b").write_bytes(after.encode())
+        out = run_git(folder, "diff", "--no-index", "--no-color", "--no-ext-diff", "--no-textconv", "--text",
+                      "--diff-algorithm=myers", "--", "a", "b", ok_codes=(0, 1)).stdout
+    hunks = out.find(b"\n@@ ")
+    if hunks < 0:
+        return ""
+    return f"--- a/{file}\n+++ b/{file}\n" + out[hunks + 1:].decode("utf-8", "replace")
+
+
+def _unchanged(file: str, since: str) -> ToolResult:
+    """The answer to a write the page already holds (also a retried write whose first attempt committed)."""
+    return answer(f"{file} unchanged: it has had this content since revision {since}",
+                  {"path": page_name(file), "file": file, "revision": since, "created": False, "changed": False})
+
+
+def _json_value(value: object, depth: int = 0) -> object:
+    """Frontmatter as JSON. YAML also has dates, sets, binary, non-finite numbers and keys that are
+    dates, numbers, booleans or null: those become text, as do values nested too deep."""
+    if isinstance(value, dict | list | tuple | set | frozenset) and depth >= MAX_FRONTMATTER_DEPTH:
+        return str(value)
+    if isinstance(value, dict):
+        return {_json_key(k): _json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_value(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _json_key(key: object) -> str:
+    """A mapping key as JSON text: numbers, booleans and null as JSON writes them, dates in ISO form."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return key.isoformat() if isinstance(key, date) else str(key)

@@ -51,6 +51,9 @@ _DEST = re.compile(
 )
 _ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 _WIKILINK_UNSAFE = re.compile(r"%(?=[0-9A-Fa-f]{2})|[#\[\]]")
+# A Markdown link's text as reported: nested brackets ("[[[...](/a)](/a)") would otherwise make
+# the texts of one page add up to the square of its size.
+MAX_LINK_TEXT = 1000
 
 
 class PathRefused(ValueError):
@@ -307,8 +310,8 @@ def _refs(markdown: str) -> Iterator[_Ref]:
         suffix = (query_sign + query) + (sep + suffix)
         site_absolute = path.startswith("/") and not path.startswith(("//", "/-/"))
         yield _Ref("image" if image else "markdown", start - 1 if image else start, dest.span("dest"),
-                   markdown[start + 1 : close], None, unquote(path) if site_absolute else "",
-                   suffix.partition("#")[2] if sep else None, suffix, True)
+                   markdown[start + 1 : min(close, start + 1 + MAX_LINK_TEXT)], None,
+                   unquote(path) if site_absolute else "", suffix.partition("#")[2] if sep else None, suffix, True)
 
 
 def _page_target(page: str) -> str | None:
@@ -330,10 +333,17 @@ def links_out(markdown: str) -> list[Link]:
     refuses. Reference-style links and indented code blocks are not recognised.
     """
     links = []
+    line, counted = 1, 0  # line numbers are counted on from the previous link: linear in the page
+    targets: dict[str, str | None] = {}  # pages link to the same pages again and again
     for ref in sorted(_refs(markdown), key=lambda r: r.start):
-        target = _page_target(ref.page) if ref.kind != "image" else None
+        if ref.kind == "image":
+            continue
+        if ref.page not in targets:
+            targets[ref.page] = _page_target(ref.page)
+        target = targets[ref.page]
         if target:
-            line = markdown.count("\n", 0, ref.start) + 1
+            line += markdown.count("\n", counted, ref.start)
+            counted = ref.start
             links.append(Link(target, unquote(ref.anchor or ""), ref.text, ref.kind, line))
     return links
 
@@ -355,11 +365,16 @@ def rewrite_links(markdown: str, old_file: str, new_name: str) -> tuple[str, int
         new = new[:-3]
     folder = attachment_dir(old) + "/"
     edits = []
+    files: dict[str, str | None] = {}  # target as written -> its file ("" none, None refused)
     for ref in _refs(markdown):
         cleaned = _clean(ref.page)
-        try:
-            file = page_file(cleaned) if cleaned else ""
-        except PathRefused:
+        if cleaned not in files:
+            try:
+                files[cleaned] = page_file(cleaned) if cleaned else ""
+            except PathRefused:
+                files[cleaned] = None
+        file = files[cleaned]
+        if file is None:
             continue
         if file == old:
             moved = new

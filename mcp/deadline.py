@@ -1,0 +1,41 @@
+"""How long a tool call may still run: the bridge gives each request a deadline, tools check it.
+
+Tools run in threads that nothing can interrupt. When the bridge gives up on a request (504), the
+tool behind it would go on using a thread and CPU, and a write could still commit although its
+caller was told it failed. So the bridge puts a `Deadline` in the request state, and tools call
+`check` between expensive steps and before they commit: past the deadline, the work stops there.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from fastmcp.exceptions import ToolError
+
+log = logging.getLogger(__name__)
+
+
+class OutOfTime(ToolError):
+    """The request this work serves has timed out; nothing after the failed check was done."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    at: float  # time.monotonic() when the request's answer is due
+    request: str  # what the request was, for the log
+
+    @classmethod
+    def after(cls, seconds: float, request: str) -> Deadline:
+        return cls(time.monotonic() + seconds, request)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self, step: str = "going on") -> None:
+        """Raise OutOfTime once the deadline has passed: a checkpoint before `step`."""
+        late = -self.remaining()
+        if late >= 0:
+            log.warning("%s ran out of time (%.1f s late); its tool stopped before %s", self.request, late, step)
+            raise OutOfTime(f"this request ran out of time and was stopped before {step}; nothing after that was "
+                            "done. Retry with a smaller request.")

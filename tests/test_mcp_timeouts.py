@@ -1,0 +1,164 @@
+"""MCP calls that outlive their request stop, and a write never lands after its caller was told it failed.
+
+The bridge answers 504 when a request takes too long; the tool behind it runs in a thread and stops
+at its next checkpoint. A write whose request timed out either did not commit, or committed and is
+answered as done when retried with the same base revision.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
+from test_mcp import Mcp
+
+from wikibot.bootstrap.create import create_wiki
+from wikibot.mcp.deadline import Deadline, OutOfTime
+from wikibot.mcp.link_graph import LinkGraphs
+from wikibot.mcp.wiki_repo import WikiRepo
+
+STOPPED = "ran out of time"  # what the server logs when a tool stops at a checkpoint
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory):
+    """A server whose MCP requests time out after 5 s (WIKIBOT_TIMEOUT minus gunicorn's margin)."""
+    srv = start_server(tmp_path_factory.mktemp("quick-timeout"), extra_env={"WIKIBOT_TIMEOUT": "10"})
+    yield srv
+    stop_server(srv)
+
+
+def _wiki(srv: Server) -> tuple[str, str, str]:
+    """(owner, slug, write token) of a new empty wiki."""
+    owner, slug = unique("u"), unique("w")
+    srv.core.add_user(owner, password="correct horse battery", tier="premium")
+    _, token = srv.core.create_token(owner, scope="write")
+    create_wiki(srv.core, owner, slug, template="empty")
+    return owner, slug, token
+
+
+def _start(calls: dict[str, tuple[Mcp, str, dict]]) -> tuple[list[threading.Thread], dict[str, object]]:
+    """Start MCP calls at the same time; each result is the tool result or the exception raised."""
+    results: dict[str, object] = {}
+
+    def run(label: str, client: Mcp, tool: str, arguments: dict) -> None:
+        try:
+            results[label] = client.call(tool, **arguments)
+        except Exception as exc:  # a 504 reaches the client as a transport error
+            results[label] = exc
+
+    threads = [threading.Thread(target=run, args=(label, *call)) for label, call in calls.items()]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def _joined(threads: list[threading.Thread], results: dict[str, object]) -> dict[str, object]:
+    for t in threads:
+        t.join()
+    return results
+
+
+def _log(srv: Server) -> str:
+    return (srv.data / "serve.log").read_text(errors="replace")
+
+
+def test_writes_that_time_out_waiting_for_the_lock_never_commit(quick):
+    owner, slug, token = _wiki(quick)
+    wiki = f"{owner}/{slug}"
+    writer, renamer = Mcp(quick, wiki, token), Mcp(quick, wiki, token)
+    try:
+        rev = writer.ok("write_page", path="P", content="one\n")["revision"]
+        repo = quick.core.repos.path(owner, slug)
+        stops_before = _log(quick).count(STOPPED)
+        with quick.core.repos.lock(owner, slug):  # another writer holds the wiki past the deadline
+            started = time.monotonic()
+            results = _joined(*_start({
+                "write": (writer, "write_page", {"path": "P", "content": "two\n", "base_revision": rev}),
+                "rename": (renamer, "rename_page", {"path": "P", "new_path": "R"}),
+            }))
+            waited = time.monotonic() - started
+        for label, result in results.items():  # the client was told: failed, not done
+            failed = isinstance(result, Exception) or result.is_error
+            assert failed, (label, result)
+        assert waited < 30, f"the bridge took {waited:.0f} s to answer"
+
+        def settled():
+            if run_git("rev-parse", "HEAD", cwd=repo).stdout.strip() != rev:
+                return "committed"
+            return "stopped" if _log(quick).count(STOPPED) >= stops_before + 2 else None
+        outcome = wait_until(settled, timeout=60, what=f"both tools to stop (log: {quick.data / 'serve.log'})")
+        assert outcome == "stopped", "a write committed after its request had timed out"
+        assert writer.ok("read_page", path="P")["content"] == "one\n"
+        # nothing half-done is left behind: the same write now goes through
+        assert writer.ok("write_page", path="P", content="two\n", base_revision=rev)["changed"]
+    finally:
+        writer.close()
+        renamer.close()
+
+
+def test_a_retried_write_is_answered_with_the_commit_it_already_made(server, make_user, make_wiki):
+    owner = make_user()
+    wiki = make_wiki(owner, template="empty")
+    mcp = Mcp(server, wiki, owner.token)
+    try:
+        repo = server.core.repos.path(*wiki.split("/"))
+        base = mcp.ok("write_page", path="P", content="one\n")["revision"]
+        edits = [{"old": "one", "new": "two"}]
+        edited = mcp.ok("edit_page", path="P", base_revision=base, edits=edits)
+        mcp.ok("write_page", path="Elsewhere", content="x\n")  # the wiki moves on
+        again = mcp.ok("edit_page", path="P", base_revision=base, edits=edits)
+        assert again["committed"] and again["revision"] == edited["revision"]
+
+        replaced = mcp.ok("write_page", path="P", content="three\n", base_revision=edited["revision"])
+        mcp.ok("write_page", path="Elsewhere", content="y\n", base_revision=replaced["revision"])
+        again = mcp.ok("write_page", path="P", content="three\n", base_revision=edited["revision"])
+        assert again["revision"] == replaced["revision"] and not again["changed"]
+
+        created = mcp.ok("write_page", path="New", content="fresh\n")
+        again = mcp.ok("write_page", path="New", content="fresh\n")  # a create retried: no base revision
+        assert again["revision"] == created["revision"] and not again["changed"]
+
+        head = run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+        # a retry whose change is not there is still a conflict
+        assert "conflict" in mcp.error("edit_page", path="P", base_revision=edited["revision"],
+                                       edits=[{"old": "two", "new": "four"}])
+        assert run_git("rev-parse", "HEAD", cwd=repo).stdout.strip() == head
+    finally:
+        mcp.close()
+
+
+def test_a_retry_racing_its_first_attempt_is_answered_with_the_same_commit(server, make_user, make_wiki):
+    owner = make_user()
+    wiki = make_wiki(owner, template="empty")
+    first, retry = Mcp(server, wiki, owner.token), Mcp(server, wiki, owner.token)
+    try:
+        base = first.ok("write_page", path="P", content="one\n")["revision"]
+        edit = {"path": "P", "base_revision": base, "edits": [{"old": "one", "new": "two"}]}
+        owner_name, slug = wiki.split("/")
+        with server.core.repos.lock(owner_name, slug):
+            # both attempts likely queue behind another writer; the outcome must not depend on it
+            running = _start({"first": (first, "edit_page", edit), "retry": (retry, "edit_page", edit)})
+            time.sleep(1)
+        results = _joined(*running)
+        texts = {label: r.content[0].text for label, r in results.items()}
+        assert not any(r.is_error for r in results.values()), texts
+        assert len({r.structured_content["revision"] for r in results.values()}) == 1, texts
+        repo = server.core.repos.path(owner_name, slug)
+        assert run_git("rev-list", "--count", f"{base}..HEAD", cwd=repo).stdout.strip() == "1"
+    finally:
+        first.close()
+        retry.close()
+
+
+def test_link_graph_stops_at_an_expired_deadline(tmp_path):
+    repo = tmp_path / "wiki"
+    run_git("init", "-q", str(repo))
+    head = commit_files(repo, {f"p{i}.md": f"[[p{i + 1}]]\n" for i in range(50)})
+    graphs = LinkGraphs()
+    expired = Deadline.after(0, "test")
+    with pytest.raises(OutOfTime):
+        graphs.at("o/w", WikiRepo(repo), head, expired.check)
+    graph = graphs.at("o/w", WikiRepo(repo), head, Deadline.after(60, "test").check)
+    assert graph.backlinks("p1.md") == ["p0.md"]
