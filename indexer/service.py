@@ -1,20 +1,22 @@
 """The query service: the worker, which holds the model, answers searches for other processes.
 
 Web workers and CLI calls stay light (no torch, no 440 MB model each): they send one JSON line
-over a Unix socket in a private (0700) folder and read one JSON line back. Access control is
-the caller's job; the socket's folder keeps other local users out.
+over a Unix socket and read one JSON line back. Access control is the caller's job. The socket
+lives in the private data dir (`run/`, 0700), never in a shared folder another local account
+could take first; clients also check that the peer runs as their own account before sending.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import socketserver
-import tempfile
+import stat
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .search import Searcher, SearchError
@@ -26,10 +28,45 @@ class SearchUnavailable(Exception):
     """No worker answers for this data dir (not started yet, or restarting)."""
 
 
+SOCKET_NAME = "search.sock"
+MAX_ADDRESS = 107  # bytes in a Unix socket address (sun_path holds 108 with the final NUL)
+
+
 def socket_path(data_dir: Path) -> Path:
-    """Short and private: Unix socket paths are limited to ~107 bytes, data dirs can be deep."""
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"wikibot-{os.getuid()}-{digest}" / "search.sock"
+    """Inside the data dir, which no other account may enter."""
+    return data_dir / "run" / SOCKET_NAME
+
+
+@contextmanager
+def _address(data_dir: Path) -> Iterator[str]:
+    """The address to bind or connect to. A path too long for a socket address goes through
+    `/proc/self/fd/<fd of run/>`: a short alias that still resolves inside the data dir."""
+    path = socket_path(data_dir)
+    if len(os.fsencode(path)) <= MAX_ADDRESS:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET_NAME}"
+    finally:
+        os.close(fd)
+
+
+def _private_run_dir(data_dir: Path) -> Path:
+    """Create (or take back) `run/` as a folder only this account can enter."""
+    folder = socket_path(data_dir).parent
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"{folder} is not a folder of this account: remove it and start again")
+    folder.chmod(0o700)
+    return folder
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    return uid
 
 
 MAX_REQUEST = 65536  # bytes: a query is capped at 1,000 characters anyway
@@ -64,14 +101,13 @@ class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def __init__(self, data_dir: Path, searcher: Searcher, status: Callable[[], dict] = dict) -> None:
-        path = socket_path(data_dir)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        if path.parent.stat().st_uid != os.getuid() or path.parent.stat().st_mode & 0o077:
-            raise OSError(f"{path.parent} is not private to this user")
-        path.unlink(missing_ok=True)
+        _private_run_dir(data_dir)
+        socket_path(data_dir).unlink(missing_ok=True)  # left by a worker that died: one runs at a time
         self.searcher = searcher
         self.status = status  # what the worker is busy with, for `remote_status`
-        super().__init__(str(path), _Handler)
+        with _address(data_dir) as address:
+            super().__init__(address, _Handler)
+            os.chmod(address, 0o600)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="search-service", daemon=True)
@@ -93,9 +129,12 @@ def remote_status(data_dir: Path, timeout: float = 10.0) -> dict:
 def _ask(data_dir: Path, message: dict, timeout: float) -> dict:
     request = json.dumps(message).encode() + b"\n"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, _address(data_dir) as address:
             s.settimeout(timeout)
-            s.connect(str(socket_path(data_dir)))
+            s.connect(address)
+            if _peer_uid(s) != os.getuid():
+                raise SearchUnavailable(f"{socket_path(data_dir)} is held by another account; "
+                                        "nothing was sent to it")
             s.sendall(request)
             reply = json.loads(s.makefile("rb").readline() or b"null")
     except (OSError, ValueError) as exc:
