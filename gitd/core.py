@@ -122,17 +122,37 @@ class Core:
         self._guard(self.store.add_wiki, wiki, max_owned=self.limits_of(owner).max_wikis)
         try:
             self.repos.create(owner, slug)
+            # A deletion (of the wiki, or of its owner with --purge) may have removed the record
+            # while the repository was being made, finding no folder to remove yet: look again
+            # now the folder exists, under the lock that deletion takes to remove it.
+            with self.repos.lock(owner, slug):
+                gone = self.store.get_wiki(owner, slug) is None
         except Exception:
-            self.store.delete_wiki(owner, slug)
-            self.repos.delete(owner, slug)
+            self._forget_wiki(owner, slug)
             raise
+        if gone:
+            self.repos.delete(owner, slug)
+            raise CoreError(f"wiki {owner}/{slug} was not created: the owner was deleted meanwhile")
         return wiki
 
+    def _forget_wiki(self, owner: str, slug: str) -> None:
+        """Undo a creation: the record (if still there) and whatever part of the folder exists."""
+        try:
+            self.store.delete_wiki(owner, slug)
+        except StoreError:
+            pass  # already removed by a concurrent deletion
+        self.repos.delete(owner, slug)
+
     def delete_wiki(self, owner: str, slug: str) -> None:
-        """Remove the record and the repository, then announce `main` gone so derived data goes too."""
-        self.wiki(owner, slug)
+        """Remove the record and the repository, then announce `main` gone so derived data goes too.
+        A repository without a record (a creation that raced a deletion) is removed as well."""
+        if self.store.get_wiki(owner, slug) is None and not self.repos.path(owner, slug).exists():
+            raise CoreError(f"no such wiki: {owner}/{slug}")
         head = self.repos.head(owner, slug)
-        self.store.delete_wiki(owner, slug)
+        try:
+            self.store.delete_wiki(owner, slug)
+        except StoreError:
+            pass  # no record (any more): the repository still goes
         self.repos.delete(owner, slug)
         shutil.rmtree(self.config.cache_dir / "packs" / owner / slug, ignore_errors=True)
         if head is not None:

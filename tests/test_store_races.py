@@ -1,0 +1,82 @@
+"""A wiki created while its owner is being deleted leaves nothing behind for a later user of the
+same name. The real Core, store and repositories; the test only holds `Repos.create` at the
+moment the race needs (a slow disk), so the interleaving is the same on every run."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from wikibot.config import load_config
+from wikibot.gitd.core import Core, CoreError
+from wikibot.gitd.repos import Repos
+from wikibot.wiring import open_core
+
+WAIT = 30.0  # seconds: only reached when the code under test deadlocks
+
+
+class HeldRepos(Repos):
+    """`create` announces it has begun, then waits until the test lets it go on."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def create(self, owner: str, slug: str) -> Path:
+        self.entered.set()
+        assert self.go.wait(WAIT), "the test never let the creation go on"
+        return super().create(owner, slug)
+
+
+def _core(data: Path) -> Core:
+    core = open_core(load_config(data, environ={}))
+    core.initialise()
+    core.repos = HeldRepos(core.repos.root, core.repos.locks, core.repos.hook_scripts)
+    return core
+
+
+def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path):
+    core = _core(tmp_path / "data")
+    core.add_user("alice", password="correct horse battery")
+    outcome: dict[str, object] = {}
+
+    def create() -> None:
+        try:
+            outcome["wiki"] = core.create_wiki("alice", "notes")
+        except Exception as exc:
+            outcome["error"] = exc
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    assert core.repos.entered.wait(WAIT)  # the record is written, the repository not yet
+    assert core.delete_user("alice", purge=True) == ["alice/notes"]
+    core.repos.go.set()
+    creator.join(WAIT)
+    assert not creator.is_alive()
+
+    assert isinstance(outcome.get("error"), CoreError), outcome
+    assert "owner was deleted meanwhile" in str(outcome["error"])
+    assert core.store.get_wiki("alice", "notes") is None and core.store.get_user("alice") is None
+    assert not core.repos.path("alice", "notes").exists()
+
+    core.repos.go.set()  # from now on creations go straight through
+    core.add_user("alice", password="another horse battery")
+    wiki = core.create_wiki("alice", "notes")  # the name is free for the new alice
+    assert wiki.full_name == "alice/notes" and core.repos.exists("alice", "notes")
+
+
+def test_deleting_a_wiki_whose_record_is_gone_removes_its_repository(tmp_path):
+    core = _core(tmp_path / "data")
+    core.repos.go.set()
+    core.add_user("bob", password="correct horse battery")
+    core.create_wiki("bob", "notes")
+    core.store.delete_wiki("bob", "notes")  # as a concurrent deletion may have, or an older version left
+    assert core.repos.exists("bob", "notes")
+
+    core.delete_wiki("bob", "notes")
+    assert not core.repos.path("bob", "notes").exists()
+    assert core.create_wiki("bob", "notes").full_name == "bob/notes"
+    with pytest.raises(CoreError, match="no such wiki"):
+        core.delete_wiki("bob", "absent")
