@@ -20,10 +20,29 @@ def keep_private() -> None:
 
 def repair(root: Path) -> int:
     """Remove group and other permission bits from `root` and everything under it; returns how
-    many entries changed. Symlinks are neither followed nor changed. Each directory is made
-    private before its entries are looked at, so nobody else can swap one in meanwhile."""
+    many entries changed. A folder of the data dir itself kept elsewhere through a symlink (say
+    `repos/` on another disk) is repaired at its target; no symlink deeper is followed or changed."""
+    root = root.resolve()
+    return _repair_tree(root) + sum(_repair_tree(target) for target in _linked_folders(root))
+
+
+def _linked_folders(root: Path) -> list[Path]:
+    """Targets of the symlinks directly in `root` that lead to folders outside it (those inside
+    are repaired already; a link to `root` or above it would take in far more than wikibot's data)."""
+    targets = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_symlink() and entry.is_dir():
+            target = entry.resolve()
+            if not target.is_relative_to(root) and target not in root.parents:
+                targets.append(target)
+    return targets
+
+
+def _repair_tree(top: Path) -> int:
+    """Each directory is made private before its entries are looked at, so nobody else can swap
+    one in meanwhile. Symlinks are neither followed nor changed."""
     changed = 0
-    for _, _, files, dir_fd in os.fwalk(root.resolve(), follow_symlinks=False):
+    for _, _, files, dir_fd in os.fwalk(top, follow_symlinks=False):
         mode = os.fstat(dir_fd).st_mode
         if mode & PRIVATE_UMASK:
             os.fchmod(dir_fd, stat.S_IMODE(mode) & ~PRIVATE_UMASK)

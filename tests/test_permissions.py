@@ -104,3 +104,33 @@ def test_init_repairs_a_world_readable_data_dir_without_following_symlinks(tmp_p
     assert stat.S_IMODE(outside.stat().st_mode) == 0o644, "init followed a symlink out of the data dir"
     hook = data / "repos" / "admin" / "notes" / ".git" / "hooks" / "post-commit"
     assert os.access(hook, os.X_OK), "repairing removed the owner's execute bit"
+
+
+def test_init_repairs_top_level_folders_kept_elsewhere_through_a_symlink(tmp_path):
+    """`repos/` on another disk (a symlink in the data dir) is repaired too; deeper symlinks are not
+    followed, and nothing above the linked folder is touched."""
+    data = tmp_path / "data"
+    with umask(0o077):
+        wb(data, "init")
+    disk = tmp_path / "disk2"
+    disk.mkdir()
+    disk.chmod(0o755)
+    (data / "repos").rename(disk / "repos")
+    (data / "repos").symlink_to(disk / "repos")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "theirs.txt").write_text("not wikibot's\n")
+    (disk / "repos" / "admin" / "link-deeper").symlink_to(elsewhere)
+    for tree in (data, disk / "repos", elsewhere):
+        for entry in [tree, *tree.rglob("*")]:
+            if not entry.is_symlink():
+                entry.chmod(stat.S_IMODE(entry.stat().st_mode) | (0o755 if entry.is_dir() else 0o644))
+    page = disk / "repos" / "admin" / "notes" / "agent_guide.md"
+    assert page.exists() and stat.S_IMODE(page.stat().st_mode) == 0o644
+    with umask(0o022):
+        wb(data, "init")
+    assert exposed(disk / "repos") == [], "the linked repos/ folder kept readable pages"
+    assert exposed(data) == []
+    assert stat.S_IMODE(disk.stat().st_mode) == 0o755, "init changed the folder the link points into"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755, "init followed a symlink below the top level"
+    assert stat.S_IMODE((elsewhere / "theirs.txt").stat().st_mode) == 0o644
