@@ -9,7 +9,8 @@ every git process (the whole process group is killed on timeout); symlinks, subm
 paths refused like in a push. Credentials, from the URL or configured for its host and path, reach
 git through its environment (never its command line, which `ps` shows) and never a message (git's
 own messages are redacted). A path that could name another place than it spells (dot segments,
-encoded slashes) is refused, so a credential configured for a prefix never leaves it.
+encoded slashes) is refused; a URL that carries a credential must moreover spell its path plainly
+(no '%', ';', query, fragment or non-ASCII), so a credential configured for a prefix never leaves it.
 """
 from __future__ import annotations
 
@@ -103,7 +104,27 @@ def check_url(url: str, config: Config) -> Source:
     else:
         token = _configured_token(parts, port, config)
         authorization = "Basic " + base64.b64encode(f"wikibot:{token}".encode()).decode() if token else None
+    problem = authorization and _unplain(url, parts)
+    if problem:
+        raise TemplateError(f"template URL {shown} is refused: it carries a credential, so its path must be "
+                            f"spelled plainly, without {problem}")
     return Source(plain, shown, parts.hostname, port, authorization)
+
+
+def _unplain(url: str, parts: urllib.parse.SplitResult) -> str | None:
+    """What in a credential-carrying URL a server or proxy might read as another path than the one
+    the credential was chosen for (what `_climbs` leaves to plain URLs); None when nothing."""
+    if "?" in url or "#" in url:  # userinfo cannot hold them raw: they end the host part
+        return "a query ('?') or fragment ('#')"
+    if "%" in parts.path:
+        return "percent-escapes ('%')"
+    if ";" in parts.path:
+        return "';'"
+    if not (parts.path.isascii() and (parts.hostname or "").isascii()):
+        return "non-ASCII characters"
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        return "'.' or '..' segments"
+    return None
 
 
 def _climbs(path: str) -> bool:

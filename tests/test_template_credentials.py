@@ -43,6 +43,33 @@ def test_paths_outside_the_prefix_get_none(path: str) -> None:
     assert check_url(f"https://git.example.com{path}", CONFIG).authorization is None
 
 
+TRICKS = [  # spellings a server (or a proxy in front of it) may still resolve to another path
+    "/templates/%252e%252e/private/s.git", "/templates/..%3b/private", "/templates/..%00/private",
+    "/templates/%c0%ae%c0%ae/private", "/templates/%u002e%u002e/private", "/templates/\uff0e\uff0e/private",
+    "/templates/..\u2215private", "/templates/x?/../../private", "/templates/x.git#/../../private",
+    "/templates/x.git?", "/templates/%41.git", "/templates/x;y.git", "/templates/caf\u00e9.git",
+]
+
+
+@pytest.mark.parametrize("path", TRICKS)
+def test_a_url_carrying_a_configured_credential_must_spell_its_path_plainly(path: str) -> None:
+    with pytest.raises(TemplateError, match="carries a credential") as refused:
+        check_url(f"https://git.example.com{path}", CONFIG)
+    assert "SECRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", TRICKS)
+def test_a_url_with_credentials_in_it_must_spell_its_path_plainly(path: str) -> None:
+    with pytest.raises(TemplateError, match="carries a credential") as refused:
+        check_url(f"https://bob:hunter2-token@elsewhere.example.org{path}", CONFIG)
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["/templates/%41.git", "/templates/x.git?ref=1", "/a/..%3b/b.git", "/caf\u00e9.git"])
+def test_urls_without_a_credential_stay_as_permissive_as_before(path: str) -> None:
+    assert check_url(f"https://elsewhere.example.org{path}", CONFIG).authorization is None
+
+
 def test_a_credential_is_not_sent_outside_its_prefix_through_dot_segments(server, make_user, tmp_path: Path) -> None:
     """The credential is configured for X/tpl.git; `X/tpl.git/../private.git` must not get it,
     although git (curl) would fetch /X/private.git with it."""
