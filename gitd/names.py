@@ -7,6 +7,10 @@ import re
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,38}")
 _BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
 _RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+# A checkout must be able to create every path: Linux refuses paths over PATH_MAX (4096 bytes), and
+# a worktree that cannot be checked out stays behind HEAD. These caps leave room for the data dir.
+MAX_PATH_BYTES = 1024
+MAX_PATH_COMPONENTS = 32
 
 
 class InvalidName(ValueError):
@@ -41,7 +45,12 @@ def path_problem(path: bytes) -> str | None:
         return "is not valid UTF-8"
     if text.startswith("/"):
         return "is absolute"
-    for part in text.split("/"):
+    if len(path) > MAX_PATH_BYTES:
+        return f"is {len(path)} bytes long, over the limit of {MAX_PATH_BYTES}"
+    parts = text.split("/")
+    if len(parts) > MAX_PATH_COMPONENTS:
+        return f"has {len(parts)} components, over the limit of {MAX_PATH_COMPONENTS}"
+    for part in parts:
         bare = part.rstrip(". ").lower()
         if part in ("", ".", ".."):
             return "has an empty, '.' or '..' component"

@@ -4,8 +4,9 @@ The named seams the hooks component fills:
 - `ReceivePolicy.check` runs after the pack is received (in quarantine) and before any ref
   moves; a reason refuses that ref (all refs for an atomic push). A push whose refs are all
   refused leaves the repository byte-identical: the quarantine is simply removed.
-  Ref names given twice, or clashing as file and folder (`a` and `a/b`), are refused before
-  that, since dulwich could only find out half-way through moving refs.
+  Ref names given twice, clashing as file and folder (`a` and `a/b`), too long for a file, or
+  under `refs/heads/main/` (main could then never be born) are refused before that, since
+  dulwich could only find out half-way through moving refs.
 - Refs then move one by one. A ref that fails to move is reported `ng` and the others still
   land; an atomic push instead puts back the refs it already moved. Results are kept per
   command, so every ref that moved is reported `ok`, synced and announced exactly once.
@@ -38,7 +39,7 @@ from dulwich.server import ReceivePackHandler
 from wikibot.config import MB
 
 from .quarantine import PackRejected, Quarantine
-from .refs import MAIN, PUSHABLE_PREFIXES, ZERO, ref_clashes
+from .refs import MAIN, PUSHABLE_PREFIXES, ZERO, ref_clashes, ref_name_problem, remove_empty_folders
 from .repos import run_git
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
                 reasons[i] = f"{u.ref_name} is named more than once in this push"
             elif not u.ref.startswith(PUSHABLE) or not check_ref_format(u.ref):
                 reasons[i] = "only branches (refs/heads/*) and tags (refs/tags/*) may be pushed"
+            elif u.new != ZERO_SHA and (problem := ref_name_problem(u.ref)):  # deleting one stays possible
+                reasons[i] = problem
             elif self._current(u.ref) != u.old:
                 reasons[i] = "fetch first: the ref changed since you fetched"
         created = {u.ref: i for i, u in enumerate(updates)
@@ -277,17 +280,25 @@ class WikiReceivePackHandler(ReceivePackHandler):
             return ZERO_SHA
 
     def _move(self, u: RefUpdate) -> bool:
-        """Compare-and-swap one ref; False (logged) if it could not move, whatever the reason."""
+        """Compare-and-swap one ref; False (logged) if it could not move, whatever the reason.
+
+        dulwich creates a ref's folders before it fails; left behind, they would block that name
+        (an empty `refs/heads/main/` folder and main could never be born), so they are removed.
+        """
         refs = self.repo.refs
         try:
             if u.new == ZERO_SHA:
-                return refs.remove_if_equals(u.ref, u.old)
-            if u.old == ZERO_SHA:
-                return refs.add_if_new(u.ref, u.new)
-            return refs.set_if_equals(u.ref, u.old, u.new)
+                moved = refs.remove_if_equals(u.ref, u.old)
+            elif u.old == ZERO_SHA:
+                moved = refs.add_if_new(u.ref, u.new)
+            else:
+                moved = refs.set_if_equals(u.ref, u.old, u.new)
         except Exception:  # a stale .lock, a file where a folder should be, a full disk...
             log.exception("push to %s: could not move %s", self.session.wiki, u.ref_name)
-            return False
+            moved = False
+        if not moved:
+            remove_empty_folders(Path(self.repo.controldir()) / "refs", u.ref)
+        return moved
 
     def _report(self, status: list[tuple[bytes, bytes]]) -> None:
         for ref, msg in status[1:]:

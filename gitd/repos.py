@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ SAFE_ENV = {
     "LC_ALL": "C",
 }
 SAFE_CONFIG = ("-c", "log.showRoot=true", "-c", "diff.ignoreSubmodules=none", "-c", "core.hooksPath=/dev/null")
+# `$GIT_DIR/info/attributes` overrides the tree's `.gitattributes`: no checkout converts a file
+# (`ident`, `eol=crlf`, `working-tree-encoding` turned 9 MiB of blobs into 105 MiB of worktree),
+# so the worktree holds exactly the blobs' bytes, which is what the size limits count.
+ATTRIBUTES = "* -text -ident -filter -working-tree-encoding -eol\n"
 
 
 def git_command(repo: Path, *args: str) -> list[str]:
@@ -91,6 +96,21 @@ def page_files(repo: Path, commit: str, env: dict[str, str] | None = None) -> li
     return [path for path in listed if path.endswith(".md")]
 
 
+def _install(path: Path, content: str, mode: int) -> bool:
+    """Write `content` to `path` (atomically, with `mode`) unless it is already there; True if written."""
+    try:
+        if path.read_text() == content and stat.S_IMODE(path.stat().st_mode) & mode == mode:
+            return False
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(content)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+    return True
+
+
 class Repos:
     """Where wiki repositories live, and the operations every component shares."""
 
@@ -98,27 +118,31 @@ class Repos:
         self.root = root
         self.locks = locks
         # git hooks every repository carries (name -> script), e.g. post-commit turning web
-        # edits into events; written at creation and repaired by `install_hooks`.
+        # edits into events; written at creation and repaired by `repair`.
         self.hook_scripts = dict(hook_scripts or {})
 
-    def install_hooks(self, owner: str, slug: str) -> list[str]:
-        """Write any missing or altered hook script; returns the names it (re)wrote."""
-        hooks_dir = self.path(owner, slug) / ".git" / "hooks"
-        written = []
-        for name, script in self.hook_scripts.items():
-            hook = hooks_dir / name
-            try:
-                if hook.read_text() == script and os.access(hook, os.X_OK):
-                    continue
-            except FileNotFoundError:
-                pass
-            hooks_dir.mkdir(parents=True, exist_ok=True)
-            tmp = hooks_dir / f".{name}.tmp"
-            tmp.write_text(script)
-            tmp.chmod(0o700)  # executable, and private like everything in the data dir
-            os.replace(tmp, hook)
-            written.append(name)
+    def repair(self, owner: str, slug: str) -> list[str]:
+        """Put back the settings every repository carries (hook scripts, the attributes override)
+        where missing or altered; returns what it rewrote. Run at creation and when the worker starts."""
+        git_dir = self.path(owner, slug) / ".git"
+        written = [f"hooks/{name}" for name, script in self.hook_scripts.items()
+                   if _install(git_dir / "hooks" / name, script, 0o700)]  # executable, and private
+        if _install(git_dir / "info" / "attributes", ATTRIBUTES, 0o600):
+            written.append("info/attributes")
+            self._checkout_afresh(owner, slug)
         return written
+
+    def _checkout_afresh(self, owner: str, slug: str) -> None:
+        """Files checked out before the override may hold converted bytes: if the tree has any
+        `.gitattributes`, check every file out again (a hard reset without the index rewrites all)."""
+        path = self.path(owner, slug)
+        head = self.head(owner, slug)
+        listed = git(path, "ls-tree", "-r", "-z", "--name-only", head).split("\0") if head else []
+        if not any(name.rpartition("/")[2] == ".gitattributes" for name in listed):
+            return  # a new repository, or one no attribute could have touched
+        with self.lock(owner, slug):
+            (path / ".git" / "index").unlink(missing_ok=True)
+            git(path, "reset", "-q", "--hard", "HEAD")
 
     def path(self, owner: str, slug: str) -> Path:
         return self.root / check_name(owner, "user name") / check_name(slug, "wiki name")
@@ -142,7 +166,7 @@ class Repos:
         # A wiki is written by many paths; none of them should trip over a missing identity.
         git(path, "config", "user.name", "wikibot")
         git(path, "config", "user.email", "wikibot@localhost")
-        self.install_hooks(owner, slug)
+        self.repair(owner, slug)
         return path
 
     def delete(self, owner: str, slug: str) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from wikibot.gitd.core import Core
 from wikibot.gitd.refs import MAIN
@@ -12,6 +14,7 @@ from .policy import repo_bytes
 
 log = logging.getLogger(__name__)
 REPACK_AFTER_PACKS = 8  # every push adds a pack; fetches slow down as they pile up
+PACK_REFS_AFTER = 100  # loose refs: each is a file every push, fetch and clone reads
 
 
 def _wiki(core: Core, event: Event) -> tuple[str, str] | None:
@@ -37,7 +40,8 @@ class UsageConsumer:
 
 
 class RepackConsumer:
-    """Repacks a wiki once its pack count passes a threshold, under the wiki's writer lock."""
+    """Repacks a wiki once its pack count passes a threshold, and packs its refs then or once
+    loose refs pile up (a push of many tags adds one pack but many files), under the writer lock."""
 
     def __init__(self, core: Core, threshold: int = REPACK_AFTER_PACKS) -> None:
         self.core = core
@@ -49,8 +53,16 @@ class RepackConsumer:
             return
         path = self.core.repos.path(*wiki)
         packs = len(list((path / ".git" / "objects" / "pack").glob("*.pack")))
-        if packs <= self.threshold:
+        repack = packs > self.threshold
+        if not repack and _loose_refs(path / ".git" / "refs") <= PACK_REFS_AFTER:
             return
         with self.core.repos.lock(*wiki):
-            git(path, "repack", "-a", "-d", "-q")
-        log.info("repacked %s: %d packs into one", event.wiki, packs)
+            if repack:
+                git(path, "repack", "-a", "-d", "-q")
+            git(path, "pack-refs", "--all")
+        if repack:
+            log.info("repacked %s: %d packs into one", event.wiki, packs)
+
+
+def _loose_refs(refs_dir: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(refs_dir))

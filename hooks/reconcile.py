@@ -14,12 +14,13 @@ from .publish import Publisher
 
 
 def reconcile(core: Core, publisher: Publisher) -> list[Event]:
-    """Repair hooks, sweep abandoned quarantines, and publish a sync event for each wiki that drifted."""
+    """Repair each repository's settings (hooks, attributes), sweep abandoned quarantines, and
+    publish a sync event for each wiki that drifted."""
     published = []
     for wiki in core.store.list_wikis():
         if not core.repos.exists(wiki.owner, wiki.slug):
             continue
-        core.repos.install_hooks(wiki.owner, wiki.slug)
+        core.repos.repair(wiki.owner, wiki.slug)
         sweep_stale(core.repos.path(wiki.owner, wiki.slug) / ".git")
         head = core.repos.head(wiki.owner, wiki.slug) or ZERO_SHA
         last = publisher.queue.last_seen(wiki.full_name, MAIN) or ZERO_SHA

@@ -174,7 +174,7 @@ def test_files_on_main_count_uncompressed(wiki_clone):
                             capture_output=True, check=True).stdout
     assert len(packed) < 100_000, "the test needs a push whose pack is far under the limit"
     push_refused(server, wiki, repo, "main",
-                 expect="repository size limit 2 MB reached: the files on main would take 3.")
+                 expect="repository size limit 2 MB reached: the files on main would take 3.5 MB on disk")
 
 
 def test_huge_push_is_cut_off_while_streaming(wiki_clone):
@@ -246,7 +246,7 @@ def test_mcp_writes_meet_the_same_limits(wiki_clone):
         before = snapshot(server, wiki)
         error = mcp.error("write_page", path="P2", content="z" * 900_000,
                           base_revision=mcp.ok("read_page", path="P2")["revision"])
-        assert "the files on main would take 2." in error and "MB uncompressed" in error, error
+        assert "the files on main would take 2." in error and "MB on disk" in error, error
         assert snapshot(server, wiki) == before
     finally:
         mcp.close()
