@@ -165,6 +165,21 @@ def test_no_secret_is_logged_in_any_position(own_server: Server, tmp_path: Path)
     ("sent bearer abcdefghijklmnop and cookie=sess1on-value", [], ["abcdefghijklmnop", "sess1on-value"]),
     ("/x.git?OPAQUESECRET", ["/x.git?[redacted]"], ["OPAQUESECRET"]),
     ("wiki o/w: 3 page(s) changed at 0123abcd (what?)", ["wiki o/w: 3 page(s) changed at 0123abcd"], []),
+    # quoted keys, as a dict or a list of ASGI header pairs is printed
+    ("headers {'Cookie': 'session=s3ss10n-v4lue', 'Host': 'h'}", ["'Cookie': [redacted]"], ["s3ss10n-v4lue"]),
+    ("[(b'host', b'h'), (b'cookie', b'session=s3ss10n-v4lue')]", ["(b'host', b'h')"], ["s3ss10n-v4lue"]),
+    ('{"authorization": "Token abcdefgh12345678"}', [], ["abcdefgh12345678"]),
+    ("environ {'HTTP_AUTHORIZATION': 'Token abcdefgh12345678'}", [], ["abcdefgh12345678"]),
+    ("environ {'HTTP_COOKIE': 'session=s3ss10n-v4lue'}", [], ["s3ss10n-v4lue"]),
+    # a URL password holding '@' or a quote
+    ("cloning https://bob:p@ss@w0rd@h.example/a.git failed", ["https://[redacted]@h.example/a.git"],
+     ["bob", "p@ss", "ss@w0rd", "w0rd"]),
+    ("fatal: unable to access 'https://bob:it'sHunter2@h.example/a.git/'", ["[redacted]@h.example/a.git"],
+     ["bob", "sHunter2"]),
+    # token headers other than Authorization
+    ("PRIVATE-TOKEN: glpat-s3cr3tvalue", ["PRIVATE-TOKEN: [redacted]"], ["glpat-s3cr3tvalue"]),
+    ("X-Api-Key: k3y-s3cr3tvalue", ["X-Api-Key: [redacted]"], ["k3y-s3cr3tvalue"]),
+    ("{'x-api-key': 'k3y-s3cr3tvalue'}", [], ["k3y-s3cr3tvalue"]),
 ])
 def test_redact(text: str, kept: list[str], gone: list[str]) -> None:
     out = redact(text)
@@ -173,3 +188,48 @@ def test_redact(text: str, kept: list[str], gone: list[str]) -> None:
 
 def test_the_access_format_names_no_user_referer_or_header() -> None:
     assert not any(atom in ACCESS_FORMAT for atom in ("%(u)s", "%(f)s", "}i)s", "}e)s", "%(q)s"))
+
+
+def test_every_handler_of_every_logger_redacts_once_the_app_is_loaded(tmp_path: Path, capsys) -> None:
+    """fastmcp installs its own (rich) handlers on `fastmcp`, which does not propagate to the root
+    logger that gunicorn made redacting; once the app is loaded, its lines are redacted too."""
+    import logging
+
+    from wikibot.app import create_app
+    from wikibot.config import load_config
+
+    create_app(load_config(tmp_path / "data", environ={}))
+    token = "wbt_" + secrets.token_urlsafe(32)
+    library = logging.getLogger("fastmcp.server.test")
+    assert not logging.getLogger("fastmcp").propagate and logging.getLogger("fastmcp").handlers
+    library.warning("request from %s with cookie=%s", f"http://{token}@h/x", "sess-" + token[4:])
+    try:
+        raise RuntimeError(f"tool failed for Authorization: Bearer {token}")
+    except RuntimeError:
+        library.exception("tool error")
+    written = capsys.readouterr()
+    out = written.out + written.err
+    assert "tool error" in out and "RuntimeError" in out, out  # the lines were written
+    assert token[4:] not in out and token[4:20] not in out, out
+
+
+def test_access_log_atoms_hide_every_token_header() -> None:
+    """An admin's access format naming a token header (`%({x-api-key}i)s`) logs it hidden."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config as GunicornConfig
+
+    from wikibot.access_log import GunicornLogger
+
+    logger = GunicornLogger(GunicornConfig())
+    headers = [("PRIVATE-TOKEN", "glpat-s3cr3t"), ("X-Api-Key", "k3y-s3cr3t"), ("Cookie", "session=s3ss"),
+               ("Accept", "text/plain")]
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/x", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_X_API_KEY": "k3y-s3cr3t", "HTTP_PRIVATE_TOKEN": "glpat-s3cr3t"}
+    resp = SimpleNamespace(status="200 OK", sent=0, headers=[("Set-Cookie", "session=s3ss")])
+    atoms = logger.atoms(resp, SimpleNamespace(headers=headers), environ, datetime.timedelta(seconds=1))
+    assert atoms["{accept}i"] == "text/plain"
+    for key in ("{private-token}i", "{x-api-key}i", "{cookie}i", "{set-cookie}o", "{http_x_api_key}e",
+                "{http_private_token}e"):
+        assert atoms[key] == "[redacted]", key

@@ -13,11 +13,10 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from wikibot.redaction import HIDDEN, redact_handlers
+from wikibot.redaction import HIDDEN, SECRET_HEADERS, redact_handlers
 
 # no user name (%(u)s), referer (%(f)s) or headers; the request line is redacted on output
 ACCESS_FORMAT = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
 def _is_secret_header(atom: str) -> bool:

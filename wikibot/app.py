@@ -9,6 +9,7 @@ from wikibot.gitd.core import Core
 from wikibot.gitd.smart_http import GitHTTP, StartResponse
 from wikibot.indexer.http import SearchAPI
 from wikibot.mcp.endpoint import McpEndpoint
+from wikibot.redaction import redact_every_logger
 from wikibot.wiring import open_core
 
 
@@ -42,4 +43,7 @@ class Platform:
 def create_app(config: Config | None = None) -> Platform:
     core = open_core(config or load_config())
     core.initialise()
-    return Platform(core)
+    platform = Platform(core)
+    # after gunicorn's logger setup and every import: handlers libraries added redact too
+    redact_every_logger()
+    return platform

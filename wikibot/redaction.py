@@ -12,10 +12,18 @@ import re
 HIDDEN = "[redacted]"
 SAFE_PARAMS = frozenset({"service", "mode", "limit"})  # query values worth keeping in a log
 
+# headers whose value is a credential (also as WSGI environ keys: `HTTP_X_API_KEY`)
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "private-token",
+                            "job-token", "x-api-key", "api-key", "x-auth-token", "x-access-token"})
+_SECRET_KEYS = "(?:http_)?(?:" + "|".join(name.replace("-", "[-_]")
+                                         for name in sorted(SECRET_HEADERS, key=len, reverse=True)) + ")"
 _REPLACEMENTS = (
     (re.compile(r"wbt_[A-Za-z0-9_-]+"), f"wbt_{HIDDEN}"),  # a token anywhere, even in a path
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@'\"]*@"), rf"\1{HIDDEN}@"),  # URL user info
-    (re.compile(r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*)[^\r\n]+"), rf"\1\2{HIDDEN}"),
+    # URL user info, up to the host's '@' (the last one before the path: a password may hold '@' or quotes)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@"), rf"\1{HIDDEN}@"),
+    # `Cookie: v`, `cookie=v`, and quoted keys as dicts and header pairs print: `'Cookie': 'v'`, `(b'cookie', b'v')`;
+    # the rest of the line goes with the value (a query parameter of that name is left to `_QUERY`)
+    (re.compile(rf"(?i)(?<![?&])\b({_SECRET_KEYS})(['\"]\s*[:,]\s*|\s*[:=]\s*)[^\r\n]+"), rf"\1\2{HIDDEN}"),
     (re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {HIDDEN}"),
 )
 _QUERY = re.compile(r"(?<=[\w/.~%-])\?([^\s'\"#<>]+)")  # a query string after a path or host
@@ -53,3 +61,15 @@ def redact_handlers(logger: logging.Logger) -> None:
     for handler in logger.handlers:
         if not isinstance(handler.formatter, RedactingFormatter):
             handler.setFormatter(RedactingFormatter(handler.formatter))
+        if getattr(handler, "rich_tracebacks", False):
+            handler.rich_tracebacks = False  # rich draws those from the exception, past any formatter
+
+
+def redact_every_logger() -> None:
+    """Make every handler of every logger that exists now redact. Libraries install their own at
+    import (fastmcp: rich handlers on `fastmcp`, which does not propagate to the root logger),
+    so call this once the application is imported."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger):  # not the manager's placeholders
+            redact_handlers(logger)
