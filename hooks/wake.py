@@ -1,25 +1,31 @@
 """Wake the worker when an event is queued, so no consumer polls.
 
-A datagram on a Linux abstract-namespace socket named after the data dir: no file to clean up,
-and sending never blocks or fails a write (if the worker is down, the event waits in the queue).
+A datagram to the worker's socket in the private data dir (`run/wake.sock`): sending never blocks
+or fails a write (if the worker is down, the event waits in the queue). One worker per data dir:
+it holds `run/worker.lock` while it listens, so a socket left by a worker that died is replaced,
+and no other account can take the name first (the folder is ours alone).
 """
 from __future__ import annotations
 
-import hashlib
+import fcntl
+import os
 import socket
 from pathlib import Path
 
+from wikibot.gitd.local_sockets import private_run_dir, run_dir, socket_address
 
-def address(data_dir: Path) -> str:
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:24]
-    return f"\0wikibot-wake-{digest}"
+SOCKET_NAME = "wake.sock"
+
+
+class WorkerRunning(OSError):
+    """Another worker already serves this data dir."""
 
 
 def wake(data_dir: Path) -> None:
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, socket_address(data_dir, SOCKET_NAME) as address:
             s.setblocking(False)
-            s.sendto(b"1", address(data_dir))
+            s.sendto(b"1", address)
     except OSError:
         pass  # no worker listening: it reads the queue when it starts
 
@@ -28,8 +34,17 @@ class WakeListener:
     """The worker's end: `wait(timeout)` returns True when woken."""
 
     def __init__(self, data_dir: Path) -> None:
+        private_run_dir(data_dir)
+        self._lock = os.open(run_dir(data_dir) / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise WorkerRunning(f"another worker is already running for {data_dir}") from None
+        (run_dir(data_dir) / SOCKET_NAME).unlink(missing_ok=True)  # left by a worker that died
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address(data_dir))  # fails if another worker serves this data dir
+        with socket_address(data_dir, SOCKET_NAME) as address:
+            self.sock.bind(address)
 
     def wait(self, timeout: float) -> bool:
         self.sock.settimeout(timeout)
@@ -47,3 +62,4 @@ class WakeListener:
 
     def close(self) -> None:
         self.sock.close()
+        os.close(self._lock)

@@ -12,12 +12,11 @@ import logging
 import os
 import socket
 import socketserver
-import stat
-import struct
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+
+from wikibot.gitd.local_sockets import peer_uid, private_run_dir, run_dir, socket_address
 
 from .search import Searcher, SearchError
 
@@ -29,44 +28,11 @@ class SearchUnavailable(Exception):
 
 
 SOCKET_NAME = "search.sock"
-MAX_ADDRESS = 107  # bytes in a Unix socket address (sun_path holds 108 with the final NUL)
 
 
 def socket_path(data_dir: Path) -> Path:
     """Inside the data dir, which no other account may enter."""
-    return data_dir / "run" / SOCKET_NAME
-
-
-@contextmanager
-def _address(data_dir: Path) -> Iterator[str]:
-    """The address to bind or connect to. A path too long for a socket address goes through
-    `/proc/self/fd/<fd of run/>`: a short alias that still resolves inside the data dir."""
-    path = socket_path(data_dir)
-    if len(os.fsencode(path)) <= MAX_ADDRESS:
-        yield str(path)
-        return
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{SOCKET_NAME}"
-    finally:
-        os.close(fd)
-
-
-def _private_run_dir(data_dir: Path) -> Path:
-    """Create (or take back) `run/` as a folder only this account can enter."""
-    folder = socket_path(data_dir).parent
-    folder.mkdir(mode=0o700, exist_ok=True)
-    info = folder.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise OSError(f"{folder} is not a folder of this account: remove it and start again")
-    folder.chmod(0o700)
-    return folder
-
-
-def _peer_uid(sock: socket.socket) -> int:
-    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                          struct.calcsize("3i")))
-    return uid
+    return run_dir(data_dir) / SOCKET_NAME
 
 
 MAX_REQUEST = 65536  # bytes: a query is capped at 1,000 characters anyway
@@ -101,11 +67,11 @@ class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def __init__(self, data_dir: Path, searcher: Searcher, status: Callable[[], dict] = dict) -> None:
-        _private_run_dir(data_dir)
+        private_run_dir(data_dir)
         socket_path(data_dir).unlink(missing_ok=True)  # left by a worker that died: one runs at a time
         self.searcher = searcher
         self.status = status  # what the worker is busy with, for `remote_status`
-        with _address(data_dir) as address:
+        with socket_address(data_dir, SOCKET_NAME) as address:
             super().__init__(address, _Handler)
             os.chmod(address, 0o600)
 
@@ -129,10 +95,11 @@ def remote_status(data_dir: Path, timeout: float = 10.0) -> dict:
 def _ask(data_dir: Path, message: dict, timeout: float) -> dict:
     request = json.dumps(message).encode() + b"\n"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, _address(data_dir) as address:
+        with (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s,
+              socket_address(data_dir, SOCKET_NAME) as address):
             s.settimeout(timeout)
             s.connect(address)
-            if _peer_uid(s) != os.getuid():
+            if peer_uid(s) != os.getuid():
                 raise SearchUnavailable(f"{socket_path(data_dir)} is held by another account; "
                                         "nothing was sent to it")
             s.sendall(request)

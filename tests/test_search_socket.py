@@ -163,3 +163,29 @@ def test_client_refuses_a_socket_held_by_another_account():
         heard = _squatter_output(listener)
         shutil.rmtree(base, ignore_errors=True)
     assert "GOT:" not in heard, heard
+
+
+def test_the_wake_socket_is_private_and_one_worker_holds_it(tmp_path):
+    """The worker's wake-up socket lives in run/ too (an abstract name could be bound first by any
+    account, keeping the worker from starting); a second listener is refused, a stale socket replaced."""
+    from wikibot.gitd.permissions import PRIVATE_UMASK
+    from wikibot.hooks.wake import WakeListener, WorkerRunning, wake
+
+    umask = os.umask(PRIVATE_UMASK)  # as every wikibot process runs
+    data = tmp_path / ("d" * 120)  # longer than a socket address: reached through /proc/self/fd
+    data.mkdir(mode=0o700)
+    (data / "run").mkdir(mode=0o700)
+    (data / "run" / "wake.sock").write_bytes(b"")  # left behind by a worker that died
+    listener = WakeListener(data)
+    try:
+        sock = data / "run" / "wake.sock"
+        assert stat.S_ISSOCK(sock.lstat().st_mode) and stat.S_IMODE(sock.lstat().st_mode) & 0o077 == 0
+        with pytest.raises(WorkerRunning):
+            WakeListener(data)
+        wake(data)
+        assert listener.wait(timeout=10)
+        assert not listener.wait(timeout=0.05)
+    finally:
+        listener.close()
+        os.umask(umask)
+    WakeListener(data).close()  # the next worker takes over once this one is gone

@@ -98,8 +98,8 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     publisher = Publisher(config.data_dir)
     try:
         listener = WakeListener(config.data_dir)
-    except OSError:
-        raise ConfigError(f"another worker is already running for {config.data_dir}") from None
+    except OSError as exc:  # WorkerRunning, or a run/ folder that is not ours
+        raise ConfigError(str(exc)) from None
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
