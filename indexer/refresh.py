@@ -35,8 +35,8 @@ PAGE_TEXT_BUDGET = 512 * 1024  # bytes of one page that are read and chunked
 MAX_CHUNKS_PER_PAGE = 256  # ~5 s of embedding here: one page never holds the others up for long
 SLICE_PAGES = 32  # pages read per slice
 SLICE_BYTES = 4 * 1024 * 1024  # page text read per slice
-SLICE_CHUNKS = 64  # chunks embedded per slice when other wikis wait (~1.3 s on 2 cores)
-ALONE_SLICE_CHUNKS = 256  # when nothing else waits (a rebuild from the CLI): fewer, larger batches
+SLICE_CHUNKS = 32  # chunks embedded per slice in the worker (one model batch, ~0.7 s on 2 cores)
+ALONE_SLICE_CHUNKS = 256  # a refresh run on its own (a rebuild from the CLI): progress in larger steps
 SAVE_EVERY = 60.0  # seconds: a long refresh saves what it has, so its first pages become findable
 
 

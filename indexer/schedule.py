@@ -22,7 +22,7 @@ from wikibot.gitd.refs import MAIN
 from wikibot.hooks.dispatcher import RetryPolicy
 from wikibot.hooks.events import Event
 
-from .refresh import ALONE_SLICE_CHUNKS, SLICE_CHUNKS, Indexer, RefreshJob
+from .refresh import SLICE_CHUNKS, Indexer, RefreshJob
 
 log = logging.getLogger(__name__)
 MAX_ACTIVE_JOBS = 4  # refreshes under way at once: each holds its wiki's whole index in memory
@@ -103,9 +103,9 @@ class RefreshScheduler:
                 job = self.indexer.start(wiki)
                 with self._cond:
                     self._jobs[wiki] = job
-            with self._cond:
-                alone = not self._turns
-            done = job.step(ALONE_SLICE_CHUNKS if alone else SLICE_CHUNKS)
+            # small slices even when no other wiki waits: a change may arrive at any moment, and
+            # a model batch of 32 embeds as fast per chunk as larger calls do
+            done = job.step(SLICE_CHUNKS)
         except Exception as exc:
             self._failed(wiki, exc)
             return
