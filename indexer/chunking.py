@@ -209,12 +209,20 @@ def _fence_flags(lines: list[str]) -> list[bool]:
     return flags
 
 
+def scalar_text(value: str | int | float) -> str:
+    """str() of a YAML scalar. YAML reads `0x` + 4,000 hex digits as an int Python refuses to print
+    in decimal (over 4,300 digits): such an int is shown in hex."""
+    if isinstance(value, int) and value.bit_length() > 14_000:
+        return hex(value)
+    return str(value)
+
+
 def _metadata(meta: dict) -> tuple[str, tuple[str, ...]]:
     title = meta.get("title")
-    title = str(title)[:MAX_TITLE].strip() if isinstance(title, str | int | float) else ""
+    title = scalar_text(title)[:MAX_TITLE].strip() if isinstance(title, str | int | float) else ""
     raw = meta.get("tags") or []
     raw = raw if isinstance(raw, list) else [raw]
-    tags = tuple(str(t)[:100] for t in raw[:50] if isinstance(t, str | int | float))
+    tags = tuple(scalar_text(t)[:100] for t in raw[:50] if isinstance(t, str | int | float))
     return title, tags
 
 

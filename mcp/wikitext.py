@@ -27,7 +27,6 @@ from wikibot.gitd.names import path_problem
 _HINT = "use a plain path like 'Projects/Roadmap'"
 _SANITIZED = re.compile(r"[?|$.!#\\]")  # what Otterwiki's sanitize_pagename removes from page names
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_EDGES = re.compile(r"^[\s/]+|[\s/]+$")
 # Percent-decoding rounds before a name counts as obfuscated; real names need one at most.
 _MAX_DECODE_ROUNDS = 8
 # Otterwiki serves a page's attachments as /Page/<file> (and /Page/a/<file>). A page name may
@@ -54,6 +53,8 @@ _WIKILINK_UNSAFE = re.compile(r"%(?=[0-9A-Fa-f]{2})|[#\[\]]")
 # A Markdown link's text as reported: nested brackets ("[[[...](/a)](/a)") would otherwise make
 # the texts of one page add up to the square of its size.
 MAX_LINK_TEXT = 1000
+MAX_NAME_CHARS = 1024  # a path gitd accepts is at most 1,024 bytes
+MAX_PAGE_LINK_TEXT = 64 * 1024  # link texts kept for one page: nested brackets repeat the same text
 
 
 class PathRefused(ValueError):
@@ -61,12 +62,24 @@ class PathRefused(ValueError):
 
 
 def _refuse(name: str, reason: str) -> PathRefused:
-    return PathRefused(f"page path {name!r} is refused: {reason}; {_HINT}")
+    shown = name if len(name) <= MAX_NAME_CHARS else f"{name[:120]}..."
+    return PathRefused(f"page path {shown!r} is refused: {reason}; {_HINT}")
+
+
+def _strip_edges(value: str) -> str:
+    """`value` without leading and trailing whitespace and slashes, in one pass from each end (a
+    regex such as `[\\s/]+$` retries every position of a long run inside the text: quadratic)."""
+    start, end = 0, len(value)
+    while start < end and (value[start] == "/" or value[start].isspace()):
+        start += 1
+    while end > start and (value[end - 1] == "/" or value[end - 1].isspace()):
+        end -= 1
+    return value[start:end]
 
 
 def _clean(name: str) -> str:
     """NFKC, then strip surrounding whitespace/slashes and collapse repeated slashes (Otterwiki's clean-up)."""
-    value = _EDGES.sub("", unicodedata.normalize("NFKC", name))
+    value = _strip_edges(unicodedata.normalize("NFKC", name))
     return "/".join(part for part in value.split("/") if part)
 
 
@@ -118,6 +131,8 @@ def stored_file(name: str) -> str:
     decoded. '?' passes gitd's Windows-name check here only so such pushed files can be read."""
     if not name.strip():
         raise _refuse(name, "it is empty")
+    if len(name) > MAX_NAME_CHARS:  # checked first: every later step is at least linear in it
+        raise _refuse(name, f"it is {len(name)} characters long, over {MAX_NAME_CHARS}")
     problem = _traversal(name.strip())
     if problem:
         raise _refuse(name, problem)
@@ -316,6 +331,8 @@ def _refs(markdown: str) -> Iterator[_Ref]:
 
 def _page_target(page: str) -> str | None:
     """Repo file a link target names, or None if it is no page (empty, attachment, refused)."""
+    if len(page) > MAX_NAME_CHARS:
+        return None
     cleaned = _clean(page)
     if not cleaned or cleaned.rsplit("/", 1)[-1].rpartition(".")[2].lower() in _ATTACHMENT_EXTS:
         return None
@@ -335,6 +352,7 @@ def links_out(markdown: str) -> list[Link]:
     links = []
     line, counted = 1, 0  # line numbers are counted on from the previous link: linear in the page
     targets: dict[str, str | None] = {}  # pages link to the same pages again and again
+    text_left = MAX_PAGE_LINK_TEXT  # nested links each hold their neighbours' text: bound the sum
     for ref in sorted(_refs(markdown), key=lambda r: r.start):
         if ref.kind == "image":
             continue
@@ -344,7 +362,9 @@ def links_out(markdown: str) -> list[Link]:
         if target:
             line += markdown.count("\n", counted, ref.start)
             counted = ref.start
-            links.append(Link(target, unquote(ref.anchor or ""), ref.text, ref.kind, line))
+            text = ref.text[:text_left]
+            text_left -= len(text)
+            links.append(Link(target, unquote(ref.anchor or ""), text, ref.kind, line))
     return links
 
 

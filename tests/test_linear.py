@@ -19,7 +19,7 @@ import pytest
 from wikibot.indexer import chunking
 from wikibot.indexer.chunking import Chunker, outline
 from wikibot.indexer.model import Model
-from wikibot.mcp.wikitext import links_out, rewrite_links
+from wikibot.mcp.wikitext import PathRefused, links_out, page_file, rewrite_links, stored_file
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the child is forked after the tokenizer ran
 
@@ -94,6 +94,8 @@ LINKS = {
     "a wikilink per line": (lambda n: "[[a]]\n" * n, 5700),
     "a markdown link per line": (lambda n: "[a](/b)\n" * n, 4300),
     "nested links": (lambda n: "[" * n + "](/a)" * n, 3000),
+    "a wikilink full of blanks": (lambda n: "[[a" + " " * (n * 8) + "x]]", 5000),
+    "a wikilink full of slashes and blanks": (lambda n: "[[a" + "/ " * (n * 4) + "x]]", 5000),
 }
 LINKS_LIMIT = 2 * LIMIT
 
@@ -108,6 +110,30 @@ def test_outline_is_linear(case: str) -> None:
 def test_chunking_is_linear(chunker: Chunker, case: str) -> None:
     make, n = STRUCTURE[case]
     assert_linear(lambda text: chunker.chunk("p.md", text), make, n)
+
+
+@pytest.mark.parametrize("make", [lambda n: "a" + " " * n + "b", lambda n: "a" + " /" * n + "b"])
+def test_a_page_path_costs_linear_time_and_a_long_one_is_refused(make) -> None:
+    """Every MCP tool cleans its path argument (up to 4 MB in one request)."""
+    assert_linear(lambda text: _refused(page_file, text), make, 40_000)
+    assert_linear(lambda text: _refused(stored_file, text), make, 40_000)
+    with pytest.raises(PathRefused, match="characters long, over 1024"):
+        page_file(make(2000))
+
+
+def _refused(fn: Callable[[str], object], text: str) -> None:
+    try:
+        fn(text)
+    except PathRefused:
+        pass
+
+
+def test_link_texts_of_a_page_are_bounded_in_all() -> None:
+    """Nested links each hold their neighbours' text: 1 MB of them kept ~195 MB in the link graph."""
+    k = 100_000
+    links = links_out("[" * k + "](/a)" * k)
+    assert len(links) == k
+    assert sum(len(link.text) for link in links) <= 64 * 1024
 
 
 @pytest.mark.parametrize("case", LINKS)

@@ -64,6 +64,11 @@ ODD = {
     "a bytes key": "? !!binary aGVsbG8=\n: bytes key",
     "null": "null",
     "a list": "- just\n- a list",
+    # integers past 4,300 decimal digits, which Python refuses to print in decimal
+    "a huge integer value": "big: 0x" + "f" * 4000,
+    "a huge integer key": "0x" + "f" * 4000 + ": big key",
+    "a huge integer tag": "tags: [0x" + "f" * 4000 + "]",
+    "a huge integer nested too deep": "deep: " + "[" * 25 + "0x" + "f" * 4000 + "]" * 25,
 }
 
 
