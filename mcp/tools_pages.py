@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from wikibot.gitd.commits import FileChange
 from wikibot.gitd.repos import run_git
-from wikibot.indexer.chunking import Outline, outline
+from wikibot.indexer.chunking import Outline, outline, scalar_text
 
 from .arguments import BaseRevision, Cursor, Message, OptionalBase, PagePath
 from .context import ToolContext, answer, current
@@ -131,6 +131,9 @@ def delete_page(path: PagePath, message: Message = None, base_revision: Optional
                    if is_attachment(e.path, file)]
     written = ctx.commit(base, [file], lambda _: [FileChange(p, None) for p in [file, *attachments]],
                          message or f"Delete {page_name(file)}", idempotent=True)
+    if written.already:  # gone by the time the lock was ours: a retry, or someone else deleted it
+        return answer(f"{file} is already deleted: it is gone since revision {written.revision}",
+                      {"path": page_name(file), "file": file, "revision": written.revision, "deleted": []})
     return answer(f"deleted {file}" + (f" and {len(attachments)} attachment(s)" if attachments else "")
                   + f" at revision {written.revision}",
                   {"path": page_name(file), "file": file, "revision": written.revision,
@@ -277,8 +280,10 @@ def _diff(file: str, before: str, after: str) -> str:
         folder = Path(tmp)
         (folder / "a").write_bytes(before.encode())
         (folder / "b").write_bytes(after.encode())
+        # no repository around the temp folder may lend its config (diff.context=0 breaks `git apply`)
         out = run_git(folder, "diff", "--no-index", "--no-color", "--no-ext-diff", "--no-textconv", "--text",
-                      "--diff-algorithm=myers", "--", "a", "b", ok_codes=(0, 1)).stdout
+                      "--diff-algorithm=myers", "-U3", "--", "a", "b", ok_codes=(0, 1),
+                      env={"GIT_CEILING_DIRECTORIES": str(folder.parent)}).stdout
     hunks = out.find(b"\n@@ ")
     if hunks < 0:
         return ""
@@ -292,25 +297,38 @@ def _unchanged(file: str, since: str) -> ToolResult:
 
 
 def _json_value(value: object, depth: int = 0) -> object:
-    """Frontmatter as JSON. YAML also has dates, sets, binary, non-finite numbers and keys that are
-    dates, numbers, booleans or null: those become text, as do values nested too deep."""
+    """Frontmatter as JSON. YAML also has dates, sets, binary, non-finite numbers, integers too long
+    to print in decimal, and keys that are dates, numbers, booleans or null: those become text, as
+    do values nested too deep."""
     if isinstance(value, dict | list | tuple | set | frozenset) and depth >= MAX_FRONTMATTER_DEPTH:
-        return str(value)
+        return _deep_text(value)
     if isinstance(value, dict):
         return {_json_key(k): _json_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_json_value(v, depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 14_000:
+        return scalar_text(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _deep_text(value: object) -> str:
+    """A subtree nested too deep, as text (str() of it could meet an integer too long to print)."""
+    try:
+        return str(value)
+    except ValueError:
+        return "(nested too deep to show)"
 
 
 def _json_key(key: object) -> str:
     """A mapping key as JSON text: numbers, booleans and null as JSON writes them, dates in ISO form."""
     if isinstance(key, str):
         return key
+    if isinstance(key, int) and not isinstance(key, bool) and key.bit_length() > 14_000:
+        return scalar_text(key)
     if key is None or isinstance(key, bool | int | float):
         return json.dumps(key)
     return key.isoformat() if isinstance(key, date) else str(key)
