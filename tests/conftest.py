@@ -93,6 +93,15 @@ def stop_server(server: Server) -> None:
         server.proc.wait()
 
 
+def configured_server(tmp_path_factory: pytest.TempPathFactory, name: str, settings: str) -> Iterator[Server]:
+    """A server of its own with `settings` as its wikibot.toml, for a module fixture to yield from."""
+    data = tmp_path_factory.mktemp(name)
+    (data / "wikibot.toml").write_text(settings)
+    srv = start_server(data)
+    yield srv
+    stop_server(srv)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("wikibot-data")

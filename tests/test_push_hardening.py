@@ -9,7 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Server, commit_files, events_of, run_git, start_server, stop_server, unique, wait_until
+from conftest import (
+    Server,
+    commit_files,
+    configured_server,
+    events_of,
+    run_git,
+    unique,
+    wait_until,
+)
 
 LIMITS = """
 [tiers.free]
@@ -25,11 +33,7 @@ ATTRIBUTES = "* -text -ident -filter -working-tree-encoding -eol\n"
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Server:
     """A server whose free tier holds 2 MB, so disk-use limits are reached with small pushes."""
-    data = tmp_path_factory.mktemp("hardening")
-    (data / "wikibot.toml").write_text(LIMITS)
-    server = start_server(data)
-    yield server
-    stop_server(server)
+    yield from configured_server(tmp_path_factory, "hardening", LIMITS)
 
 
 class Wiki:

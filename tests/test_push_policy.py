@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Server, commit_files, run_git, start_server, stop_server, unique
+from conftest import Server, commit_files, configured_server, run_git, unique
 
 LIMITS = """
 [tiers.free]
@@ -23,11 +23,7 @@ max_file_mb = 1
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory) -> Server:
     """A server whose free tier is tiny, so limits are reached with a few small pushes."""
-    data = tmp_path_factory.mktemp("limited")
-    (data / "wikibot.toml").write_text(LIMITS)
-    server = start_server(data)
-    yield server
-    stop_server(server)
+    yield from configured_server(tmp_path_factory, "limited", LIMITS)
 
 
 @pytest.fixture
