@@ -9,7 +9,7 @@ base, the worktree is synced, and the change is announced as an event.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +60,13 @@ def _build(repo: Path, env: dict[str, str], head: str | None, changes: Sequence[
 
 
 def commit_changes(repo: Path, session: ReceiveSession, changes: Sequence[FileChange], *, message: str,
-                   author: tuple[str, str], base: str | None, source: str, head: str | None) -> str:
+                   author: tuple[str, str], base: str | None, source: str, head: str | None,
+                   checkpoint: Callable[[], None] | None = None) -> str:
     """Commit `changes` on top of `head` (read by the caller under the lock); returns the new HEAD.
 
     Call with the wiki's lock held. `base` None skips the conflict check (first commit, bootstrap).
+    `checkpoint` runs once the policies passed, before anything is kept: if it raises (the writer's
+    request timed out), the repository is left as it was.
     """
     if base is not None and base != head:
         raise CommitConflict(head)
@@ -80,6 +83,8 @@ def commit_changes(repo: Path, session: ReceiveSession, changes: Sequence[FileCh
             reasons = policy.check(ctx, [update])
             if reasons:
                 raise CommitRefused(next(iter(reasons.values())))
+        if checkpoint:
+            checkpoint()
         quarantine.accept()
     finally:
         quarantine.discard()

@@ -247,21 +247,24 @@ class Core:
 
     def commit_with(self, owner: str, slug: str, build: Callable[[str | None], Sequence[FileChange]], *,
                     message: str, author: tuple[str, str], actor: str | None, source: str,
-                    base: str | None = None) -> str:
+                    base: str | None = None, lock_timeout: float | None = None,
+                    checkpoint: Callable[[], None] | None = None) -> str:
         """Like `commit`, with the changes computed by `build(head)` under the wiki's lock.
 
         For writers whose changes depend on the current content (page-level conflict checks, link
         rewrites on rename): no other write can land between reading and committing. `build` may
-        raise to refuse; nothing changes then.
+        raise to refuse; nothing changes then. Writers serving a request with a deadline give up
+        waiting for the lock after `lock_timeout` s (LockTimeout) and pass `checkpoint`, their last
+        chance to stop, called just before the ref moves.
         """
         session = self.receive_session(owner, slug, actor)
-        with self.repos.lock(owner, slug):
+        with self.repos.lock(owner, slug, timeout=lock_timeout):
             head = self.repos.head(owner, slug)
             if base is not None and base != head:
                 raise CommitConflict(head)
             changes = build(head)
             return commit_changes(self.repos.path(owner, slug), session, changes, message=message,
-                                  author=author, base=base, source=source, head=head)
+                                  author=author, base=base, source=source, head=head, checkpoint=checkpoint)
 
     @staticmethod
     def _guard(fn, *args, **kwargs):

@@ -151,9 +151,9 @@ class Repos:
         return (self.path(owner, slug) / ".git").is_dir()
 
     @contextmanager
-    def lock(self, owner: str, slug: str) -> Iterator[None]:
-        """The per-wiki writer lock, valid across processes."""
-        with file_lock(self.locks / check_name(owner) / f"{check_name(slug)}.lock"):
+    def lock(self, owner: str, slug: str, timeout: float | None = None) -> Iterator[None]:
+        """The per-wiki writer lock, valid across processes (LockTimeout after `timeout` s, if given)."""
+        with file_lock(self.locks / check_name(owner) / f"{check_name(slug)}.lock", timeout=timeout):
             yield
 
     def create(self, owner: str, slug: str) -> Path:

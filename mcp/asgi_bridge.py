@@ -96,8 +96,9 @@ class AsgiBridge:
             status, headers, chunks = future.result(self.timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()  # the task; a tool's thread stops at its next checkpoint (the deadline is past)
-            answer = rpc_error(504, f"the request took over {self.timeout:.0f} s and was stopped; try a "
-                                    "smaller request (one page, fewer results)")
+            answer = rpc_error(504, f"the request timed out after {self.timeout:.0f} s; a write may still have "
+                                    "landed: read the page (or retry with the same base revision) to know. "
+                                    "For reads, try a smaller request (one page, fewer results)")
             status, headers, chunks = answer.status, list(answer.headers), [answer.body]
         start_response(status, headers)
         return chunks

@@ -117,7 +117,8 @@ def current() -> ToolContext:
     state = get_http_request().state
     caller: Caller = state.caller
     core: Core = state.core
-    return ToolContext(caller, core, WikiRepo(core.repos.path(caller.owner, caller.slug)), state.deadline)
+    deadline: Deadline = state.deadline
+    return ToolContext(caller, core, WikiRepo(core.repos.path(caller.owner, caller.slug), deadline), deadline)
 
 
 def answer(text: str, data: dict[str, Any]) -> ToolResult:

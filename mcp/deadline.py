@@ -4,12 +4,15 @@ Tools run in threads that nothing can interrupt. When the bridge gives up on a r
 tool behind it would go on using a thread and CPU, and a write could still commit although its
 caller was told it failed. So the bridge puts a `Deadline` in the request state, and tools call
 `check` between expensive steps and before they commit: past the deadline, the work stops there.
+What cannot be checked mid-way ends at the deadline too: a write's wait for the wiki's lock, and a
+git diff (killed).
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from fastmcp.exceptions import ToolError
 
@@ -34,8 +37,12 @@ class Deadline:
 
     def check(self, step: str = "going on") -> None:
         """Raise OutOfTime once the deadline has passed: a checkpoint before `step`."""
-        late = -self.remaining()
-        if late >= 0:
-            log.warning("%s ran out of time (%.1f s late); its tool stopped before %s", self.request, late, step)
-            raise OutOfTime(f"this request ran out of time and was stopped before {step}; nothing after that was "
-                            "done. Retry with a smaller request.")
+        if self.remaining() <= 0:
+            self.stop(step)
+
+    def stop(self, step: str) -> NoReturn:
+        """Raise OutOfTime: the request is over (a wait or a git run was given up at the deadline)."""
+        log.warning("%s ran out of time (%.1f s late); its tool stopped before %s", self.request,
+                    -self.remaining(), step)
+        raise OutOfTime(f"this request ran out of time and was stopped before {step}; nothing after that was "
+                        "done. Retry with a smaller request.")

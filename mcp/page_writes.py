@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
+from wikibot.gitd.locks import LockTimeout
 
 from .caller import Caller
 from .wiki_repo import WikiRepo
@@ -24,7 +25,7 @@ from .wiki_repo import WikiRepo
 class PageConflict(Exception):
     """A guarded page differs between the writer's base revision and HEAD."""
 
-    def __init__(self, path: str, base: str | None, current: str | None, diff: str) -> None:
+    def __init__(self, path: str, base: str | None, current: str | None, diff: str = "") -> None:
         super().__init__(path)
         self.path = path
         self.base = base
@@ -52,8 +53,9 @@ def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None
     """Commit what `build(head)` returns, if no page in `guarded` changed since `base`.
 
     `base` None means the caller saw nothing (a page it creates): then the guarded pages must not
-    exist yet. `build` runs under the wiki's lock and may raise to refuse. `checkpoint` is the last
-    chance to stop (the request timed out while waiting for the lock): after it, the write commits.
+    exist yet. `build` runs under the wiki's lock and may raise to refuse. `checkpoint` runs before
+    the build and, last, just before the branch moves: after that the write commits. The wait for the
+    lock ends at the request's deadline (`repo.deadline`).
     `idempotent`: the changes do not depend on HEAD, so a HEAD that holds them already is no conflict.
     """
     built: list[tuple[FileChange, ...]] = []
@@ -67,17 +69,27 @@ def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None
                 changes = tuple(build(head)) if idempotent else ()
                 if head and _at_head(repo, head, changes):
                     raise _AlreadyAtHead(repo.log(head, path, limit=1)[0].revision, changes)
-                raise PageConflict(path, base, head, repo.diff(base, head, [path]) if base and head else "")
+                raise PageConflict(path, base, head)  # its diff is made once the lock is released
         built.append(tuple(build(head)))
         return built[-1]
 
     user = caller.user
+    deadline = repo.deadline
     try:
         revision = core.commit_with(caller.owner, caller.slug, checked_build, message=f"[mcp] {message}",
                                     author=(user.name, user.email or f"{user.name}@users.wikibot"),
-                                    actor=user.name, source="mcp")
+                                    actor=user.name, source="mcp",
+                                    lock_timeout=max(deadline.remaining(), 0) if deadline else None,
+                                    checkpoint=lambda: checkpoint("moving the branch to the new commit"))
     except _AlreadyAtHead as done:
         return Written(done.revision, done.changes, already=True)
+    except LockTimeout:
+        assert deadline is not None  # only a deadline gives the wait a timeout
+        deadline.stop("getting the wiki's lock (another write held it)")
+    except PageConflict as conflict:
+        if conflict.base and conflict.current:
+            conflict.diff = repo.diff(conflict.base, conflict.current, [conflict.path])
+        raise
     return Written(revision, built[-1])
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from wikibot.gitd.refs import MAIN
 from wikibot.gitd.repos import RepoError, git, git_command, git_env, read_files, run_git
+
+from .deadline import Deadline
 
 REVISION_RE = re.compile(r"[0-9a-fA-F]{4,64}|HEAD(~\d{1,6})?")
 COMMIT_ID_RE = re.compile(r"[0-9a-fA-F]{7,64}")  # what a write may name as its base: never HEAD
@@ -47,8 +50,9 @@ class Commit:
 
 
 class WikiRepo:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, deadline: Deadline | None = None) -> None:
         self.path = path
+        self.deadline = deadline  # of the request this serves: git runs that may be slow stop there
 
     def head(self) -> str | None:
         """The commit main points at (None while unborn), read from the ref files without running git:
@@ -141,7 +145,7 @@ class WikiRepo:
             args += ["--name-status", "--no-renames"]
         args.append(commit)
         if path:
-            args += ["--", path]
+            args += ["--", literal(path)]
         parts = git(self.path, *args).split(mark)[1:]
         commits = []
         for i in range(0, len(parts) - 4, 5):
@@ -154,14 +158,28 @@ class WikiRepo:
 
     def diff(self, old: str | None, new: str, paths: list[str] | None = None, max_bytes: int = 200_000) -> str:
         """Unified diff from `old` (None: the empty tree) to `new`, limited to `paths`; at most
-        `max_bytes` are read from git, so a huge diff costs no more than that."""
+        `max_bytes` are read from git, so a huge diff costs no more than that. Git is killed at the
+        deadline (a diff of two big, very different pages can take minutes). Pages are diffed as text
+        whatever a pushed .gitattributes says (`binary`, a textconv or an external driver)."""
         base = old or git(self.path, "hash-object", "-t", "tree", "/dev/null").strip()
-        args = ["diff", "--no-color", "--no-ext-diff", "--no-renames", base, new, "--", *(paths or [])]
+        args = ["diff", "--no-color", "--text", "--no-textconv", "--no-ext-diff", "--no-renames", base, new,
+                "--", *map(literal, paths or [])]
+        if self.deadline:
+            self.deadline.check("diffing")
         with subprocess.Popen(git_command(self.path, *args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               env=git_env()) as proc:
             assert proc.stdout is not None
-            out = proc.stdout.read(max_bytes + 1)
-            proc.kill()
+            killer = threading.Timer(self.deadline.remaining(), proc.kill) if self.deadline else None
+            if killer:
+                killer.start()
+            try:
+                out = proc.stdout.read(max_bytes + 1)
+            finally:
+                if killer:
+                    killer.cancel()
+                proc.kill()
+        if self.deadline:  # git may have been killed: its output is cut short
+            self.deadline.check("answering with the diff")
         text = out[:max_bytes].decode("utf-8", "replace")
         if len(out) > max_bytes:
             text += f"\n... diff cut at {max_bytes} bytes; ask for one page at a time\n"
@@ -170,6 +188,11 @@ class WikiRepo:
     def changed_files(self, old: str, new: str) -> list[str]:
         out = git(self.path, "diff-tree", "-r", "--no-renames", "--name-only", "-z", old, new)
         return [path for path in out.split("\0") if path]
+
+
+def literal(path: str) -> str:
+    """A pathspec matching exactly `path`: page names may hold glob characters ("[ab].md")."""
+    return f":(literal){path}"
 
 
 __all__ = ["Commit", "Entry", "RepoError", "RevisionNotFound", "WikiRepo"]

@@ -6,14 +6,18 @@ answered as done when retried with the same base revision.
 """
 from __future__ import annotations
 
+import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
 from test_mcp import Mcp
 
 from wikibot.bootstrap.create import create_wiki
+from wikibot.gitd.commits import FileChange
+from wikibot.gitd.locks import LockTimeout, file_lock
 from wikibot.mcp.deadline import Deadline, OutOfTime
 from wikibot.mcp.link_graph import LinkGraphs
 from wikibot.mcp.wiki_repo import WikiRepo
@@ -162,3 +166,128 @@ def test_link_graph_stops_at_an_expired_deadline(tmp_path):
         graphs.at("o/w", WikiRepo(repo), head, expired.check)
     graph = graphs.at("o/w", WikiRepo(repo), head, Deadline.after(60, "test").check)
     assert graph.backlinks("p1.md") == ["p0.md"]
+
+
+def _pushed(srv: Server, tmp: Path, wiki: str, token: str, *commits: dict[str, str]) -> list[str]:
+    """Push `commits` (files of each) to `wiki` from a fresh clone; returns their revisions."""
+    clone = tmp / unique("clone")
+    run_git("clone", "-q", srv.clone_url(wiki, token), str(clone))
+    revisions = [commit_files(clone, files) for files in commits]
+    run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    return revisions
+
+
+def _git_diffs_in(repo: Path) -> list[int]:
+    """Pids of `git diff` processes running in `repo`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"diff" in argv and str(repo).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_conflict_diffs_outside_the_lock_and_git_stops_at_the_deadline(quick, tmp_path):
+    owner, slug, token = _wiki(quick)
+    wiki = f"{owner}/{slug}"
+    rng = random.Random(0)
+    # two long pages of random "x"/"y" lines: git's diff of them takes far longer than the deadline
+    old, new = ("\n".join(rng.choice("xy") for _ in range(800_000)) + "\n" for _ in range(2))
+    r1, _ = _pushed(quick, tmp_path, wiki, token, {"big.md": old}, {"big.md": new})
+    writer = Mcp(quick, wiki, token)
+    repo = quick.core.repos.path(owner, slug)
+    try:
+        running = _start({"conflict": (writer, "write_page", {"path": "big", "content": "mine\n",
+                                                              "base_revision": r1})})
+        longest = 0.0
+        while running[0][0].is_alive():  # how long does another writer wait for the wiki meanwhile?
+            asked = time.monotonic()
+            with quick.core.repos.lock(owner, slug):
+                longest = max(longest, time.monotonic() - asked)
+            time.sleep(0.05)
+        _joined(*running)
+        assert longest < 2, f"another writer waited {longest:.1f} s for the lock while a conflict was diffed"
+        wait_until(lambda: not _git_diffs_in(repo), timeout=3, what="git diff to be killed at the deadline")
+    finally:
+        writer.close()
+
+
+def test_a_write_waiting_for_the_lock_gives_up_at_its_deadline(quick):
+    owner, slug, token = _wiki(quick)
+    writer = Mcp(quick, f"{owner}/{slug}", token)
+    try:
+        rev = writer.ok("write_page", path="P", content="one\n")["revision"]
+        gave_up = "before getting the wiki's lock"
+        before = _log(quick).count(gave_up)
+        with quick.core.repos.lock(owner, slug):  # held well past the write's deadline
+            result = _joined(*_start({"write": (writer, "write_page", {"path": "P", "content": "two\n",
+                                                                       "base_revision": rev})}))["write"]
+            assert isinstance(result, Exception) or result.is_error, result
+            # the thread stops waiting by itself: it does not sit on flock until the lock is free
+            wait_until(lambda: _log(quick).count(gave_up) > before, timeout=5,
+                       what=f"the write to stop waiting for the lock (log: {quick.data / 'serve.log'})")
+        assert run_git("rev-parse", "HEAD", cwd=quick.core.repos.path(owner, slug)).stdout.strip() == rev
+    finally:
+        writer.close()
+
+
+def test_a_write_that_timed_out_says_it_may_have_landed(quick):
+    owner, slug, token = _wiki(quick)
+    writer = Mcp(quick, f"{owner}/{slug}", token)
+    try:
+        with quick.core.repos.lock(owner, slug):
+            result = _joined(*_start({"write": (writer, "write_page", {"path": "P", "content": "x\n"})}))["write"]
+        assert "may still have landed" in str(result), result
+    finally:
+        writer.close()
+
+
+def test_page_paths_are_literal_pathspecs(tmp_path):
+    repo = tmp_path / "wiki"
+    run_git("init", "-q", str(repo))
+    commit_files(repo, {"a.md": "a\n"})
+    glob = commit_files(repo, {"[ab].md": "glob\n"})
+    head = commit_files(repo, {"a.md": "a again\n"})
+    wiki = WikiRepo(repo)
+    assert [c.revision for c in wiki.log(head, "[ab].md")] == [glob]
+    assert "a again" not in wiki.diff(None, head, ["[ab].md"])
+
+
+def test_gitattributes_in_the_tree_do_not_hide_page_diffs(tmp_path):
+    repo = tmp_path / "wiki"
+    run_git("init", "-q", str(repo))
+    old = commit_files(repo, {".gitattributes": "*.md binary\n", "p.md": "plan A\n"})
+    new = commit_files(repo, {"p.md": "plan B\n"})
+    assert "+plan B" in WikiRepo(repo).diff(old, new, ["p.md"])
+
+
+def test_the_lock_wait_can_be_bounded(tmp_path):
+    path = tmp_path / "w.lock"
+    with file_lock(path):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout), file_lock(path, timeout=0.3):
+            pass
+        assert 0.3 <= time.monotonic() - started < 2
+    with file_lock(path, timeout=0.3):  # free again: taken at once
+        pass
+
+
+def test_a_write_stopped_at_its_last_checkpoint_leaves_the_wiki_as_it_was(server, make_user, make_wiki):
+    owner = make_user()
+    wiki = make_wiki(owner, template="empty")
+    name, slug = wiki.split("/")
+    repo = server.core.repos.path(name, slug)
+    head = WikiRepo(repo).head()
+    objects = run_git("count-objects", "-v", cwd=repo).stdout
+
+    def late() -> None:  # the policies passed; the request's deadline is past
+        raise OutOfTime("late")
+
+    with pytest.raises(OutOfTime):
+        server.core.commit_with(name, slug, lambda _: [FileChange("P.md", b"x\n")], message="m", author=("a", "a@x"),
+                                actor=owner.name, source="mcp", checkpoint=late)
+    assert WikiRepo(repo).head() == head
+    assert run_git("count-objects", "-v", cwd=repo).stdout == objects
