@@ -149,11 +149,7 @@ class Core:
         if self.store.get_wiki(owner, slug) is None and not self.repos.path(owner, slug).exists():
             raise CoreError(f"no such wiki: {owner}/{slug}")
         head = self.repos.head(owner, slug)
-        try:
-            self.store.delete_wiki(owner, slug)
-        except StoreError:
-            pass  # no record (any more): the repository still goes
-        self.repos.delete(owner, slug)
+        self._forget_wiki(owner, slug)  # no record (any more): the repository still goes
         shutil.rmtree(self.config.cache_dir / "packs" / owner / slug, ignore_errors=True)
         if head is not None:
             self.announce(RefChange(f"{owner}/{slug}", MAIN, head, ZERO, "sync", None))
