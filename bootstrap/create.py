@@ -11,6 +11,7 @@ import logging
 from wikibot.config import MB
 from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
+from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Wiki
 
 from .from_git import fetch, is_url
@@ -32,32 +33,32 @@ def load_template(core: Core, owner: str, template: str) -> Template:
 
 def template_values(core: Core, wiki: Wiki) -> dict[str, str]:
     """What a template's placeholders are filled with."""
-    base = core.config.public_url
+    base, name = core.config.public_url, wiki.name
     return {
         "title": wiki.title, "purpose": wiki.purpose or DEFAULT_PURPOSE, "owner": wiki.owner,
-        "wiki": wiki.full_name, "clone_url": f"{base}/{wiki.full_name}.git", "mcp_url": f"{base}/mcp/{wiki.full_name}",
-        "web_url": f"{base}/{wiki.full_name}/", "date": datetime.date.today().isoformat(),
+        "wiki": str(name), "clone_url": f"{base}/{name}.git", "mcp_url": f"{base}/mcp/{name}",
+        "web_url": f"{base}/{name}/", "date": datetime.date.today().isoformat(),
     }
 
 
-def create_wiki(core: Core, owner: str, slug: str, *, title: str = "", purpose: str = "",
+def create_wiki(core: Core, name: WikiName, *, title: str = "", purpose: str = "",
                 public: bool = False, template: str = "default") -> tuple[Wiki, str | None]:
-    """Create `owner/slug` from a template; returns the wiki and its first commit (None if empty)."""
-    core.check_new_wiki(owner, slug)  # names, quota, existence: before any clone
-    source = load_template(core, owner, template)
-    wiki = core.create_wiki(owner, slug, title=title, purpose=purpose, public=public)
+    """Create wiki `name` from a template; returns the wiki and its first commit (None if empty)."""
+    core.check_new_wiki(name)  # names, quota, existence: before any clone
+    source = load_template(core, name.owner, template)
+    wiki = core.create_wiki(name, title=title, purpose=purpose, public=public)
     try:
         files = render(source, template_values(core, wiki))
         if not files:
             return wiki, None
         changes = [FileChange(path, content) for path, content in sorted(files.items())]
-        head = core.commit(owner, slug, changes, message=f"Create {wiki.title} from template {source.name}",
-                           author=SYSTEM_AUTHOR, actor=owner, source="bootstrap")
+        head = core.commit(name, changes, message=f"Create {wiki.title} from template {source.name}",
+                           author=SYSTEM_AUTHOR, actor=name.owner, source="bootstrap")
     except BaseException as exc:
         try:
-            core.delete_wiki(owner, slug)
+            core.delete_wiki(name)
         except Exception:
-            log.exception("could not remove %s/%s after its creation failed", owner, slug)
+            log.exception("could not remove %s after its creation failed", name)
         if isinstance(exc, CommitRefused):
             raise TemplateError(f"template {source.name} does not fit the owner's limits: {exc}") from None
         raise

@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
-import resource
-import signal
 import socket
-import subprocess
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
@@ -28,14 +24,11 @@ from pathlib import Path
 
 from wikibot.config import MB, Config
 from wikibot.gitd.names import path_problem
-from wikibot.gitd.repos import SAFE_ENV, batch_blobs
-from wikibot.redaction import redact
+from wikibot.gitd.remote import FencedFetch, FetchError
 
 from .templates import MANIFEST, MAX_FILES, Template, TemplateError, manifest_files
 
-TEMPLATE_REF = "refs/heads/template"
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
-MEMORY_BYTES = 2 * 1024 * MB  # address space of each git process (curl buffers, delta resolution)
 GIT_CONFIG = {
     "protocol.allow": "never", "protocol.http.allow": "always", "protocol.https.allow": "always",
     "http.followRedirects": "false", "credential.helper": "", "core.hooksPath": "/dev/null",
@@ -73,10 +66,13 @@ def fetch(url: str, config: Config, max_file_bytes: int, max_bytes: int) -> Temp
     if source.authorization:
         settings["http.extraHeader"] = f"Authorization: {source.authorization}"
     with tempfile.TemporaryDirectory(prefix="wikibot-template-") as tmp:
-        repo = Path(tmp) / "repo.git"
-        git = _Git(repo, settings, max_bytes, config.clone_timeout, source.shown)
-        git.fetch(source.url)
-        return _read(git, max_bytes, max_file_bytes, source.shown)
+        fetched = FencedFetch(Path(tmp) / "repo.git", settings, max_bytes, config.clone_timeout,
+                              f"template {source.shown}")
+        try:
+            fetched.fetch(source.url)
+            return _read(fetched, max_bytes, max_file_bytes, source.shown)
+        except FetchError as exc:
+            raise TemplateError(str(exc)) from None
 
 
 def check_url(url: str, config: Config) -> Source:
@@ -183,88 +179,28 @@ def _configured_token(parts: urllib.parse.SplitResult, port: int, config: Config
     return best
 
 
-class _Git:
-    """git in the template's bare repository, fenced: safe config and credentials in the environment,
-    file size and memory limits, and the whole process group killed on timeout."""
-
-    def __init__(self, repo: Path, settings: dict[str, str], max_bytes: int, timeout: int, shown: str) -> None:
-        self.repo = repo
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-        self.shown = shown
-        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo.parent), **SAFE_ENV,
-                    "GIT_CONFIG_COUNT": str(len(settings))}
-        for i, (key, value) in enumerate(settings.items()):
-            self.env[f"GIT_CONFIG_KEY_{i}"], self.env[f"GIT_CONFIG_VALUE_{i}"] = key, value
-
-    def fetch(self, url: str) -> None:
-        # init + fetch rather than clone: a failed clone deletes its folder, and with it the evidence
-        # (a pack cut off at the limit) that tells "too large" from other failures
-        self.run("init", "--quiet", "--bare", str(self.repo), cwd=self.repo.parent)
-        proc = self.run("fetch", "--quiet", "--depth=1", "--no-tags", "--", url, f"+HEAD:{TEMPLATE_REF}", check=False)
-        if proc.returncode == 0:
-            return
-        if any(f.stat().st_size >= self.max_bytes for f in self.repo.rglob("*") if f.is_file()):
-            raise TemplateError(f"template {self.shown} is larger than {self.max_bytes / MB:g} MB; nothing was created")
-        # git names the URL in its messages, query and all
-        reason = redact(proc.stderr.decode(errors="replace")).strip().splitlines()
-        if reason and "couldn't find remote ref" in reason[-1]:
-            raise TemplateError(f"template {self.shown} has no commits (or there is no repository there)")
-        detail = reason[-1] if reason else f"git exited with {proc.returncode}"
-        raise TemplateError(f"cannot clone {self.shown}: {detail}")
-
-    def run(self, *args: str, data: bytes | None = None, cwd: Path | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        limit = self.max_bytes
-
-        def fence() -> None:  # in the child, inherited by git's own children
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # a pack over the limit kills git
-            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES + limit, MEMORY_BYTES + limit))
-
-        with subprocess.Popen(["git", *args], cwd=cwd or self.repo, env=self.env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=fence,
-                              start_new_session=True) as proc:
-            try:
-                out, err = proc.communicate(data, timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # git's helpers (remote-https) too
-                proc.communicate()
-                raise TemplateError(f"cloning {self.shown} took longer than {self.timeout} s; nothing was created"
-                                    ) from None
-        result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-        if check and proc.returncode != 0:
-            raise TemplateError(f"template {self.shown}: git {args[0]} failed "
-                                f"({redact(err.decode(errors='replace')).strip()[-200:]})")
-        return result
-
-
-def _read(git: _Git, limit: int, max_file_bytes: int, shown: str) -> Template:
+def _read(fetched: FencedFetch, limit: int, max_file_bytes: int, shown: str) -> Template:
     """The tree at the fetched tip, checked like a push, read from the object store."""
-    listing = git.run("ls-tree", "-r", "-l", "-z", "--full-tree", TEMPLATE_REF).stdout.split(b"\0")
     entries, total = [], 0
-    for line in filter(None, listing):
-        meta, _, raw_path = line.partition(b"\t")
-        mode, kind, blob, size = meta.split()
-        path = raw_path.decode("utf-8", "replace")
-        if mode == b"120000":
+    for entry in fetched.tree():
+        path = entry.path.decode("utf-8", "replace")
+        if entry.mode == b"120000":
             raise TemplateError(f"template {shown} has a symlink ({path}); wikis hold plain files only")
-        if kind != b"blob":
+        if entry.kind != b"blob":
             raise TemplateError(f"template {shown} has a submodule ({path}); wikis hold plain files only")
-        problem = path_problem(raw_path)
+        problem = path_problem(entry.path)
         if problem:
             raise TemplateError(f"template {shown}: path {path!r} {problem}")
-        if int(size) > max_file_bytes:
-            raise TemplateError(f"template {shown}: {path} is {int(size)} bytes, over the "
+        if entry.size > max_file_bytes:
+            raise TemplateError(f"template {shown}: {path} is {entry.size} bytes, over the "
                                 f"{max_file_bytes / MB:g} MB limit for one file")
-        total += int(size)
+        total += entry.size
         if total > limit:
             raise TemplateError(f"template {shown} is larger than {limit / MB:g} MB; nothing was created")
-        entries.append((path, blob.decode()))
+        entries.append((path, entry.blob))
         if len(entries) > MAX_FILES:
             raise TemplateError(f"template {shown} has more than {MAX_FILES} files")
-    blobs = [blob for _, blob in entries]
-    out = git.run("cat-file", "--batch", data="".join(f"{blob}\n" for blob in blobs).encode()).stdout
-    contents = batch_blobs(out, blobs)
+    contents = fetched.blobs([blob for _, blob in entries])
     files = {path: contents[blob] for path, blob in entries}
     substitute = manifest_files(files.pop(MANIFEST).decode("utf-8", "replace")) if MANIFEST in files else frozenset()
     return Template(shown, files, substitute & set(files))

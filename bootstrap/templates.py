@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from wikibot.errors import WikibotError
 from wikibot.gitd.names import path_problem
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "templates"
@@ -29,7 +30,7 @@ _INLINE_SPECIAL = re.compile(r"""([!"#$&()*+:<=>\[\\\]^_`{|}~])""")
 _BLOCK_START = re.compile(r"^(\d+\.|-)")  # "1." or "-" would start a list or a rule
 
 
-class TemplateError(ValueError):
+class TemplateError(WikibotError):
     """A template that cannot be used; the message says why."""
 
 

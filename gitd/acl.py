@@ -1,18 +1,19 @@
 """Who may do what: token authentication and the per-wiki access decision.
 
-`authorize(token, wiki, action)` is the one question every entry point (git, web, MCP) asks.
-The answers are shaped so that a private wiki is never revealed: an anonymous caller gets a
-challenge for any wiki it cannot read, an authenticated one gets "not found".
+`decide(store, user, token, wiki, action)` is the one question every surface asks (through the
+HTTP access layer, http_access.py). The answers are shaped so that a private wiki is never
+revealed: an anonymous caller gets a challenge for any wiki it cannot read, an authenticated one
+gets "not found".
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from wikibot.errors import WikibotError
+
+from .names import WikiName
 from .records import Role, Token, User, Wiki
 from .secrets import TOKEN_PREFIX, token_hash
 from .store import Store
@@ -39,16 +40,19 @@ class Decision:
     verdict: Verdict
     reason: str = ""
     wiki: Wiki | None = None
-    user: User | None = None
+    user: User | None = None  # None: the caller acts as no one (anonymous, or a token limited elsewhere)
     role: Role | None = None
+    write_refusal: str | None = None  # on a READ decision: why this caller could not write, or None
 
     @property
     def allowed(self) -> bool:
         return self.verdict is Verdict.ALLOW
 
 
-class BadToken(Exception):
+class BadToken(WikibotError):
     """The presented token is unknown, revoked, expired or belongs to no user."""
+
+    status = 401
 
 
 def authenticate(store: Store, secret: str, now: float | None = None) -> tuple[User, Token]:
@@ -74,63 +78,45 @@ def role_of(store: Store, wiki: Wiki, user: User | None) -> Role | None:
         return None
     if user.name == wiki.owner:
         return "owner"
-    for grant in store.list_grants(wiki=wiki.full_name, user=user.name):
+    for grant in store.list_grants(wiki=wiki.name, user=user.name):
         return grant.role
     return None
 
 
-def decide(
-    store: Store, user: User | None, token: Token | None, owner: str, slug: str, action: Action
-) -> Decision:
+def limited_elsewhere(token: Token, name: WikiName) -> str:
+    return (f"this token is limited to {', '.join(map(str, token.wikis))}; "
+            f"create one that includes {name}")
+
+
+def _write_refusal(name: WikiName, user: User | None, token: Token | None, role: Role | None) -> str | None:
+    if user is None:
+        return "authentication required to write"
+    if role not in ("owner", "editor"):
+        return f"you have read-only access to {name}" + (f" ({role})" if role else "")
+    if token is not None and token.scope != "write":
+        return f"this token is read-only (scope 'read'); create a write token to change {name}"
+    return None
+
+
+def decide(store: Store, user: User | None, token: Token | None, name: WikiName, action: Action) -> Decision:
     """The access decision for an already authenticated (or anonymous) caller."""
-    wiki = store.get_wiki(owner, slug)
-    if token is not None and token.wikis and f"{owner}/{slug}" not in token.wikis:
+    wiki = store.get_wiki(name)
+    if token is not None and token.wikis and name not in token.wikis:
         # a token limited to other wikis acts here as no one: public wikis only, read only
         if wiki is not None and wiki.public and action is Action.READ:
-            return Decision(Verdict.ALLOW, wiki=wiki)
-        return Decision(Verdict.NOT_FOUND, f"wiki {owner}/{slug} not found", user=user)
-    wiki_visible = wiki
-    role = role_of(store, wiki_visible, user) if wiki_visible else None
-    can_read = wiki_visible is not None and (role is not None or wiki_visible.public)
-    if not can_read:
+            return Decision(Verdict.ALLOW, wiki=wiki, write_refusal=limited_elsewhere(token, name))
+        if wiki is not None and role_of(store, wiki, user) is not None:  # the holder knows of the wiki
+            return Decision(Verdict.FORBIDDEN, limited_elsewhere(token, name), wiki=wiki, user=user)
+        return Decision(Verdict.NOT_FOUND, f"wiki {name} not found", user=user)
+    role = role_of(store, wiki, user) if wiki else None
+    if wiki is None or (role is None and not wiki.public):
         if user is None:
             return Decision(Verdict.CHALLENGE, "authentication required")
-        return Decision(Verdict.NOT_FOUND, f"wiki {owner}/{slug} not found", user=user)
+        return Decision(Verdict.NOT_FOUND, f"wiki {name} not found", user=user)
+    refusal = _write_refusal(name, user, token, role)
     if action is Action.READ:
-        return Decision(Verdict.ALLOW, wiki=wiki_visible, user=user, role=role)
-    if user is None:
-        return Decision(Verdict.CHALLENGE, "authentication required to write", wiki=wiki_visible)
-    if role not in ("owner", "editor"):
-        why = f"you have read-only access to {owner}/{slug}" + (f" ({role})" if role else "")
-        return Decision(Verdict.FORBIDDEN, why, wiki=wiki_visible, user=user, role=role)
-    if token is not None and token.scope != "write":
-        why = f"this token is read-only (scope 'read'); create a write token to change {owner}/{slug}"
-        return Decision(Verdict.FORBIDDEN, why, wiki=wiki_visible, user=user, role=role)
-    return Decision(Verdict.ALLOW, wiki=wiki_visible, user=user, role=role)
-
-
-def authorize(store: Store, secret: str | None, owner: str, slug: str, action: Action) -> Decision:
-    """May the holder of `secret` (None: anonymous) do `action` on wiki `owner/slug`?"""
-    user = token = None
-    if secret is not None:
-        try:
-            user, token = authenticate(store, secret)
-        except BadToken as exc:
-            return Decision(Verdict.CHALLENGE, str(exc))
-    return decide(store, user, token, owner, slug, action)
-
-
-def bearer_secret(environ: dict[str, Any]) -> str | None:
-    """The token presented as HTTP Basic password (any username) or as a Bearer token."""
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        return value.strip() or None
-    if scheme == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return ""  # malformed credentials are bad credentials, not anonymous
-        return password or user  # some clients put the token in the user field
-    return None
+        return Decision(Verdict.ALLOW, wiki=wiki, user=user, role=role, write_refusal=refusal)
+    if refusal is not None:
+        return Decision(Verdict.CHALLENGE if user is None else Verdict.FORBIDDEN, refusal, wiki=wiki, user=user,
+                        role=role)
+    return Decision(Verdict.ALLOW, wiki=wiki, user=user, role=role)

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wikibot.errors import Conflict, Refused
+
+from .change import Change, Source
+from .git_process import RepoError, git
 from .names import path_problem
 from .quarantine import Quarantine
-from .receive import PushContext, ReceiveSession, RefChange, RefUpdate
+from .receive import PushContext, ReceiveSession, RefUpdate
 from .refs import MAIN, ZERO
-from .repos import RepoError, git
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,11 @@ class FileChange:
     content: bytes | None  # None deletes the file
 
 
-class CommitRefused(Exception):
+class CommitRefused(Refused):
     """The platform's rules refused the commit (a limit, a forbidden path); nothing changed."""
 
 
-class CommitConflict(Exception):
+class CommitConflict(Conflict):
     """HEAD is not the base revision the writer started from; nothing changed."""
 
     def __init__(self, current: str | None) -> None:
@@ -59,8 +62,8 @@ def _build(repo: Path, env: dict[str, str], head: str | None, changes: Sequence[
         return git(repo, "commit-tree", tree, *parents, "-m", message, env={**env, **identity}).strip()
 
 
-def commit_changes(repo: Path, session: ReceiveSession, changes: Sequence[FileChange], *, message: str,
-                   author: tuple[str, str], base: str | None, source: str, head: str | None,
+def commit_changes(session: ReceiveSession, changes: Sequence[FileChange], *, message: str,
+                   author: tuple[str, str], base: str | None, source: Source, head: str | None,
                    checkpoint: Callable[[], None] | None = None) -> str:
     """Commit `changes` on top of `head` (read by the caller under the lock); returns the new HEAD.
 
@@ -74,11 +77,12 @@ def commit_changes(repo: Path, session: ReceiveSession, changes: Sequence[FileCh
         problem = path_problem(change.path.encode())
         if problem:
             raise CommitRefused(f"path {change.path!r} {problem}")
+    repo = session.repo.path
     quarantine = Quarantine(repo / ".git")
     try:
         new = _build(repo, quarantine.env, head, changes, message, author)
         update = RefUpdate(MAIN.encode(), (head or ZERO).encode(), new.encode())
-        ctx = PushContext(repo, quarantine.env, quarantine.store, quarantine.size())
+        ctx = PushContext.of(session.repo, quarantine)
         for policy in session.policies:
             reasons = policy.check(ctx, [update])
             if reasons:
@@ -93,5 +97,5 @@ def commit_changes(repo: Path, session: ReceiveSession, changes: Sequence[FileCh
     except RepoError as exc:  # the lock makes this unreachable unless someone bypassed it
         raise CommitConflict(None) from exc
     session.sync_worktree()
-    session.announce(RefChange(session.wiki, MAIN, head or ZERO, new, source, session.actor))
+    session.announce(Change(session.wiki, MAIN, head or ZERO, new, source, session.actor))
     return new

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wikibot.errors import Unavailable
+
 POLL_SECONDS = 0.05
 
 
-class LockTimeout(TimeoutError):
+class LockTimeout(Unavailable, TimeoutError):
     """The lock stayed taken for the whole wait; nothing was done under it."""
 
 

@@ -1,20 +1,34 @@
-"""Names of users and wikis (one strict pattern, so no name can address a path outside the root)
-and of paths inside a wiki (nothing unsafe or invalid on common filesystems)."""
+"""Names: of users and wikis (one strict pattern, so no name can address a path outside the root, and
+none taken by a platform route), the wiki identity `WikiName`, and paths inside a wiki (nothing unsafe
+or invalid on common filesystems)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,38}")
+from wikibot.errors import WikibotError
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,38}"  # URL routes embed it; names never start with '-' or '.'
+NAME_RE = re.compile(NAME_PATTERN)
+# Names a user or wiki may not take, because the URL space gives them to the platform: `/NAME/...`
+# is a user's (and `/OWNER/NAME/` a wiki's), so these would shadow a route or be shadowed by one.
+# `/-/` (platform pages) and `/.well-known/` cannot be names at all.
+RESERVED_NAMES = frozenset({
+    "mcp", "api", "static", "admin", "settings", "healthz", "readyz", "metrics",  # platform routes
+    "login", "logout", "signup", "register", "account", "dashboard", "new", "help", "search", "history",  # web
+    "oauth", "authorize", "token", "revoke", "consent", "callback", "userinfo", "jwks",  # OAuth endpoints
+    "info", "git", "lfs", "raw", "blob", "tree", "commit", "wiki", "wikis", "users", "www", "root", "system",
+})
 _BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
-_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
+_RESERVED_FILES = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)
 # A checkout must be able to create every path: Linux refuses paths over PATH_MAX (4096 bytes), and
 # a worktree that cannot be checked out stays behind HEAD. These caps leave room for the data dir.
 MAX_PATH_BYTES = 1024
 MAX_PATH_COMPONENTS = 32
 
 
-class InvalidName(ValueError):
-    """A user or wiki name that does not match the allowed pattern."""
+class InvalidName(WikibotError):
+    """A user or wiki name that does not match the allowed pattern, or is reserved."""
 
 
 def is_valid_name(name: str) -> bool:
@@ -29,12 +43,36 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
-def split_wiki(full_name: str) -> tuple[str, str]:
-    """Parse `OWNER/SLUG` into its two validated parts."""
-    owner, sep, slug = full_name.partition("/")
-    if not sep:
-        raise InvalidName(f"invalid wiki {full_name!r}: expected OWNER/SLUG")
-    return check_name(owner, "user name"), check_name(slug, "wiki name")
+def check_new_name(name: str, what: str = "name") -> str:
+    """`check_name`, and not one of the RESERVED_NAMES: asked when a user or wiki is created (names
+    taken before a word was reserved keep working)."""
+    check_name(name, what)
+    if name in RESERVED_NAMES:
+        raise InvalidName(f"{what} {name!r} is reserved for the platform's own pages; choose another")
+    return name
+
+
+@dataclass(frozen=True, order=True)
+class WikiName:
+    """Which wiki: its owner and slug, both valid names. `str()` is the `OWNER/SLUG` people type."""
+
+    owner: str
+    slug: str
+
+    def __post_init__(self) -> None:
+        check_name(self.owner, "user name")
+        check_name(self.slug, "wiki name")
+
+    @classmethod
+    def parse(cls, text: str) -> WikiName:
+        """`OWNER/SLUG` -> WikiName; InvalidName says what is wrong."""
+        owner, sep, slug = text.partition("/")
+        if not sep:
+            raise InvalidName(f"invalid wiki {text!r}: expected OWNER/SLUG")
+        return cls(owner, slug)
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.slug}"
 
 
 def path_problem(path: bytes) -> str | None:
@@ -60,7 +98,7 @@ def path_problem(path: bytes) -> str | None:
             return "has a character invalid on common filesystems"
         if part != part.rstrip(". "):
             return "has a component ending in a dot or space"
-        if _RESERVED.fullmatch(part):
+        if _RESERVED_FILES.fullmatch(part):
             return "has a name reserved on Windows"
         if len(part.encode()) > 255:
             return "has a component longer than 255 bytes"

@@ -19,14 +19,16 @@ from pathlib import Path
 
 from dulwich.object_store import DiskObjectStore
 
-from .repos import git_command, git_env
+from wikibot.errors import WikibotError
+
+from .git_process import git_command, git_env
 
 # Move the pack before its index: readers find packs through their .idx files.
 _MOVE_ORDER = (".pack", ".rev", ".bitmap", ".mtimes", ".idx")
 STALE_AFTER = 3600.0  # seconds after which an abandoned quarantine (a killed worker) is swept
 
 
-class PackRejected(Exception):
+class PackRejected(WikibotError):
     """index-pack refused the pushed pack; the message says why, in git's words."""
 
 

@@ -10,7 +10,7 @@ The named seams the hooks component fills:
 - Refs then move one by one. A ref that fails to move is reported `ng` and the others still
   land; an atomic push instead puts back the refs it already moved. Results are kept per
   command, so every ref that moved is reported `ok`, synced and announced exactly once.
-- `announce(RefChange)` is called for each ref that moved, still under the lock, so a wiki's
+- `announce(Change)` is called for each ref that moved, still under the lock, so a wiki's
   changes are announced in the order they happened.
 """
 from __future__ import annotations
@@ -38,9 +38,11 @@ from dulwich.server import ReceivePackHandler
 
 from wikibot.config import MB
 
+from .change import Change
+from .names import WikiName
 from .quarantine import PackRejected, Quarantine
 from .refs import MAIN, PUSHABLE_PREFIXES, ZERO, ref_clashes, ref_name_problem, remove_empty_folders
-from .repos import run_git
+from .repository import Repository
 
 log = logging.getLogger(__name__)
 ZERO_SHA = ZERO.encode()
@@ -63,25 +65,17 @@ class RefUpdate:
 
 
 @dataclass(frozen=True)
-class RefChange:
-    """A ref of a wiki moved, by any path (push, web, MCP, bootstrap): what events are made of."""
-
-    wiki: str  # "owner/slug"
-    ref: str
-    old: str  # ZERO when created
-    new: str  # ZERO when deleted
-    source: str
-    actor: str | None
-
-
-@dataclass(frozen=True)
 class PushContext:
-    """What a policy may look at: the repo, old plus quarantined objects (for git: `git_env`), the push size."""
+    """What a policy may look at: the repository seeing old plus quarantined objects (through git, and
+    in-process through dulwich's `objects`), and the size of what came in."""
 
-    repo_path: Path
-    git_env: dict[str, str]
+    repo: Repository
     objects: DiskObjectStore
     incoming_bytes: int
+
+    @classmethod
+    def of(cls, repo: Repository, quarantine: Quarantine) -> PushContext:
+        return cls(repo.seeing(quarantine.env), quarantine.store, quarantine.size())
 
 
 class ReceivePolicy(Protocol):
@@ -94,11 +88,12 @@ class ReceivePolicy(Protocol):
 class ReceiveSession:
     """Everything one push needs from the platform: the lock, the policies, the follow-ups."""
 
-    wiki: str  # "owner/slug"
+    wiki: WikiName
     actor: str | None
+    repo: Repository
     lock: Callable[[], AbstractContextManager[object]]  # the wiki's writer lock
     sync_worktree: Callable[[], None]
-    announce: Callable[[RefChange], None]
+    announce: Callable[[Change], None]
     policies: Sequence[ReceivePolicy] = field(default_factory=list)
     max_pack_bytes: int | None = None
 
@@ -210,9 +205,9 @@ class WikiReceivePackHandler(ReceivePackHandler):
             reasons[created[ref]] = (f"{updates[created[ref]].ref_name} clashes with "
                                      f"{other.decode('utf-8', 'replace')}: a ref cannot also be a folder of refs")
         pending = [i for i in range(len(updates)) if i not in reasons]
-        if not self._connected([updates[i].new for i in pending if updates[i].new != ZERO_SHA], quarantine):
+        ctx = PushContext.of(self.session.repo, quarantine)
+        if not ctx.repo.connected([updates[i].new.decode() for i in pending if updates[i].new != ZERO_SHA]):
             reasons.update((i, "missing objects: the push does not contain all it refers to") for i in pending)
-        ctx = PushContext(Path(self.repo.path), quarantine.env, quarantine.store, quarantine.size())
         for policy in self.session.policies:
             pending = [i for i in pending if i not in reasons]
             if not pending:
@@ -252,16 +247,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
         if any(u.ref == MAIN_REF and u.new != ZERO_SHA for u in moved):
             self._sync()
         for u in moved:
-            self.session.announce(RefChange(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
-                                            "push", self.session.actor))
-
-    def _connected(self, tips: list[bytes], quarantine: Quarantine) -> bool:
-        """Everything reachable from `tips` is in the repository or the quarantine."""
-        if not tips:
-            return True
-        proc = run_git(Path(self.repo.path), "rev-list", "--objects", "--quiet", *(t.decode() for t in tips),
-                       "--not", "--all", env=quarantine.env, ok_codes=(0, 1, 128))
-        return proc.returncode == 0
+            self.session.announce(Change(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
+                                         "push", self.session.actor))
 
     def _sync(self) -> None:
         """The refs have moved: the push is accepted whatever happens here, so report, never raise."""

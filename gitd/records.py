@@ -1,8 +1,10 @@
 """Platform records: plain dataclasses, stored as JSON documents by a `Store`."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from .names import WikiName
 
 Role = Literal["owner", "editor", "viewer"]
 Scope = Literal["read", "write"]
@@ -32,13 +34,13 @@ class Wiki:
     bytes: int = 0
 
     @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.slug}"
+    def name(self) -> WikiName:
+        return WikiName(self.owner, self.slug)
 
 
 @dataclass(frozen=True)
 class Grant:
-    wiki: str  # "owner/slug"
+    wiki: WikiName
     user: str
     role: Role
 
@@ -49,7 +51,7 @@ class Token:
     user: str
     hash: str  # SHA-256 hex of the secret; the secret itself is never stored
     scope: Scope = "read"
-    wikis: tuple[str, ...] = field(default_factory=tuple)  # empty: every wiki the user can reach
+    wikis: tuple[WikiName, ...] = field(default_factory=tuple)  # empty: every wiki the user can reach
     expires: float | None = None
     created: float = 0.0
     last_used: float | None = None
@@ -57,15 +59,22 @@ class Token:
 
 
 def to_doc(record: Any) -> dict[str, Any]:
-    doc = asdict(record)
-    for key, value in doc.items():
-        if isinstance(value, tuple):
-            doc[key] = list(value)
+    """A record as a JSON document: wiki names as "OWNER/SLUG" strings, tuples as lists."""
+    doc = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, WikiName):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(v) if isinstance(v, WikiName) else v for v in value]
+        doc[f.name] = value
     return doc
 
 
 def from_doc(cls: type, doc: dict[str, Any]) -> Any:
     known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+    if cls is Grant:
+        known["wiki"] = WikiName.parse(known["wiki"])
     if "wikis" in known:
-        known["wikis"] = tuple(known["wikis"])
+        known["wikis"] = tuple(WikiName.parse(w) for w in known["wikis"])
     return cls(**known)

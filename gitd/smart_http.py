@@ -21,23 +21,25 @@ from dulwich.repo import Repo
 from dulwich.server import Backend
 
 from wikibot.config import MB
+from wikibot.errors import WikibotError
 
-from .acl import Action, Decision, Verdict, authorize, bearer_secret
+from .acl import Action
 from .core import Core
-from .names import is_valid_name
+from .http_access import Answer, Caller, Refusal, StartResponse, access
+from .names import NAME_PATTERN, WikiName
 from .receive import WikiReceivePackHandler
-from .upload import PackCache, PackError, WikiUploadPackHandler, native_upload_pack, needs_native
+from .upload import PackCache, WikiUploadPackHandler, native_upload_pack, needs_native
 
 log = logging.getLogger(__name__)
 
-ROUTE = re.compile(r"/(?P<owner>[^/]+)/(?P<slug>[^/]+)\.git/(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)")
+ROUTE = re.compile(rf"/(?P<owner>{NAME_PATTERN})/(?P<slug>{NAME_PATTERN})\.git/"
+                   r"(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)")
 SERVICES = ("git-upload-pack", "git-receive-pack")
 NO_CACHE = [
     ("Expires", "Fri, 01 Jan 1980 00:00:00 GMT"),
     ("Pragma", "no-cache"),
     ("Cache-Control", "no-cache, max-age=0, must-revalidate"),
 ]
-StartResponse = Callable[..., Callable[[bytes], Any]]
 MAX_NEGOTIATION = 10 * MB
 
 
@@ -51,26 +53,24 @@ class _OneRepoBackend(Backend):
         return self.repo
 
 
-def _text(start_response: StartResponse, status: str, message: str,
+def _text(start_response: StartResponse, status: int, message: str,
           headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
-    body = (message.rstrip("\n") + "\n").encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body))), *headers])
-    return [body]
+    return Answer.text(status, message, headers).send(start_response)
 
 
-def _refuse(start_response: StartResponse, decision: Decision) -> list[bytes]:
-    if decision.verdict is Verdict.CHALLENGE:
-        return _text(start_response, "401 Unauthorized",
-                     f"wikibot: {decision.reason}; use a personal access token as the password",
-                     [("WWW-Authenticate", 'Basic realm="wikibot", charset="UTF-8"')])
-    if decision.verdict is Verdict.FORBIDDEN:
-        return _text(start_response, "403 Forbidden", f"wikibot: {decision.reason}")
-    return _text(start_response, "404 Not Found", "wikibot: repository not found")
+def _refuse(start_response: StartResponse, refusal: Refusal) -> list[bytes]:
+    if refusal.status == 401:
+        return _text(start_response, 401, f"wikibot: {refusal.reason}; use a personal access token as the password",
+                     refusal.headers)
+    if refusal.status == 403:
+        return _text(start_response, 403, f"wikibot: {refusal.reason}")
+    return _text(start_response, 404, "wikibot: repository not found")
 
 
-class RequestTooLarge(Exception):
+class RequestTooLarge(WikibotError):
     """An upload-pack request (wants and haves, after gunzip) over MAX_NEGOTIATION bytes."""
+
+    status = 413
 
 
 def _is_gzip(environ: dict[str, Any]) -> bool:
@@ -101,42 +101,41 @@ class GitHTTP:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         m = self.match(environ.get("PATH_INFO", ""))
-        if m is None or not (is_valid_name(m["owner"]) and is_valid_name(m["slug"])):
-            return _text(start_response, "404 Not Found", "wikibot: repository not found")
+        if m is None:
+            return _text(start_response, 404, "wikibot: repository not found")
+        name = WikiName(m["owner"], m["slug"])
         advertise = m["endpoint"] == "info/refs"
         method = environ.get("REQUEST_METHOD", "GET")
         if advertise:
             service = _query_service(environ.get("QUERY_STRING", ""))
             if method not in ("GET", "HEAD"):
-                return _text(start_response, "405 Method Not Allowed", "use GET", [("Allow", "GET")])
+                return _text(start_response, 405, "use GET", [("Allow", "GET")])
             if service is None:
-                return _text(start_response, "403 Forbidden",
-                             "wikibot serves the smart HTTP protocol only; upgrade git")
+                return _text(start_response, 403, "wikibot serves the smart HTTP protocol only; upgrade git")
         else:
             service = m["endpoint"]
             if method != "POST":
-                return _text(start_response, "405 Method Not Allowed", "use POST", [("Allow", "POST")])
+                return _text(start_response, 405, "use POST", [("Allow", "POST")])
             if environ.get("CONTENT_TYPE") != f"application/x-{service}-request":
-                return _text(start_response, "415 Unsupported Media Type", f"expected application/x-{service}-request")
+                return _text(start_response, 415, f"expected application/x-{service}-request")
             if service == "git-receive-pack" and _is_gzip(environ):
-                return _text(start_response, "415 Unsupported Media Type", "compressed pushes are not accepted")
+                return _text(start_response, 415, "compressed pushes are not accepted")
         action = Action.WRITE if service == "git-receive-pack" else Action.READ
-        decision = authorize(self.core.store, bearer_secret(environ), m["owner"], m["slug"], action)
-        if not decision.allowed:
-            return _refuse(start_response, decision)
-        owner, slug = m["owner"], m["slug"]
+        caller = access(self.core.store, environ, name, action, scheme="Basic")
+        if isinstance(caller, Refusal):
+            return _refuse(start_response, caller)
         if service == "git-receive-pack" and not advertise:
-            limits = self.core.limits_of(owner)
+            limits = self.core.limits_of(name.owner)
             if _content_length(environ) > limits.max_repo_bytes:
-                return _text(start_response, "413 Content Too Large",
+                return _text(start_response, 413,
                              f"wikibot: push too large: over the {limits.max_repo_mb} MB repository size limit")
-        if not self.core.repos.exists(owner, slug):
-            log.error("wiki %s/%s has a record but no repository", owner, slug)
-            return _text(start_response, "404 Not Found", "wikibot: repository not found")
-        return self._serve(environ, start_response, owner, slug, service, advertise, decision)
+        if not self.core.repos.exists(name):
+            log.error("wiki %s has a record but no repository", name)
+            return _text(start_response, 404, "wikibot: repository not found")
+        return self._serve(environ, start_response, caller, service, advertise)
 
-    def _serve(self, environ: dict[str, Any], start_response: StartResponse, owner: str, slug: str,
-               service: str, advertise: bool, decision: Decision) -> Iterable[bytes]:
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse, caller: Caller,
+               service: str, advertise: bool) -> Iterable[bytes]:
         kind = "advertisement" if advertise else "result"
         headers = [("Content-Type", f"application/x-{service}-{kind}"), *NO_CACHE]
         write: Callable[[bytes], Any] | None = None
@@ -148,28 +147,29 @@ class GitHTTP:
             write(data)
             return len(data)
 
+        name = caller.name
         try:
             if service == "git-upload-pack" and not advertise:
                 request = _read_negotiation(environ)
                 if needs_native(request):
-                    for chunk in native_upload_pack(self.core.repos.path(owner, slug), request):
+                    for chunk in native_upload_pack(self.core.repos.path(name), request):
                         write_fn(chunk)
                     return self._finish(write, start_response, headers)
                 read = io.BytesIO(request).read
             else:
                 read = environ["wsgi.input"].read if not advertise else (lambda n: b"")
-            self._handle(owner, slug, service, advertise, decision, ReceivableProtocol(read, write_fn))
+            self._handle(caller, service, advertise, ReceivableProtocol(read, write_fn))
         except RequestTooLarge as exc:
-            return _text(start_response, "413 Content Too Large", f"wikibot: {exc}")
-        except (GitProtocolError, OSError, EOFError, PackError) as exc:
-            log.warning("%s %s/%s: %s", service, owner, slug, exc)
+            return _text(start_response, exc.status, f"wikibot: {exc}")
+        except (GitProtocolError, OSError, EOFError, WikibotError) as exc:
+            log.warning("%s %s: %s", service, name, exc)
             if write is None:
-                return _text(start_response, "400 Bad Request", f"wikibot: bad {service} request: {exc}")
+                return _text(start_response, 400, f"wikibot: bad {service} request: {exc}")
             raise
         except Exception:
-            log.exception("%s %s/%s failed", service, owner, slug)
+            log.exception("%s %s failed", service, name)
             if write is None:
-                return _text(start_response, "500 Internal Server Error", "wikibot: internal error; see the server log")
+                return _text(start_response, 500, "wikibot: internal error; see the server log")
             raise
         return self._finish(write, start_response, headers)
 
@@ -179,20 +179,19 @@ class GitHTTP:
             start_response("200 OK", headers)
         return []
 
-    def _handle(self, owner: str, slug: str, service: str, advertise: bool, decision: Decision,
-                proto: ReceivableProtocol) -> None:
-        repo = Repo(str(self.core.repos.path(owner, slug)))
+    def _handle(self, caller: Caller, service: str, advertise: bool, proto: ReceivableProtocol) -> None:
+        repo = Repo(str(self.core.repos.path(caller.name)))
         try:
             if advertise:
                 proto.write_pkt_line(f"# service={service}\n".encode())
                 proto.write_pkt_line(None)
             backend = _OneRepoBackend(repo)
             if service == "git-upload-pack":
-                cache = PackCache(self.core.config.cache_dir / "packs" / owner / slug)
+                cache = PackCache(self.core.pack_cache_dir(caller.name))
                 handler = WikiUploadPackHandler(backend, [""], proto, repo_path=Path(repo.path), cache=cache,
                                                 stateless_rpc=True, advertise_refs=advertise)
             else:
-                session = self.core.receive_session(owner, slug, decision.user.name if decision.user else None)
+                session = self.core.receive_session(caller.name, caller.actor)
                 handler = WikiReceivePackHandler(backend, [""], proto, session=session,
                                                  stateless_rpc=True, advertise_refs=advertise)
             handler.handle()

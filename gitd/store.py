@@ -24,13 +24,16 @@ from tinydb import Query
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+from wikibot.errors import WikibotError
+
 from .locks import file_lock
+from .names import WikiName
 from .records import Grant, Token, User, Wiki, from_doc, to_doc
 
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(WikibotError):
     """A record conflicts with an existing one or is missing."""
 
 
@@ -42,14 +45,14 @@ class Store(Protocol):
     def list_users(self) -> list[User]: ...
     def delete_user(self, name: str) -> None: ...
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None: ...
-    def get_wiki(self, owner: str, slug: str) -> Wiki | None: ...
+    def get_wiki(self, name: WikiName) -> Wiki | None: ...
     def list_wikis(self, owner: str | None = None) -> list[Wiki]: ...
-    def set_public(self, owner: str, slug: str, public: bool) -> None: ...
-    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None: ...
-    def delete_wiki(self, owner: str, slug: str) -> None: ...
+    def set_public(self, name: WikiName, public: bool) -> None: ...
+    def set_usage(self, name: WikiName, pages: int, bytes: int) -> None: ...
+    def delete_wiki(self, name: WikiName) -> None: ...
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None: ...
-    def remove_grant(self, wiki: str, user: str) -> bool: ...
-    def list_grants(self, wiki: str | None = None, user: str | None = None) -> list[Grant]: ...
+    def remove_grant(self, wiki: WikiName, user: str) -> bool: ...
+    def list_grants(self, wiki: WikiName | None = None, user: str | None = None) -> list[Grant]: ...
     def add_token(self, token: Token) -> None: ...
     def find_token(self, token_hash: str) -> Token | None: ...
     def list_tokens(self, user: str | None = None) -> list[Token]: ...
@@ -195,39 +198,39 @@ class TinyStore:
             t = table("wikis")
             q = Query()
             if t.contains((q.owner == wiki.owner) & (q.slug == wiki.slug)):
-                raise StoreError(f"wiki {wiki.full_name} already exists")
+                raise StoreError(f"wiki {wiki.name} already exists")
             if max_owned is not None and t.count(q.owner == wiki.owner) >= max_owned:
                 raise StoreError(f"user {wiki.owner!r} already has {max_owned} wiki(s), the limit of their tier")
             t.insert(to_doc(wiki))
 
-    def get_wiki(self, owner: str, slug: str) -> Wiki | None:
+    def get_wiki(self, name: WikiName) -> Wiki | None:
         q = Query()
-        return self._one("wikis", Wiki, (q.owner == owner) & (q.slug == slug))
+        return self._one("wikis", Wiki, (q.owner == name.owner) & (q.slug == name.slug))
 
     def list_wikis(self, owner: str | None = None) -> list[Wiki]:
         wikis = self._all("wikis", Wiki, None if owner is None else Query().owner == owner)
-        return sorted(wikis, key=lambda w: w.full_name)
+        return sorted(wikis, key=lambda w: w.name)
 
-    def _set_wiki_fields(self, owner: str, slug: str, fields: dict[str, Any]) -> None:
+    def _set_wiki_fields(self, name: WikiName, fields: dict[str, Any]) -> None:
         """Change some fields of a wiki under the lock, leaving the others as they are now."""
         with self._write() as table:
             q = Query()
-            if not table("wikis").update(fields, (q.owner == owner) & (q.slug == slug)):
-                raise StoreError(f"wiki {owner}/{slug} does not exist")
+            if not table("wikis").update(fields, (q.owner == name.owner) & (q.slug == name.slug)):
+                raise StoreError(f"wiki {name} does not exist")
 
-    def set_public(self, owner: str, slug: str, public: bool) -> None:
-        self._set_wiki_fields(owner, slug, {"public": public})
+    def set_public(self, name: WikiName, public: bool) -> None:
+        self._set_wiki_fields(name, {"public": public})
 
-    def set_usage(self, owner: str, slug: str, pages: int, bytes: int) -> None:
-        self._set_wiki_fields(owner, slug, {"pages": pages, "bytes": bytes})
+    def set_usage(self, name: WikiName, pages: int, bytes: int) -> None:
+        self._set_wiki_fields(name, {"pages": pages, "bytes": bytes})
 
-    def delete_wiki(self, owner: str, slug: str) -> None:
+    def delete_wiki(self, name: WikiName) -> None:
         """Remove the wiki with its grants in one write."""
         with self._write() as table:
             q = Query()
-            if not table("wikis").remove((q.owner == owner) & (q.slug == slug)):
-                raise StoreError(f"wiki {owner}/{slug} does not exist")
-            table("grants").remove(Query().wiki == f"{owner}/{slug}")
+            if not table("wikis").remove((q.owner == name.owner) & (q.slug == name.slug)):
+                raise StoreError(f"wiki {name} does not exist")
+            table("grants").remove(Query().wiki == str(name))
 
     # grants
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None:
@@ -236,26 +239,26 @@ class TinyStore:
         with self._write() as table:
             q = Query()
             self._require_user(table, grant.user)
-            owner, _, slug = grant.wiki.partition("/")
-            self._require(table, "wikis", (q.owner == owner) & (q.slug == slug), f"wiki {grant.wiki}")
+            wiki = grant.wiki
+            self._require(table, "wikis", (q.owner == wiki.owner) & (q.slug == wiki.slug), f"wiki {wiki}")
             t = table("grants")
-            cond = (q.wiki == grant.wiki) & (q.user == grant.user)
+            cond = (q.wiki == str(wiki)) & (q.user == grant.user)
             if t.contains(cond):
                 t.update(to_doc(grant), cond)
                 return
-            if max_grants is not None and t.count(q.wiki == grant.wiki) >= max_grants:
+            if max_grants is not None and t.count(q.wiki == str(wiki)) >= max_grants:
                 raise StoreError(f"wiki {grant.wiki} already has {max_grants} collaborator(s), "
                                  "the limit of its owner's tier")
             t.insert(to_doc(grant))
 
-    def remove_grant(self, wiki: str, user: str) -> bool:
+    def remove_grant(self, wiki: WikiName, user: str) -> bool:
         with self._write() as table:
             q = Query()
-            return bool(table("grants").remove((q.wiki == wiki) & (q.user == user)))
+            return bool(table("grants").remove((q.wiki == str(wiki)) & (q.user == user)))
 
-    def list_grants(self, wiki: str | None = None, user: str | None = None) -> list[Grant]:
+    def list_grants(self, wiki: WikiName | None = None, user: str | None = None) -> list[Grant]:
         q = Query()
-        conds = [c for c in (wiki and q.wiki == wiki, user and q.user == user) if c]
+        conds = [c for c in (wiki and q.wiki == str(wiki), user and q.user == user) if c]
         cond = None
         for c in conds:
             cond = c if cond is None else cond & c

@@ -24,7 +24,9 @@ from dulwich.protocol import (
 )
 from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
 
-from .repos import git_command, git_env
+from wikibot.errors import InternalError
+
+from .git_process import git_command, git_env
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries
@@ -32,7 +34,7 @@ DEPTH_CAPABILITIES = (b"deepen-since", b"deepen-not", b"deepen-relative")
 KEEP_CACHED = 2  # full-clone packs kept per wiki: the current one and the one before
 
 
-class PackError(Exception):
+class PackError(InternalError):
     """`git pack-objects` failed."""
 
 

@@ -5,22 +5,17 @@ import logging
 import os
 from pathlib import Path
 
+from wikibot.gitd.change import MAIN, Change
 from wikibot.gitd.core import Core
-from wikibot.gitd.refs import MAIN
-from wikibot.gitd.repos import git, page_files
-
-from .events import Event
-from .policy import repo_bytes
 
 log = logging.getLogger(__name__)
 REPACK_AFTER_PACKS = 8  # every push adds a pack; fetches slow down as they pile up
 PACK_REFS_AFTER = 100  # loose refs: each is a file every push, fetch and clone reads
 
 
-def _wiki(core: Core, event: Event) -> tuple[str, str] | None:
-    """The wiki an event is about, or None if it has been deleted since."""
-    owner, slug = event.wiki.split("/", 1)
-    return (owner, slug) if core.repos.exists(owner, slug) and core.store.get_wiki(owner, slug) else None
+def _exists(core: Core, change: Change) -> bool:
+    """Whether the wiki a change is about still exists (it may have been deleted since)."""
+    return core.repos.exists(change.wiki) and core.store.get_wiki(change.wiki) is not None
 
 
 class UsageConsumer:
@@ -29,14 +24,13 @@ class UsageConsumer:
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def __call__(self, event: Event) -> None:
-        wiki = _wiki(self.core, event)
-        if wiki is None or event.ref != MAIN:
+    def __call__(self, change: Change) -> None:
+        if change.ref != MAIN or not _exists(self.core, change):
             return
-        path = self.core.repos.path(*wiki)
-        head = self.core.repos.head(*wiki)
-        pages = len(page_files(path, head)) if head else 0
-        self.core.store.set_usage(*wiki, pages=pages, bytes=repo_bytes(path))
+        repo = self.core.repo(change.wiki)
+        head = repo.head()
+        pages = len(repo.page_files(head)) if head else 0
+        self.core.store.set_usage(change.wiki, pages=pages, bytes=repo.object_bytes())
 
 
 class RepackConsumer:
@@ -47,21 +41,17 @@ class RepackConsumer:
         self.core = core
         self.threshold = threshold
 
-    def __call__(self, event: Event) -> None:
-        wiki = _wiki(self.core, event)
-        if wiki is None:
+    def __call__(self, change: Change) -> None:
+        if not _exists(self.core, change):
             return
-        path = self.core.repos.path(*wiki)
-        packs = len(list((path / ".git" / "objects" / "pack").glob("*.pack")))
+        git_dir = self.core.repos.path(change.wiki) / ".git"
+        packs = len(list((git_dir / "objects" / "pack").glob("*.pack")))
         repack = packs > self.threshold
-        if not repack and _loose_refs(path / ".git" / "refs") <= PACK_REFS_AFTER:
+        if not repack and _loose_refs(git_dir / "refs") <= PACK_REFS_AFTER:
             return
-        with self.core.repos.lock(*wiki):
-            if repack:
-                git(path, "repack", "-a", "-d", "-q")
-            git(path, "pack-refs", "--all")
+        self.core.repos.pack(change.wiki, objects=repack)
         if repack:
-            log.info("repacked %s: %d packs into one", event.wiki, packs)
+            log.info("repacked %s: %d packs into one", change.wiki, packs)
 
 
 def _loose_refs(refs_dir: Path) -> int:

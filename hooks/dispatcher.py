@@ -12,11 +12,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .events import Event
+from wikibot.gitd.change import Change
+
 from .queue import EventQueue
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Event], None]
+Handler = Callable[[Change], None]
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Dispatcher:
                 handled += 1
         return handled
 
-    def _deliver(self, name: str, handler: Handler, event: Event, stop: threading.Event | None) -> bool:
+    def _deliver(self, name: str, handler: Handler, event: Change, stop: threading.Event | None) -> bool:
         """True once the event is handled or buried; False when stopping between retries."""
         for attempt in range(1, self.retry.max_attempts + 1):
             try:

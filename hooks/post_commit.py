@@ -1,9 +1,9 @@
 """The `post-commit` hook installed in every wiki repository: web edits become events.
 
 Otterwiki commits with the git CLI, and so does anyone running `git commit` in a worktree; git
-runs this hook after each of those commits. It must stay fast and import-light (no dulwich, no
-model): it reads HEAD with git, queues one event and wakes the worker. Commits that wikibot makes
-itself (MCP, bootstrap) run git with hooks disabled and publish their own event instead.
+runs this hook after each of those commits, in the worktree's root. It must stay fast and
+import-light (no dulwich, no model): it reads HEAD, queues one change and wakes the worker. Commits
+that wikibot makes itself (MCP, bootstrap) run git with hooks disabled and publish their own.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from wikibot.gitd.repos import run_git
+from wikibot.gitd.change import ZERO, Change
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.repository import Repository
 
-from .events import ZERO_SHA, Event
-from .publish import Publisher
+from .post_receive import Publisher
 
 MARKER = "# installed by wikibot: turns commits into events (rewritten when the worker starts)"
 
@@ -27,31 +28,27 @@ def hook_script(data_dir: Path) -> str:
             "-m wikibot.hooks.post_commit\n")
 
 
-def _git(repo: Path, *args: str) -> str:
-    proc = run_git(repo, *args, ok_codes=(0, 1, 128))
-    return proc.stdout.decode(errors="replace").strip() if proc.returncode == 0 else ""
-
-
-def event_for_head(repo: Path, repos_root: Path) -> Event | None:
-    """The event for the commit HEAD now points at, or None when HEAD is detached."""
-    ref = _git(repo, "symbolic-ref", "-q", "HEAD")
-    new = _git(repo, "rev-parse", "-q", "--verify", "HEAD")
-    if not ref or not new:
+def change_for_head(repo_path: Path, repos_root: Path) -> Change | None:
+    """The change the commit HEAD now points at makes, or None when HEAD is detached."""
+    repo = Repository(repo_path)
+    checked_out = repo.checked_out()
+    if checked_out is None:
         return None
+    ref, new = checked_out
     # The first parent, not the reflog: pushes move refs without writing one. Consumers diff
     # from their own last-seen commit, so an amended commit is still handled right.
-    old = _git(repo, "rev-parse", "-q", "--verify", f"{new}^1") or ZERO_SHA
-    actor = _git(repo, "log", "-1", "--format=%an <%ae>", new) or None
-    owner, slug = repo.resolve().relative_to(repos_root.resolve()).parts[:2]
-    return Event(wiki=f"{owner}/{slug}", ref=ref, old_sha=old, new_sha=new, source="web", actor=actor)
+    old = repo.first_parent(new) or ZERO
+    last = repo.log(new, limit=1)
+    actor = f"{last[0].author} <{last[0].email}>" if last else None
+    owner, slug = repo_path.resolve().relative_to(repos_root.resolve()).parts[:2]
+    return Change(WikiName(owner, slug), ref, old, new, "web", actor)
 
 
 def main() -> int:
     data_dir = Path(os.environ["WIKIBOT_DATA"])
-    repo = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel") or ".")
-    event = event_for_head(repo, data_dir / "repos")
-    if event is not None:
-        Publisher(data_dir).publish(event)
+    change = change_for_head(Path.cwd(), data_dir / "repos")
+    if change is not None:
+        Publisher(data_dir).publish(change)
     return 0
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .events import Event
+from wikibot.gitd.change import Change
+from wikibot.gitd.names import WikiName
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -32,27 +33,27 @@ CREATE TABLE IF NOT EXISTS last_seen (
 @dataclass(frozen=True)
 class DeadLetter:
     consumer: str
-    event: Event
+    event: Change
     attempts: int
     error: str
     time: float
 
 
 class EventQueue(Protocol):
-    def publish(self, event: Event) -> int: ...
-    def read(self, after: int, limit: int = 100) -> list[Event]: ...
+    def publish(self, change: Change) -> int: ...
+    def read(self, after: int, limit: int = 100) -> list[Change]: ...
     def last_id(self) -> int: ...
     def cursor(self, consumer: str) -> int: ...
     def set_cursor(self, consumer: str, event_id: int) -> None: ...
-    def bury(self, consumer: str, event: Event, attempts: int, error: str) -> None: ...
-    def dead_letters(self, consumer: str | None = None, wiki: str | None = None) -> list[DeadLetter]: ...
+    def bury(self, consumer: str, event: Change, attempts: int, error: str) -> None: ...
+    def dead_letters(self, consumer: str | None = None, wiki: WikiName | None = None) -> list[DeadLetter]: ...
     def forget_dead(self, consumer: str, event_id: int) -> None: ...
-    def last_seen(self, wiki: str, ref: str) -> str | None: ...
+    def last_seen(self, wiki: WikiName, ref: str) -> str | None: ...
 
 
-def _event(row: sqlite3.Row) -> Event:
-    return Event(wiki=row["wiki"], ref=row["ref"], old_sha=row["old_sha"], new_sha=row["new_sha"],
-                 source=row["source"], actor=row["actor"], time=row["time"], id=row["id"])
+def _event(row: sqlite3.Row) -> Change:
+    return Change(WikiName.parse(row["wiki"]), row["ref"], row["old_sha"], row["new_sha"], row["source"],
+                  row["actor"], row["time"], row["id"])
 
 
 class SqliteQueue:
@@ -75,23 +76,24 @@ class SqliteQueue:
             self._local.db = db
         return db
 
-    def publish(self, event: Event) -> int:
+    def publish(self, change: Change) -> int:
         db = self._db()
+        wiki = str(change.wiki)
         with db:
             db.execute("BEGIN IMMEDIATE")
             cur = db.execute(
                 "INSERT INTO events (wiki, ref, old_sha, new_sha, source, actor, time) VALUES (?,?,?,?,?,?,?)",
-                (event.wiki, event.ref, event.old_sha, event.new_sha, event.source, event.actor, event.time))
+                (wiki, change.ref, change.old, change.new, change.source, change.actor, change.time))
             db.execute("INSERT OR REPLACE INTO last_seen (wiki, ref, sha) VALUES (?,?,?)",
-                       (event.wiki, event.ref, event.new_sha))
+                       (wiki, change.ref, change.new))
             return int(cur.lastrowid)
 
-    def read(self, after: int, limit: int = 100) -> list[Event]:
+    def read(self, after: int, limit: int = 100) -> list[Change]:
         rows = self._db().execute("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
         return [_event(r) for r in rows]
 
-    def events_of(self, wiki: str) -> list[Event]:
-        rows = self._db().execute("SELECT * FROM events WHERE wiki = ? ORDER BY id", (wiki,))
+    def events_of(self, wiki: WikiName) -> list[Change]:
+        rows = self._db().execute("SELECT * FROM events WHERE wiki = ? ORDER BY id", (str(wiki),))
         return [_event(r) for r in rows]
 
     def last_id(self) -> int:
@@ -109,20 +111,21 @@ class SqliteQueue:
                            "ON CONFLICT(consumer) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
                            (consumer, event_id))
 
-    def bury(self, consumer: str, event: Event, attempts: int, error: str) -> None:
+    def bury(self, consumer: str, event: Change, attempts: int, error: str) -> None:
         self._db().execute("INSERT OR REPLACE INTO dead (consumer, event_id, attempts, error, time) VALUES (?,?,?,?,?)",
                            (consumer, event.id, attempts, error[:2000], time.time()))
 
-    def dead_letters(self, consumer: str | None = None, wiki: str | None = None) -> list[DeadLetter]:
+    def dead_letters(self, consumer: str | None = None, wiki: WikiName | None = None) -> list[DeadLetter]:
         query = ("SELECT d.consumer, d.attempts, d.error, d.time AS dtime, e.* FROM dead d "
                  "JOIN events e ON e.id = d.event_id WHERE (? IS NULL OR d.consumer = ?) "
                  "AND (? IS NULL OR e.wiki = ?) ORDER BY e.id")
-        rows = self._db().execute(query, (consumer, consumer, wiki, wiki))
+        shown = None if wiki is None else str(wiki)
+        rows = self._db().execute(query, (consumer, consumer, shown, shown))
         return [DeadLetter(r["consumer"], _event(r), r["attempts"], r["error"], r["dtime"]) for r in rows]
 
     def forget_dead(self, consumer: str, event_id: int) -> None:
         self._db().execute("DELETE FROM dead WHERE consumer = ? AND event_id = ?", (consumer, event_id))
 
-    def last_seen(self, wiki: str, ref: str) -> str | None:
-        row = self._db().execute("SELECT sha FROM last_seen WHERE wiki = ? AND ref = ?", (wiki, ref)).fetchone()
+    def last_seen(self, wiki: WikiName, ref: str) -> str | None:
+        row = self._db().execute("SELECT sha FROM last_seen WHERE wiki = ? AND ref = ?", (str(wiki), ref)).fetchone()
         return row[0] if row else None

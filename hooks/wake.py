@@ -12,12 +12,13 @@ import os
 import socket
 from pathlib import Path
 
+from wikibot.errors import Unavailable
 from wikibot.gitd.local_sockets import private_run_dir, run_dir, socket_address
 
 SOCKET_NAME = "wake.sock"
 
 
-class WorkerRunning(OSError):
+class WorkerRunning(Unavailable):
     """Another worker already serves this data dir."""
 
 

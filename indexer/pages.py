@@ -1,20 +1,16 @@
 """Reading pages for the index with bounded memory: one page at a time, at most a budget of each.
 
 A wiki may hold hundreds of megabytes of text (repeated lines pack to almost nothing), so the
-indexer never asks git for all changed pages at once: it streams `git cat-file --batch` one
-request at a time and keeps only the first `limit` bytes of each blob, discarding the rest as it
-arrives.
+indexer never asks for all changed pages at once: the repository streams them one by one and
+keeps only the first `limit` bytes of each (`Repository.read_prefixes`).
 """
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 
-from wikibot.gitd.repos import RepoError, git_command, git_env
-
-DISCARD_BLOCK = 1 << 16
+from wikibot.gitd.repository import Repository
 
 
 @dataclass(frozen=True)
@@ -25,18 +21,6 @@ class PageText:
     cut: bool  # the page is longer than the budget
 
 
-def _read_exactly(stream, size: int, keep: int) -> bytes:
-    """Read `size` bytes from `stream`, returning the first `keep` of them."""
-    kept = stream.read(min(size, keep))
-    left = size - len(kept)
-    while left > 0:
-        block = stream.read(min(left, DISCARD_BLOCK))
-        if not block:
-            raise RepoError("git cat-file ended in the middle of a blob")
-        left -= len(block)
-    return kept
-
-
 def _text(data: bytes, size: int) -> str:
     """Decode a page; a page cut at the budget loses its last, partial line."""
     if len(data) < size:
@@ -45,31 +29,9 @@ def _text(data: bytes, size: int) -> str:
     return data.decode("utf-8", "replace")
 
 
-def read_pages(repo: Path, commit: str, paths: Iterable[str], limit: int) -> Iterator[PageText]:
+def read_pages(repo: Repository, commit: str, paths: Iterable[str], limit: int) -> Iterator[PageText]:
     """The pages among `paths` at `commit` (missing ones and non-blobs are skipped), each cut to
-    at most `limit` bytes. One git process; one request in flight, so no pipe can fill up."""
-    proc = subprocess.Popen(git_command(repo, "cat-file", "--batch"), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_env())
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        for path in paths:
-            if "\n" in path:
-                continue  # cannot be asked for on one line; git never lists such a page anyway
-            proc.stdin.write(f"{commit}:{path}\n".encode())
-            proc.stdin.flush()
-            header = proc.stdout.readline()
-            if not header:
-                raise RepoError(f"git cat-file stopped answering in {repo}")
-            if header.endswith(b" missing\n") or header.endswith(b" ambiguous\n"):
-                continue
-            _, kind, size_field = header.rstrip(b"\n").rsplit(b" ", 2)
-            size = int(size_field)
-            data = _read_exactly(proc.stdout, size, limit)
-            proc.stdout.read(1)  # the newline after each object
-            if kind == b"blob":
-                yield PageText(path, _text(data, size), size, len(data) < size)
-    finally:
-        proc.stdin.close()
-        proc.stdout.close()
-        proc.kill()
-        proc.wait()
+    at most `limit` bytes."""
+    with closing(repo.read_prefixes(commit, list(paths), limit)) as blobs:
+        for blob in blobs:
+            yield PageText(blob.path, _text(blob.data, blob.size), blob.size, blob.cut)

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from wikibot.gitd.core import Core
-from wikibot.gitd.repos import RepoError, git, page_files
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.repository import Repository
 
 from .chunking import Chunk, Chunker
 from .index import WikiIndex
@@ -42,7 +42,7 @@ SAVE_EVERY = 60.0  # seconds: a long refresh saves what it has, so its first pag
 
 @dataclass(frozen=True)
 class RefreshResult:
-    wiki: str
+    wiki: WikiName
     indexed_sha: str | None
     pages_changed: int = 0
     pages_deleted: int = 0
@@ -67,7 +67,7 @@ class RefreshJob:
     """One wiki's refresh from `index` (as loaded) to `head`; `step()` does one slice."""
 
     indexer: Indexer
-    wiki: str
+    wiki: WikiName
     created: float
     index: WikiIndex
     head: str | None
@@ -125,7 +125,7 @@ class RefreshJob:
         if not paths or self.head is None:
             return
         position = {path: first + i for i, path in enumerate(paths)}
-        repo = self.indexer.core.repos.path(*self.wiki.split("/", 1))
+        repo = self.indexer.core.repo(self.wiki)
         read = 0
         with closing(read_pages(repo, self.head, paths, PAGE_TEXT_BUDGET)) as pages:
             for page in pages:
@@ -170,9 +170,8 @@ class RefreshJob:
     def _save(self, final: bool) -> None:
         """Save under the index lock, unless the wiki was deleted (or re-created) meanwhile."""
         store, platform = self.indexer.store, self.indexer.core.store
-        owner, slug = self.wiki.split("/", 1)
         with store.writer(self.wiki):
-            record = platform.get_wiki(owner, slug)
+            record = platform.get_wiki(self.wiki)
             if record is None or record.created != self.created:
                 store.drop(self.wiki)
                 self.result = RefreshResult(self.wiki, None)
@@ -194,39 +193,37 @@ class RefreshJob:
 
 class Indexer:
     def __init__(self, core: Core, store: IndexStore, model: Model,
-                 on_saved: Callable[[str, str, WikiIndex], None] | None = None) -> None:
+                 on_saved: Callable[[WikiName, str, WikiIndex], None] | None = None) -> None:
         self.core = core
         self.store = store
         self.model = model
         self.on_saved = on_saved  # the worker's searcher adopts each new index (never mutated after)
         self.chunker = Chunker(model, model.max_content_tokens)
 
-    def stale(self) -> list[str]:
+    def stale(self) -> list[WikiName]:
         """Wikis whose HEAD differs from their indexed commit (read from each index's small meta
         file), after dropping orphan indexes. The worker runs this at start and periodically, so
         a refresh that failed heals even if no further change comes."""
         wikis = self.core.store.list_wikis()
-        names = {w.full_name for w in wikis}
+        names = {w.name for w in wikis}
         for orphan in set(self.store.wikis()) - names:
             # re-checked now, under the index's lock: the list above may predate a wiki created since
-            owner, slug = orphan.split("/", 1)
             with self.store.writer(orphan):
-                if self.core.store.get_wiki(owner, slug) is None:
+                if self.core.store.get_wiki(orphan) is None:
                     self.store.drop(orphan)
         stale = []
         for wiki in wikis:
             try:
-                if self.store.indexed_sha(wiki.full_name) != self.core.repos.head(wiki.owner, wiki.slug):
-                    stale.append(wiki.full_name)
+                if self.store.indexed_sha(wiki.name) != self.core.repos.head(wiki.name):
+                    stale.append(wiki.name)
             except (IndexMissing, IndexCorrupt):
-                stale.append(wiki.full_name)
+                stale.append(wiki.name)
         return stale
 
-    def start(self, wiki: str, *, from_scratch: bool = False, progress: Progress | None = None) -> RefreshJob:
+    def start(self, wiki: WikiName, *, from_scratch: bool = False, progress: Progress | None = None) -> RefreshJob:
         """Plan a refresh: what changed between the saved index and HEAD. Cheap: no page is read."""
-        owner, slug = wiki.split("/", 1)
-        record = self.core.store.get_wiki(owner, slug)
-        if record is None or not self.core.repos.exists(owner, slug):
+        record = self.core.store.get_wiki(wiki)
+        if record is None or not self.core.repos.exists(wiki):
             with self.store.writer(wiki):
                 self.store.drop(wiki)
             job = RefreshJob(self, wiki, 0.0, WikiIndex.empty(self.model.dimension), None, [], [], False)
@@ -236,15 +233,15 @@ class Indexer:
         rebuilt = index is None
         if index is None:
             index = WikiIndex.empty(self.model.dimension, record.created)
-        head = self.core.repos.head(owner, slug)
+        head = self.core.repos.head(wiki)
         job = RefreshJob(self, wiki, record.created, index, head, [], [], rebuilt, progress)
         if index.indexed_sha == head and not rebuilt:
             job.result = RefreshResult(wiki, head, chunks=len(index.chunks))
             return job
-        job.changed, job.deleted = self._changes(self.core.repos.path(owner, slug), index, head)
+        job.changed, job.deleted = self._changes(self.core.repo(wiki), index, head)
         return job
 
-    def refresh(self, wiki: str, *, from_scratch: bool = False, progress: Progress | None = None) -> RefreshResult:
+    def refresh(self, wiki: WikiName, *, from_scratch: bool = False, progress: Progress | None = None) -> RefreshResult:
         """Run a whole refresh now, in this thread (the CLI, tests)."""
         job = self.start(wiki, from_scratch=from_scratch, progress=progress)
         while not job.step(ALONE_SLICE_CHUNKS):
@@ -252,7 +249,7 @@ class Indexer:
         assert job.result is not None
         return job.result
 
-    def chunk(self, wiki: str, page: str, text: str) -> list[Chunk]:
+    def chunk(self, wiki: WikiName, page: str, text: str) -> list[Chunk]:
         """One page's chunks; a page the chunker cannot handle is left out, never the whole wiki."""
         try:
             return self.chunker.chunk(page, text)
@@ -260,7 +257,7 @@ class Indexer:
             log.exception("%s: could not chunk %s; it is left out of the index until it changes", wiki, page)
             return []
 
-    def _load(self, wiki: str, created: float) -> WikiIndex | None:
+    def _load(self, wiki: WikiName, created: float) -> WikiIndex | None:
         try:
             index, _ = self.store.load(wiki)
         except IndexMissing:
@@ -273,22 +270,12 @@ class Indexer:
         return index
 
     @staticmethod
-    def _changes(repo: Path, index: WikiIndex, head: str | None) -> tuple[list[str], list[str]]:
+    def _changes(repo: Repository, index: WikiIndex, head: str | None) -> tuple[list[str], list[str]]:
         """(pages to (re)index, pages to drop) between what is indexed and `head`."""
         if head is None:
             return [], sorted(index.pages)
         base = index.indexed_sha
-        if base is not None:
-            try:
-                git(repo, "cat-file", "-e", f"{base}^{{commit}}")
-            except RepoError:
-                base = None  # history we no longer have: compare against everything
-        if base is None:
-            current = sorted(page_files(repo, head))
+        if base is None or not repo.has_commit(base):  # history we no longer have: compare against everything
+            current = sorted(repo.page_files(head))
             return current, sorted(index.pages - set(current))
-        out = git(repo, "diff", "--name-status", "-z", "--no-renames", base, head, "--", "*.md").split("\0")
-        changed, deleted = [], []
-        for status, path in zip(out[0::2], out[1::2], strict=False):
-            if path.endswith(".md"):
-                (deleted if status == "D" else changed).append(path)
-        return changed, deleted
+        return repo.changed_pages(base, head)

@@ -18,9 +18,9 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 
-from wikibot.gitd.refs import MAIN
+from wikibot.gitd.change import MAIN, Change
+from wikibot.gitd.names import WikiName
 from wikibot.hooks.dispatcher import RetryPolicy
-from wikibot.hooks.events import Event
 
 from .refresh import SLICE_CHUNKS, Indexer, RefreshJob
 
@@ -41,19 +41,19 @@ class RefreshScheduler:
     def __init__(self, indexer: Indexer, retry: RetryPolicy | None = None) -> None:
         self.indexer = indexer
         self.retry = retry or RetryPolicy()
-        self._turns: deque[str] = deque()  # wikis with work, in the order they get their next slice
-        self._jobs: dict[str, RefreshJob] = {}
-        self._again: set[str] = set()  # changed while their job ran: refresh once more after it
-        self._failures: dict[str, tuple[int, float]] = {}  # wiki -> (attempts, not before)
-        self._current: str | None = None  # the wiki whose slice is running now
+        self._turns: deque[WikiName] = deque()  # wikis with work, in the order they get their next slice
+        self._jobs: dict[WikiName, RefreshJob] = {}
+        self._again: set[WikiName] = set()  # changed while their job ran: refresh once more after it
+        self._failures: dict[WikiName, tuple[int, float]] = {}  # wiki -> (attempts, not before)
+        self._current: WikiName | None = None  # the wiki whose slice is running now
         self._cond = threading.Condition()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, change: Change) -> None:
         """Event consumer: a change to a wiki's main branch asks for its refresh (returns at once)."""
-        if event.ref == MAIN:
-            self.request(event.wiki)
+        if change.ref == MAIN:
+            self.request(change.wiki)
 
-    def request(self, wiki: str, *, changed: bool = True) -> None:
+    def request(self, wiki: WikiName, *, changed: bool = True) -> None:
         """Refresh `wiki` soon. `changed`: it has a new commit, which deserves a new try at once even
         if its refresh was failing; a reader missing an index or the periodic check pass False."""
         with self._cond:
@@ -67,9 +67,9 @@ class RefreshScheduler:
 
     def status(self) -> SchedulerStatus:
         with self._cond:
-            running = {w: j.position for w, j in self._jobs.items()}
-            return SchedulerStatus(running, [w for w in self._turns if w not in self._jobs],
-                                   {w: n for w, (n, _) in self._failures.items()})
+            running = {str(w): j.position for w, j in self._jobs.items()}
+            return SchedulerStatus(running, [str(w) for w in self._turns if w not in self._jobs],
+                                   {str(w): n for w, (n, _) in self._failures.items()})
 
     def run(self, stop: threading.Event) -> None:
         """Serve refreshes until `stop` is set."""
@@ -78,7 +78,7 @@ class RefreshScheduler:
             if wiki is not None:
                 self._turn(wiki)
 
-    def _next(self, stop: threading.Event, idle_wait: float = 1.0) -> str | None:
+    def _next(self, stop: threading.Event, idle_wait: float = 1.0) -> WikiName | None:
         """The next wiki whose turn it is: not backing off, and either under way or allowed to
         start (fewer than `MAX_ACTIVE_JOBS` under way). None after waiting a while."""
         with self._cond:
@@ -95,7 +95,7 @@ class RefreshScheduler:
                 self._cond.wait(idle_wait)
             return None
 
-    def _turn(self, wiki: str) -> None:
+    def _turn(self, wiki: WikiName) -> None:
         """One slice of `wiki`'s refresh; then it queues again behind the others."""
         try:
             job = self._jobs.get(wiki)
@@ -122,7 +122,7 @@ class RefreshScheduler:
             if wiki not in self._turns:
                 self._turns.append(wiki)
 
-    def _failed(self, wiki: str, exc: Exception) -> None:
+    def _failed(self, wiki: WikiName, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()
         with self._cond:
             self._jobs.pop(wiki, None)

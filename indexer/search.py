@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from wikibot.errors import WikibotError
+from wikibot.gitd.names import WikiName
 from wikibot.gitd.store import Store
 
 from .chunking import Chunk
@@ -29,7 +31,7 @@ RRF_K = 60
 SNIPPET_CHARS = 240
 
 
-class SearchError(ValueError):
+class SearchError(WikibotError):
     """A query that cannot be answered as asked (bad mode, empty query)."""
 
 
@@ -46,14 +48,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Answer:
-    wiki: str
+    wiki: WikiName
     query: str
     mode: str
     indexed_sha: str | None  # the commit the answer reflects
     hits: list[Hit]
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "hits": [{**asdict(h), "lines": list(h.lines)} for h in self.hits]}
+        return {"wiki": str(self.wiki), "query": self.query, "mode": self.mode, "indexed_sha": self.indexed_sha,
+                "hits": [{**asdict(h), "lines": list(h.lines)} for h in self.hits]}
 
 
 def snippet(text: str, query: str) -> str:
@@ -106,17 +109,17 @@ class Searcher:
     """
 
     def __init__(self, store: IndexStore, model: Model, platform: Store, max_loaded: int = 16,
-                 idle_seconds: float = 600.0, on_missing: Callable[[str], None] | None = None) -> None:
+                 idle_seconds: float = 600.0, on_missing: Callable[[WikiName], None] | None = None) -> None:
         self.store = store
         self.model = model
         self.platform = platform
         self.max_loaded = max_loaded
         self.idle_seconds = idle_seconds
         self.on_missing = on_missing
-        self._loaded: OrderedDict[str, tuple[str, WikiIndex, float]] = OrderedDict()
+        self._loaded: OrderedDict[WikiName, tuple[str, WikiIndex, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def search(self, wiki: str, query: str, mode: str = "hybrid", limit: int = 10) -> Answer:
+    def search(self, wiki: WikiName, query: str, mode: str = "hybrid", limit: int = 10) -> Answer:
         if mode not in MODES:
             raise SearchError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not query.strip():
@@ -135,7 +138,7 @@ class Searcher:
                             snippet(c.text, query), round(score, 6)))
         return Answer(wiki, query, mode, index.indexed_sha, hits)
 
-    def adopt(self, wiki: str, generation: str, index: WikiIndex) -> None:
+    def adopt(self, wiki: WikiName, generation: str, index: WikiIndex) -> None:
         """Take a freshly saved index straight from the writer, so the first query after a change
         does not reload it from disk. It answers semantic queries at once; its BM25 is built right
         after on a thread of its own (keyword queries arriving meanwhile wait for that one build
@@ -155,9 +158,8 @@ class Searcher:
             for wiki in [w for w, (_, _, used) in self._loaded.items() if now - used > self.idle_seconds]:
                 del self._loaded[wiki]
 
-    def _index(self, wiki: str) -> WikiIndex | None:
-        owner, slug = wiki.split("/", 1)
-        record = self.platform.get_wiki(owner, slug)
+    def _index(self, wiki: WikiName) -> WikiIndex | None:
+        record = self.platform.get_wiki(wiki)
         if record is None:
             with self._lock:
                 self._loaded.pop(wiki, None)
@@ -166,7 +168,7 @@ class Searcher:
         # an index left by an earlier wiki of the same name answers nothing for the new one
         return index if index is not None and index.wiki_created == record.created else None
 
-    def _current(self, wiki: str) -> WikiIndex | None:
+    def _current(self, wiki: WikiName) -> WikiIndex | None:
         with self._lock:
             cached = self._loaded.get(wiki)
             generation = self.store.generation(wiki)

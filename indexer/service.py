@@ -16,14 +16,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from wikibot.errors import Unavailable, WikibotError
 from wikibot.gitd.local_sockets import peer_uid, private_run_dir, run_dir, socket_address
+from wikibot.gitd.names import WikiName
 
 from .search import Searcher, SearchError
 
 log = logging.getLogger(__name__)
 
 
-class SearchUnavailable(Exception):
+class SearchUnavailable(Unavailable):
     """No worker answers for this data dir (not started yet, or restarting)."""
 
 
@@ -52,10 +54,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 status = self.server.status()  # type: ignore[attr-defined]
                 self.wfile.write(json.dumps({"ok": True, "status": status}).encode() + b"\n")
                 return
-            answer = searcher.search(request["wiki"], request["query"], request.get("mode", "hybrid"),
+            answer = searcher.search(WikiName.parse(request["wiki"]), request["query"], request.get("mode", "hybrid"),
                                      int(request.get("limit", 10)))
             reply = {"ok": True, "answer": answer.to_dict()}
-        except (SearchError, KeyError, ValueError, TypeError) as exc:
+        except (WikibotError, KeyError, ValueError, TypeError) as exc:
             reply = {"ok": False, "error": str(exc)}
         except Exception as exc:  # the service's fault (e.g. the model failed to load): keep serving
             log.exception("search failed")
@@ -81,10 +83,10 @@ class SearchServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         return thread
 
 
-def remote_search(data_dir: Path, wiki: str, query: str, mode: str = "hybrid", limit: int = 10,
+def remote_search(data_dir: Path, wiki: WikiName, query: str, mode: str = "hybrid", limit: int = 10,
                   timeout: float = 30.0) -> dict:
     """Ask the worker; returns the answer dict, raises SearchError or SearchUnavailable."""
-    return _ask(data_dir, {"wiki": wiki, "query": query, "mode": mode, "limit": limit}, timeout)["answer"]
+    return _ask(data_dir, {"wiki": str(wiki), "query": query, "mode": mode, "limit": limit}, timeout)["answer"]
 
 
 def remote_status(data_dir: Path, timeout: float = 10.0) -> dict:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import faiss
 
+from wikibot.errors import InternalError, NotFound
 from wikibot.gitd.locks import file_lock
+from wikibot.gitd.names import WikiName
 
 from .chunking import Chunk
 from .index import WikiIndex
@@ -28,11 +30,11 @@ FORMAT = 1
 KEEP_SECONDS = 60.0  # older generations stay this long: a reader may still be loading one
 
 
-class IndexMissing(Exception):
+class IndexMissing(NotFound):
     """No index was ever saved for this wiki."""
 
 
-class IndexCorrupt(Exception):
+class IndexCorrupt(InternalError):
     """The saved index is unreadable or does not match its checksums."""
 
 
@@ -55,38 +57,36 @@ class IndexStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, wiki: str) -> Path:
-        owner, slug = wiki.split("/", 1)
-        return self.root / owner / slug
+    def path(self, wiki: WikiName) -> Path:
+        return self.root / wiki.owner / wiki.slug
 
     @contextmanager
-    def writer(self, wiki: str) -> Iterator[None]:
-        owner, slug = wiki.split("/", 1)
-        with file_lock(self.root / owner / f".{slug}.lock"):
+    def writer(self, wiki: WikiName) -> Iterator[None]:
+        with file_lock(self.root / wiki.owner / f".{wiki.slug}.lock"):
             yield
 
-    def generation(self, wiki: str) -> str | None:
+    def generation(self, wiki: WikiName) -> str | None:
         """The name of the current generation (cheap: one small file), or None."""
         try:
             return (self.path(wiki) / "CURRENT").read_text().strip() or None
         except FileNotFoundError:
             return None
 
-    def indexed_sha(self, wiki: str) -> str | None:
+    def indexed_sha(self, wiki: WikiName) -> str | None:
         """The commit the current generation reflects, from its small meta file (no vectors read)."""
         generation = self.generation(wiki)
         if generation is None:
-            raise IndexMissing(wiki)
+            raise IndexMissing(f"no index of {wiki} was saved")
         try:
             return json.loads((self.path(wiki) / generation / "meta.json").read_text())["indexed_sha"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IndexCorrupt(f"{wiki}: {generation} is unreadable: {exc}") from None
 
-    def load(self, wiki: str) -> tuple[WikiIndex, str]:
+    def load(self, wiki: WikiName) -> tuple[WikiIndex, str]:
         """The current index and its generation name."""
         generation = self.generation(wiki)
         if generation is None:
-            raise IndexMissing(wiki)
+            raise IndexMissing(f"no index of {wiki} was saved")
         folder = self.path(wiki) / generation
         try:
             meta = json.loads((folder / "meta.json").read_text())
@@ -108,7 +108,7 @@ class IndexStore:
                           wiki_created=meta["wiki_created"], next_id=meta["next_id"])
         return index, generation
 
-    def save(self, wiki: str, index: WikiIndex) -> str:
+    def save(self, wiki: WikiName, index: WikiIndex) -> str:
         """Write `index` as a new generation and make it current; returns its name."""
         base = self.path(wiki)
         base.mkdir(parents=True, exist_ok=True)
@@ -144,10 +144,10 @@ class IndexStore:
             if old.name != current and idle > KEEP_SECONDS:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def drop(self, wiki: str) -> None:
+    def drop(self, wiki: WikiName) -> None:
         shutil.rmtree(self.path(wiki), ignore_errors=True)
 
-    def wikis(self) -> list[str]:
+    def wikis(self) -> list[WikiName]:
         if not self.root.is_dir():
             return []
-        return sorted(f"{p.parent.name}/{p.name}" for p in self.root.glob("*/*") if (p / "CURRENT").exists())
+        return sorted(WikiName(p.parent.name, p.name) for p in self.root.glob("*/*") if (p / "CURRENT").exists())

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from starlette.applications import Starlette
 
-from .deadline import Deadline
+from wikibot.gitd.http_access import Answer, StartResponse, status_line
 
-StartResponse = Callable[..., Any]
+from .deadline import Deadline
 
 DRAIN_BYTES = 64 * 2**20
 
@@ -32,24 +29,10 @@ class BodyTooLarge(Exception):
     """The request body is over the bridge's limit (it is read whole into memory)."""
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-
-def rpc_error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
-    """An HTTP error carrying a JSON-RPC error body: MCP clients show its message to the user."""
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
-    return HttpAnswer(f"{status} {HTTPStatus(status).phrase}",
-                      (("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers), body)
-
-
 class AsgiBridge:
     """A WSGI app running one ASGI app per process on its own event loop thread."""
 
-    def __init__(self, factory: Callable[[], Starlette], max_body: int, too_large: HttpAnswer,
+    def __init__(self, factory: Callable[[], Starlette], max_body: int, too_large: Answer,
                  timeout: float) -> None:
         self.factory = factory
         self.timeout = timeout
@@ -85,9 +68,7 @@ class AsgiBridge:
         try:
             body = _read_body(environ, self.max_body)
         except BodyTooLarge:
-            answer = self.too_large
-            start_response(answer.status, list(answer.headers))
-            return [answer.body]
+            return self.too_large.send(start_response)
         loop, app = self._started()
         deadline = Deadline.after(self.timeout, f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}")
         scope = _scope(environ, {**state, "deadline": deadline})
@@ -96,10 +77,10 @@ class AsgiBridge:
             status, headers, chunks = future.result(self.timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()  # the task; a tool's thread stops at its next checkpoint (the deadline is past)
-            answer = rpc_error(504, f"the request timed out after {self.timeout:.0f} s; a write may still have "
+            answer = Answer.rpc_error(504, f"the request timed out after {self.timeout:.0f} s; a write may still have "
                                     "landed: read the page (or retry with the same base revision) to know. "
                                     "For reads, try a smaller request (one page, fewer results)")
-            status, headers, chunks = answer.status, list(answer.headers), [answer.body]
+            status, headers, chunks = answer.status_line, answer.header_list, [answer.body]
         start_response(status, headers)
         return chunks
 
@@ -166,10 +147,5 @@ async def _call(app: Starlette, scope: dict[str, Any], body: bytes) -> tuple[str
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    status = response["status"]
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response["headers"]]
-    return f"{status} {reason}".strip(), headers, chunks
+    return status_line(response["status"]), headers, chunks

@@ -17,12 +17,12 @@ from fastmcp.tools import ToolResult
 
 from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
+from wikibot.gitd.http_access import Caller
+from wikibot.gitd.repository import COMMIT_ID_RE, Repository, RevisionNotFound
 
-from .caller import Caller
-from .deadline import Deadline
+from .deadline import Deadline, diff_until
 from .link_graph import Graph, LinkGraphs
 from .page_writes import PageConflict, Written, commit_pages
-from .wiki_repo import COMMIT_ID_RE, RevisionNotFound, WikiRepo
 from .wikitext import PathRefused, page_file, stored_file
 
 LINK_GRAPHS = LinkGraphs()
@@ -32,7 +32,7 @@ LINK_GRAPHS = LinkGraphs()
 class ToolContext:
     caller: Caller
     core: Core
-    repo: WikiRepo
+    repo: Repository
     deadline: Deadline
 
     def checkpoint(self, step: str) -> None:
@@ -91,7 +91,11 @@ class ToolContext:
         return file, None
 
     def graph(self, commit: str) -> Graph:
-        return LINK_GRAPHS.at(self.caller.wiki, self.repo, commit, self.checkpoint)
+        return LINK_GRAPHS.at(self.caller.name, self.repo, commit, self.checkpoint)
+
+    def diff(self, old: str | None, new: str, paths: Sequence[str] | None = None) -> str:
+        """A unified diff, stopped at the request's deadline."""
+        return diff_until(self.deadline, self.repo, old, new, paths)
 
     def commit(self, base: str | None, guarded: Sequence[str], build: Callable[[str | None], Sequence[FileChange]],
                message: str, idempotent: bool = False) -> Written:
@@ -99,7 +103,8 @@ class ToolContext:
         agent can act on."""
         try:
             return commit_pages(self.core, self.caller, self.repo, base=base, guarded=guarded, build=build,
-                                message=message, checkpoint=self.checkpoint, idempotent=idempotent)
+                                message=message, checkpoint=self.checkpoint, deadline=self.deadline,
+                                idempotent=idempotent)
         except PageConflict as exc:
             if exc.base is None:
                 raise ToolError(f"conflict: {exc.path} was created by someone else meanwhile (the wiki is now at "
@@ -118,7 +123,7 @@ def current() -> ToolContext:
     caller: Caller = state.caller
     core: Core = state.core
     deadline: Deadline = state.deadline
-    return ToolContext(caller, core, WikiRepo(core.repos.path(caller.owner, caller.slug), deadline), deadline)
+    return ToolContext(caller, core, core.repo(caller.name), deadline)
 
 
 def answer(text: str, data: dict[str, Any]) -> ToolResult:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 from fastmcp.exceptions import ToolError
+
+from wikibot.gitd.repository import ReadTimedOut, Repository
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +49,18 @@ class Deadline:
                     -self.remaining(), step)
         raise OutOfTime(f"this request ran out of time and was stopped before {step}; nothing after that was "
                         "done. Retry with a smaller request.")
+
+
+def diff_until(deadline: Deadline | None, repo: Repository, old: str | None, new: str,
+               paths: Sequence[str] | None = None) -> str:
+    """`repo.diff`, stopped at the deadline: git is killed then (a diff of two big, very different
+    pages can take minutes) and the tool stops with OutOfTime."""
+    if deadline is None:
+        return repo.diff(old, new, paths)
+    deadline.check("diffing")
+    try:
+        text = repo.diff(old, new, paths, timeout=deadline.remaining())
+    except ReadTimedOut:
+        deadline.stop("answering with the diff")
+    deadline.check("answering with the diff")
+    return text

@@ -12,7 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .wiki_repo import RepoError, WikiRepo
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.repository import RepoError, Repository
+
 from .wikitext import Link, links_out
 
 MAX_GRAPHS = 64
@@ -38,10 +40,10 @@ class LinkGraphs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._graphs: OrderedDict[tuple[str, str], Graph] = OrderedDict()
-        self._latest: dict[str, Graph] = {}
+        self._graphs: OrderedDict[tuple[WikiName, str], Graph] = OrderedDict()
+        self._latest: dict[WikiName, Graph] = {}
 
-    def at(self, wiki: str, repo: WikiRepo, revision: str, checkpoint: Checkpoint) -> Graph:
+    def at(self, wiki: WikiName, repo: Repository, revision: str, checkpoint: Checkpoint) -> Graph:
         """The graph at `revision`; `checkpoint` is called between pages while one is built."""
         with self._lock:
             graph = self._graphs.get((wiki, revision))
@@ -66,7 +68,7 @@ def _parse(contents: dict[str, bytes], checkpoint: Checkpoint) -> dict[str, tupl
     return parsed
 
 
-def _advance(repo: WikiRepo, known: Graph, revision: str, checkpoint: Checkpoint) -> Graph | None:
+def _advance(repo: Repository, known: Graph, revision: str, checkpoint: Checkpoint) -> Graph | None:
     try:
         changed = {p for p in repo.changed_files(known.revision, revision) if p.endswith(".md")}
     except RepoError:  # the old revision is gone (the wiki was re-created): build from scratch
@@ -79,7 +81,7 @@ def _advance(repo: WikiRepo, known: Graph, revision: str, checkpoint: Checkpoint
     return Graph(revision, outgoing)
 
 
-def _build(repo: WikiRepo, revision: str, checkpoint: Checkpoint) -> Graph:
+def _build(repo: Repository, revision: str, checkpoint: Checkpoint) -> Graph:
     pages = [entry.path for entry in repo.entries(revision, sizes=False) if entry.path.endswith(".md")]
     outgoing = _parse(repo.read_many(revision, pages, MAX_PAGE_BYTES), checkpoint)
     outgoing.update({page: () for page in pages if page not in outgoing})

@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from wikibot.errors import Conflict
 from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
+from wikibot.gitd.http_access import Caller
 from wikibot.gitd.locks import LockTimeout
+from wikibot.gitd.repository import Repository
 
-from .caller import Caller
-from .wiki_repo import WikiRepo
+from .deadline import Deadline, diff_until
 
 
-class PageConflict(Exception):
+class PageConflict(Conflict):
     """A guarded page differs between the writer's base revision and HEAD."""
 
     def __init__(self, path: str, base: str | None, current: str | None, diff: str = "") -> None:
@@ -47,15 +49,15 @@ class _AlreadyAtHead(Exception):
         self.changes = changes
 
 
-def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None, guarded: Sequence[str],
+def commit_pages(core: Core, caller: Caller, repo: Repository, *, base: str | None, guarded: Sequence[str],
                  build: Callable[[str | None], Sequence[FileChange]], message: str,
-                 checkpoint: Callable[[str], None], idempotent: bool = False) -> Written:
+                 checkpoint: Callable[[str], None], deadline: Deadline | None, idempotent: bool = False) -> Written:
     """Commit what `build(head)` returns, if no page in `guarded` changed since `base`.
 
     `base` None means the caller saw nothing (a page it creates): then the guarded pages must not
     exist yet. `build` runs under the wiki's lock and may raise to refuse. `checkpoint` runs before
     the build and, last, just before the branch moves: after that the write commits. The wait for the
-    lock ends at the request's deadline (`repo.deadline`).
+    lock ends at the request's `deadline`.
     `idempotent`: the changes do not depend on HEAD, so a HEAD that holds them already is no conflict.
     """
     built: list[tuple[FileChange, ...]] = []
@@ -74,9 +76,9 @@ def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None
         return built[-1]
 
     user = caller.user
-    deadline = repo.deadline
+    assert user is not None  # MCP serves no anonymous caller
     try:
-        revision = core.commit_with(caller.owner, caller.slug, checked_build, message=f"[mcp] {message}",
+        revision = core.commit_with(caller.name, checked_build, message=f"[mcp] {message}",
                                     author=(user.name, user.email or f"{user.name}@users.wikibot"),
                                     actor=user.name, source="mcp",
                                     lock_timeout=max(deadline.remaining(), 0) if deadline else None,
@@ -88,12 +90,12 @@ def commit_pages(core: Core, caller: Caller, repo: WikiRepo, *, base: str | None
         deadline.stop("getting the wiki's lock (another write held it)")
     except PageConflict as conflict:
         if conflict.base and conflict.current:
-            conflict.diff = repo.diff(conflict.base, conflict.current, [conflict.path])
+            conflict.diff = diff_until(deadline, repo, conflict.base, conflict.current, [conflict.path])
         raise
     return Written(revision, built[-1])
 
 
-def _at_head(repo: WikiRepo, head: str, changes: tuple[FileChange, ...]) -> bool:
+def _at_head(repo: Repository, head: str, changes: tuple[FileChange, ...]) -> bool:
     """Does HEAD hold every change already (each file with that content, each deleted file gone)?"""
     current = repo.read_many(head, [change.path for change in changes])
     return bool(changes) and all(current.get(change.path) == change.content for change in changes)

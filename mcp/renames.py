@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from fastmcp.exceptions import ToolError
 
 from wikibot.gitd.commits import FileChange
+from wikibot.gitd.repository import Repository
 
-from .wiki_repo import WikiRepo
 from .wikitext import attachment_dir, rewrite_links
 
 MAX_RELINK_BYTES = 1024 * 1024  # larger pages are left as they are
@@ -25,7 +25,7 @@ class RenamePlan:
     relinked: list[str]  # pages (at their new paths) whose links were rewritten
 
 
-def plan_rename(repo: WikiRepo, head: str, old: str, new: str, new_name: str, update_links: bool,
+def plan_rename(repo: Repository, head: str, old: str, new: str, new_name: str, update_links: bool,
                 checkpoint: Callable[[str], None]) -> RenamePlan:
     """The changes that rename page file `old` to `new` (shown as `new_name`) at `head`;
     `checkpoint` is called between the pages whose links are rewritten."""

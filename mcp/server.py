@@ -8,6 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+
+from wikibot.errors import WikibotError
 
 from . import tools_attachments, tools_history, tools_pages
 
@@ -39,8 +43,19 @@ TOOLS: list[tuple[Any, dict[str, bool]]] = [
 ]
 
 
+class ReportRefusals(Middleware):
+    """The MCP side of the error base: a `WikibotError` a tool lets through reaches the agent as a
+    tool error with its message (anything else stays masked as an internal error)."""
+
+    async def on_call_tool(self, context: MiddlewareContext, call_next: CallNext) -> Any:
+        try:
+            return await call_next(context)
+        except WikibotError as exc:
+            raise ToolError(str(exc)) from None
+
+
 def build_server() -> FastMCP:
-    server = FastMCP("wikibot", instructions=INSTRUCTIONS, mask_error_details=True)
+    server = FastMCP("wikibot", instructions=INSTRUCTIONS, mask_error_details=True, middleware=[ReportRefusals()])
     for fn, hints in TOOLS:
         server.tool(fn, annotations=hints)
     return server

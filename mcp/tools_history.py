@@ -8,12 +8,12 @@ from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
 from pydantic import Field
 
+from wikibot.gitd.repository import REVISION_RE, RevisionNotFound
 from wikibot.indexer.search import SearchError
 from wikibot.indexer.service import SearchUnavailable, remote_search
 
 from .arguments import Cursor, OptionalPath
 from .context import answer, current
-from .wiki_repo import REVISION_RE, RevisionNotFound
 from .wikitext import page_name
 
 MAX_LOG = 200
@@ -50,7 +50,7 @@ def diff(from_revision: Annotated[str, Field(description="Older revision")],
     old = ctx.revision(from_revision)
     new = ctx.revision(to_revision)
     file = ctx.page(new, path) if path else None
-    text = ctx.repo.diff(old, new, [file] if file else None)
+    text = ctx.diff(old, new, [file] if file else None)
     data = {"from_revision": old, "to_revision": new, "path": page_name(file) if file else None,
             "file": file, "diff": text}
     return answer(text or "no differences", data)
@@ -94,7 +94,7 @@ def search(query: Annotated[str, Field(description="What to look for, in words o
     may not be indexed yet)."""
     ctx = current()
     try:
-        found = remote_search(ctx.core.config.data_dir, ctx.caller.wiki, query, mode, limit)
+        found = remote_search(ctx.core.config.data_dir, ctx.caller.name, query, mode, limit)
     except SearchError as exc:
         raise ToolError(f"bad search: {exc}") from None
     except SearchUnavailable as exc:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from datetime import date
-from pathlib import Path
 from typing import Annotated
 
 from fastmcp.exceptions import ToolError
@@ -13,7 +11,7 @@ from fastmcp.tools import ToolResult
 from pydantic import BaseModel, Field
 
 from wikibot.gitd.commits import FileChange
-from wikibot.gitd.repos import run_git
+from wikibot.gitd.repository import unified_diff
 from wikibot.indexer.chunking import Outline, outline, scalar_text
 
 from .arguments import BaseRevision, Cursor, Message, OptionalBase, PagePath
@@ -102,9 +100,9 @@ def edit_page(path: PagePath,
     base = ctx.base(base_revision)
     file, found = ctx.locate(base, path)
     before = _text(ctx, base, file, found, path, strict=True)
-    after = _apply(before, edits, min(MAX_PAGE_BYTES, ctx.core.limits_of(ctx.caller.owner).max_file_bytes))
+    after = _apply(before, edits, min(MAX_PAGE_BYTES, ctx.core.limits_of(ctx.caller.name.owner).max_file_bytes))
     ctx.checkpoint("computing the diff")
-    diff = _diff(file, before, after)
+    diff = unified_diff(file, before, after)
     if dry_run or not diff:
         return answer(diff or "the edits change nothing",
                       {"path": page_name(file), "file": file, "revision": base, "diff": diff, "committed": False})
@@ -271,23 +269,6 @@ def _apply(text: str, edits: list[Edit], max_bytes: int) -> str:
                             "for one file")
         text = text.replace(edit.old, edit.new)
     return text
-
-
-def _diff(file: str, before: str, after: str) -> str:
-    """A unified diff that `git apply` accepts, including the no-newline-at-end marker. Made by git,
-    whose diff stays fast on any page: difflib takes minutes on a long page with its lines reordered."""
-    with tempfile.TemporaryDirectory(prefix="wikibot-diff-") as tmp:
-        folder = Path(tmp)
-        (folder / "a").write_bytes(before.encode())
-        (folder / "b").write_bytes(after.encode())
-        # no repository around the temp folder may lend its config (diff.context=0 breaks `git apply`)
-        out = run_git(folder, "diff", "--no-index", "--no-color", "--no-ext-diff", "--no-textconv", "--text",
-                      "--diff-algorithm=myers", "-U3", "--", "a", "b", ok_codes=(0, 1),
-                      env={"GIT_CEILING_DIRECTORIES": str(folder.parent)}).stdout
-    hunks = out.find(b"\n@@ ")
-    if hunks < 0:
-        return ""
-    return f"--- a/{file}\n+++ b/{file}\n" + out[hunks + 1:].decode("utf-8", "replace")
 
 
 def _unchanged(file: str, since: str) -> ToolResult:

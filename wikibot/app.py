@@ -1,49 +1,75 @@
-"""The WSGI application gunicorn serves: one front router over the components' apps."""
+"""The WSGI application gunicorn serves: one front router over the components' apps.
+
+The URL space is a table (see DESIGN.md): each route is a pattern the path must start with and the
+app that owns everything under it; the first match wins. User and wiki names are never one of the
+platform's words (gitd/names.py RESERVED_NAMES), so `/NAME/...` cannot shadow a route.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
-from wikibot.gitd.smart_http import GitHTTP, StartResponse
+from wikibot.gitd.http_access import Answer, StartResponse
+from wikibot.gitd.smart_http import GitHTTP
 from wikibot.indexer.http import SearchAPI
 from wikibot.mcp.endpoint import McpEndpoint
 from wikibot.redaction import redact_every_logger
 from wikibot.wiring import open_core
 
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: re.Pattern[str]  # matched at the start of PATH_INFO
+    app: WsgiApp
+
+
+class Landing:
+    """`/`: what a visitor (or `curl`) sees until the web UI serves a dashboard there."""
+
+    def __init__(self, public_url: str) -> None:
+        self.public_url = public_url
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") not in ("", "/"):
+            return Answer.text(404, "not found").send(start_response)
+        return Answer.text(200, f"wikibot is running. Clone a wiki with: git clone {self.public_url}/OWNER/WIKI.git"
+                           ).send(start_response)
+
+
+def routes(core: Core) -> list[Route]:
+    """The platform's URL table, in the order it is matched."""
+    return [
+        Route(re.compile(r"/mcp/"), McpEndpoint(core)),
+        Route(re.compile(r"/api/wikis/"), SearchAPI(core)),
+        Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
+        Route(re.compile(r""), Landing(core.config.public_url)),
+    ]
+
 
 class Platform:
     """Routes each request to the component that owns its URL space."""
 
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.git = GitHTTP(core)
-        self.search = SearchAPI(core)
-        self.mcp = McpEndpoint(core)
+    def __init__(self, table: list[Route]) -> None:
+        self.table = table
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if ".git/" in path:
-            return self.git(environ, start_response)
-        if path.startswith("/mcp/"):
-            return self.mcp(environ, start_response)
-        if path.startswith("/api/wikis/"):
-            return self.search(environ, start_response)
-        if path in ("", "/"):
-            body = b"wikibot is running. Clone a wiki with: git clone " + \
-                self.core.config.public_url.encode() + b"/OWNER/WIKI.git\n"
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
-                                      ("Content-Length", str(len(body)))])
-            return [body]
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"not found\n"]
+        for route in self.table:
+            if route.prefix.match(path):
+                return route.app(environ, start_response)
+        return Answer.text(404, "not found").send(start_response)
 
 
 def create_app(config: Config | None = None) -> Platform:
     core = open_core(config or load_config())
     core.initialise()
-    platform = Platform(core)
+    platform = Platform(routes(core))
     # after gunicorn's logger setup and every import: handlers libraries added redact too
     redact_every_logger()
     return platform

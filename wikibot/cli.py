@@ -12,18 +12,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wikibot.bootstrap.create import create_wiki
-from wikibot.config import ConfigError, load_config
+from wikibot.config import load_config
+from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core, CoreError
-from wikibot.gitd.names import InvalidName, split_wiki
+from wikibot.gitd.names import WikiName
 from wikibot.gitd.permissions import keep_private, repair
-from wikibot.gitd.repos import RepoError, git
+from wikibot.gitd.repository import RepoError
 from wikibot.wiring import open_core
 
 ADMIN_NAME = "admin"
 STARTER_WIKI = "notes"
 
 
-class UsageError(Exception):
+class UsageError(WikibotError):
     """Wrong command-line usage."""
 
 
@@ -52,8 +53,8 @@ def cmd_init(core: Core, args: argparse.Namespace) -> None:
     if core.store.list_users():
         print(f"wikibot is already initialised in {core.config.data_dir}")
         return
-    _, password = core.add_user(ADMIN_NAME, admin=True, tier="premium")
-    wiki, _ = create_wiki(core, ADMIN_NAME, STARTER_WIKI, title="Notes",
+    _, password = core.add_user(ADMIN_NAME, admin=True, tier="premium", platform_account=True)
+    wiki, _ = create_wiki(core, WikiName(ADMIN_NAME, STARTER_WIKI), title="Notes",
                           purpose="A starter wiki: try cloning, editing and pushing it.")
     _, token = core.create_token(ADMIN_NAME, scope="write", note="created by wikibot init")
     host = core.config.public_url.split("://", 1)
@@ -62,10 +63,10 @@ def cmd_init(core: Core, args: argparse.Namespace) -> None:
     print(f"  admin user:   {ADMIN_NAME}")
     print(f"  password:     {password}")
     print(f"  write token:  {token}")
-    print(f"Clone the starter wiki {wiki.full_name}:")
-    print(f"  git clone {host[0]}://{ADMIN_NAME}:{token}@{host[1]}/{wiki.full_name}.git")
+    print(f"Clone the starter wiki {wiki.name}:")
+    print(f"  git clone {host[0]}://{ADMIN_NAME}:{token}@{host[1]}/{wiki.name}.git")
     print("Connect Claude Code to it over MCP:")
-    print(f"  claude mcp add --transport http {wiki.slug} {core.config.public_url}/mcp/{wiki.full_name} "
+    print(f"  claude mcp add --transport http {wiki.slug} {core.config.public_url}/mcp/{wiki.name} "
           f"--header \"Authorization: Bearer {token}\"")
 
 
@@ -93,51 +94,45 @@ def cmd_user_delete(core: Core, args: argparse.Namespace) -> None:
 
 
 def cmd_wiki_create(core: Core, args: argparse.Namespace) -> None:
-    owner, slug = split_wiki(args.wiki)
-    wiki, _ = create_wiki(core, owner, slug, title=args.name or "", purpose=args.purpose or "",
+    wiki, _ = create_wiki(core, args.wiki, title=args.name or "", purpose=args.purpose or "",
                           public=args.public, template=args.template)
-    print(f"created wiki {wiki.full_name} ({'public' if wiki.public else 'private'})")
-    print(f"  git clone {core.config.public_url}/{wiki.full_name}.git")
-    print(f"  MCP: {core.config.public_url}/mcp/{wiki.full_name}")
+    print(f"created wiki {wiki.name} ({'public' if wiki.public else 'private'})")
+    print(f"  git clone {core.config.public_url}/{wiki.name}.git")
+    print(f"  MCP: {core.config.public_url}/mcp/{wiki.name}")
 
 
 def cmd_wiki_list(core: Core, args: argparse.Namespace) -> None:
     rows = []
     for w in core.store.list_wikis(args.owner):
-        grants = ", ".join(f"{g.user}:{g.role}" for g in core.store.list_grants(wiki=w.full_name))
-        rows.append([w.full_name, "public" if w.public else "private", str(w.pages),
+        grants = ", ".join(f"{g.user}:{g.role}" for g in core.store.list_grants(wiki=w.name))
+        rows.append([str(w.name), "public" if w.public else "private", str(w.pages),
                      f"{w.bytes / 1048576:.1f} MB", w.title, grants or "-"])
     _table(rows, ["WIKI", "ACCESS", "PAGES", "SIZE", "NAME", "COLLABORATORS"])
 
 
 def cmd_wiki_delete(core: Core, args: argparse.Namespace) -> None:
-    owner, slug = split_wiki(args.wiki)
-    core.delete_wiki(owner, slug)
-    print(f"deleted wiki {owner}/{slug}")
+    core.delete_wiki(args.wiki)
+    print(f"deleted wiki {args.wiki}")
 
 
 def cmd_wiki_visibility(core: Core, args: argparse.Namespace) -> None:
-    owner, slug = split_wiki(args.wiki)
-    core.set_public(owner, slug, args.visibility == "public")
-    print(f"{owner}/{slug} is now {args.visibility}")
+    core.set_public(args.wiki, args.visibility == "public")
+    print(f"{args.wiki} is now {args.visibility}")
 
 
 def cmd_wiki_grant(core: Core, args: argparse.Namespace) -> None:
-    owner, slug = split_wiki(args.wiki)
-    grant = core.grant(owner, slug, args.user, args.role)
+    grant = core.grant(args.wiki, args.user, args.role)
     print(f"{grant.user} is now {grant.role} of {grant.wiki}")
 
 
 def cmd_wiki_revoke(core: Core, args: argparse.Namespace) -> None:
-    owner, slug = split_wiki(args.wiki)
-    core.revoke(owner, slug, args.user)
-    print(f"{args.user} no longer has a role on {owner}/{slug}")
+    core.revoke(args.wiki, args.user)
+    print(f"{args.user} no longer has a role on {args.wiki}")
 
 
 def cmd_token_create(core: Core, args: argparse.Namespace) -> None:
-    wikis = tuple("/".join(split_wiki(w)) for w in args.wiki)
-    token, secret = core.create_token(args.user, args.scope, wikis, args.expires_days, args.note or "")
-    limits = ", ".join(token.wikis) if token.wikis else "all wikis the user can reach"
+    token, secret = core.create_token(args.user, args.scope, tuple(args.wiki), args.expires_days, args.note or "")
+    limits = ", ".join(map(str, token.wikis)) if token.wikis else "all wikis the user can reach"
     print(f"created {token.scope} token {token.id} for {token.user} ({limits}; expires {_when(token.expires)})")
     print("The token is shown once:")
     print(secret)
@@ -187,18 +182,16 @@ def cmd_events_status(core: Core, args: argparse.Namespace) -> None:
 
 
 def cmd_events_replay(core: Core, args: argparse.Namespace) -> None:
-    from wikibot.hooks.events import ZERO_SHA, Event
+    from wikibot.gitd.change import MAIN, ZERO, Change
 
-    owner, slug = split_wiki(args.wiki)
-    wiki = core.wiki(owner, slug)
+    name = core.wiki(args.wiki).name
     publisher = _publisher(core)
-    head = core.repos.head(owner, slug) or ZERO_SHA
-    dead = publisher.queue.dead_letters(wiki=wiki.full_name)
-    event_id = publisher.publish(Event(wiki=wiki.full_name, ref="refs/heads/main", old_sha=ZERO_SHA,
-                                       new_sha=head, source="sync", actor="wikibot events replay"))
+    head = core.repos.head(name) or ZERO
+    dead = publisher.queue.dead_letters(wiki=name)
+    event_id = publisher.publish(Change(name, MAIN, ZERO, head, "sync", "wikibot events replay"))
     for d in dead:
         publisher.queue.forget_dead(d.consumer, d.event.id)
-    print(f"queued event {event_id}: {wiki.full_name} from scratch to {head[:12]} for every consumer"
+    print(f"queued event {event_id}: {name} from scratch to {head[:12]} for every consumer"
           f"{f'; cleared {len(dead)} dead letter(s)' if dead else ''}")
 
 
@@ -215,9 +208,9 @@ def cmd_index_rebuild(core: Core, args: argparse.Namespace) -> None:
 
     if bool(args.wiki) == args.all:
         raise UsageError("name one wiki (OWNER/SLUG) or pass --all")
-    wikis = [w.full_name for w in core.store.list_wikis()] if args.all else ["/".join(split_wiki(args.wiki))]
+    wikis = [w.name for w in core.store.list_wikis()] if args.all else [args.wiki]
     for wiki in wikis:
-        core.wiki(*wiki.split("/"))
+        core.wiki(wiki)
     store, model = _indexing(core)
     indexer = Indexer(core, store, model)
     for wiki in wikis:
@@ -238,9 +231,9 @@ def cmd_index_status(core: Core, args: argparse.Namespace) -> None:
     store = IndexStore(core.config.index_dir)
     rows = []
     for wiki in core.store.list_wikis():
-        head = core.repos.head(wiki.owner, wiki.slug)
+        head = core.repos.head(wiki.name)
         try:
-            index, _ = store.load(wiki.full_name)
+            index, _ = store.load(wiki.name)
             indexed, chunks = index.indexed_sha, str(len(index.chunks))
         except IndexMissing:
             indexed, chunks = None, "-"
@@ -250,12 +243,12 @@ def cmd_index_status(core: Core, args: argparse.Namespace) -> None:
             lag = "0"
         elif indexed and head:
             try:
-                lag = git(core.repos.path(wiki.owner, wiki.slug), "rev-list", "--count", f"{indexed}..{head}").strip()
+                lag = str(core.repo(wiki.name).count_commits(indexed, head))
             except RepoError:
                 lag = "unknown base"
         else:
             lag = "not indexed" if head else "empty wiki"
-        rows.append([wiki.full_name, (head or "-")[:12], (indexed or "-")[:12], lag, chunks])
+        rows.append([str(wiki.name), (head or "-")[:12], (indexed or "-")[:12], lag, chunks])
     _table(rows, ["WIKI", "HEAD", "INDEXED", "COMMITS BEHIND", "CHUNKS"])
 
 
@@ -263,14 +256,13 @@ def cmd_search(core: Core, args: argparse.Namespace) -> None:
     from wikibot.indexer.search import Searcher
     from wikibot.indexer.service import SearchUnavailable, remote_search
 
-    owner, slug = split_wiki(args.wiki)
-    core.wiki(owner, slug)
+    name = core.wiki(args.wiki).name
     try:
-        answer = remote_search(core.config.data_dir, f"{owner}/{slug}", args.query, args.mode, args.limit)
+        answer = remote_search(core.config.data_dir, name, args.query, args.mode, args.limit)
     except SearchUnavailable:
         print("(no worker running: loading the model here, which takes a few seconds)", file=sys.stderr)
         store, model = _indexing(core)
-        answer = Searcher(store, model, core.store).search(f"{owner}/{slug}", args.query, args.mode,
+        answer = Searcher(store, model, core.store).search(name, args.query, args.mode,
                                                            args.limit).to_dict()
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -313,16 +305,16 @@ def build_parser() -> Parser:
         dest="action", required=True, parser_class=Parser)
     command(events, "status", cmd_events_status, "per-consumer lag and dead letters")
     p = command(events, "replay", cmd_events_replay, "make every consumer reprocess a wiki from scratch")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
 
     index = sub.add_parser("index", help="the search indexes").add_subparsers(
         dest="action", required=True, parser_class=Parser)
     p = command(index, "rebuild", cmd_index_rebuild, "rebuild search indexes from the repositories")
-    p.add_argument("wiki", nargs="?", metavar="OWNER/SLUG")
+    p.add_argument("wiki", nargs="?", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("--all", action="store_true")
     command(index, "status", cmd_index_status, "HEAD, indexed commit and lag of every wiki")
     p = command(sub, "search", cmd_search, "search a wiki")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("query")
     p.add_argument("--mode", default="hybrid", choices=["hybrid", "keyword", "semantic"])
     p.add_argument("--limit", type=int, default=10)
@@ -342,7 +334,7 @@ def build_parser() -> Parser:
 
     wiki = sub.add_parser("wiki", help="manage wikis").add_subparsers(dest="action", required=True, parser_class=Parser)
     p = command(wiki, "create", cmd_wiki_create, "create a wiki")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("--name", help="display name (default: the slug)")
     p.add_argument("--purpose", help="what the wiki is for")
     p.add_argument("--public", action="store_true", help="anyone may read it")
@@ -352,16 +344,16 @@ def build_parser() -> Parser:
     p = command(wiki, "list", cmd_wiki_list, "list wikis")
     p.add_argument("--owner")
     p = command(wiki, "delete", cmd_wiki_delete, "delete a wiki and its repository")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p = command(wiki, "visibility", cmd_wiki_visibility, "make a wiki public or private")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("visibility", choices=["public", "private"])
     p = command(wiki, "grant", cmd_wiki_grant, "give a user a role on a wiki")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("user")
     p.add_argument("--role", required=True, choices=["editor", "viewer"])
     p = command(wiki, "revoke", cmd_wiki_revoke, "remove a user's role on a wiki")
-    p.add_argument("wiki", metavar="OWNER/SLUG")
+    p.add_argument("wiki", metavar="OWNER/SLUG", type=WikiName.parse)
     p.add_argument("user")
 
     token = sub.add_parser("token", help="manage personal access tokens").add_subparsers(
@@ -369,7 +361,8 @@ def build_parser() -> Parser:
     p = command(token, "create", cmd_token_create, "create a token; prints it alone on the last line")
     p.add_argument("user")
     p.add_argument("--scope", default="read", choices=["read", "write"])
-    p.add_argument("--wiki", action="append", default=[], metavar="OWNER/SLUG", help="limit to this wiki (repeatable)")
+    p.add_argument("--wiki", action="append", default=[], metavar="OWNER/SLUG", type=WikiName.parse,
+                   help="limit to this wiki (repeatable)")
     p.add_argument("--expires-days", type=float)
     p.add_argument("--note")
     p = command(token, "list", cmd_token_list, "list a user's tokens")
@@ -392,10 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fn not in (cmd_init, cmd_serve, cmd_worker) and not config.data_dir.exists():
             raise CoreError(f"no data directory at {config.data_dir}; run 'wikibot init' first")
         return args.fn(core, args) or 0
-    except (UsageError, CoreError, InvalidName, ConfigError, RepoError, ValueError, OSError) as exc:
-        # SearchError is a ValueError
+    except WikibotError as exc:  # every refusal and failure the platform reports
         print(f"wikibot: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+    except OSError as exc:  # the machine refused (permissions, a full disk): its message names the file
+        print(f"wikibot: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

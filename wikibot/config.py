@@ -10,10 +10,12 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from wikibot.errors import WikibotError
+
 MB = 1024 * 1024
 
 
-class ConfigError(Exception):
+class ConfigError(WikibotError):
     """A setting is missing, malformed or out of range."""
 
 
