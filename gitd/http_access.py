@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
+from wikibot.errors import WikibotError
+
 from .acl import Action, BadToken, Decision, Verdict, authenticate, decide, limited_elsewhere
 from .names import WikiName
 from .records import Role, Token, User, Wiki
@@ -22,6 +24,7 @@ from .store import Store
 
 StartResponse = Callable[..., Callable[[bytes], Any]]
 Scheme = Literal["Basic", "Bearer"]
+Style = Literal["text", "json", "rpc"]  # how a surface words its errors: git, the JSON API, MCP
 REALM = "wikibot"
 
 
@@ -137,6 +140,20 @@ class Answer:
         """An HTTP error carrying a JSON-RPC error body: MCP clients show its message to the user."""
         doc = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
         return cls(status, json.dumps(doc).encode(), "application/json", tuple(headers))
+
+    @classmethod
+    def refusal(cls, style: Style, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> Answer:
+        """An error answer worded the way the surface's clients read it."""
+        if style == "json":
+            return cls.json(status, {"error": message}, headers)
+        if style == "rpc":
+            return cls.rpc_error(status, message, headers)
+        return cls.text(status, f"wikibot: {message}", headers)
+
+    @classmethod
+    def failure(cls, style: Style, exc: WikibotError) -> Answer:
+        """The HTTP side of the error base: `exc`'s status and message (503s say when to retry)."""
+        return cls.refusal(style, exc.status, str(exc), [("Retry-After", "5")] if exc.status == 503 else [])
 
     @property
     def status_line(self) -> str:

@@ -60,11 +60,10 @@ def _text(start_response: StartResponse, status: int, message: str,
 
 def _refuse(start_response: StartResponse, refusal: Refusal) -> list[bytes]:
     if refusal.status == 401:
-        return _text(start_response, 401, f"wikibot: {refusal.reason}; use a personal access token as the password",
-                     refusal.headers)
-    if refusal.status == 403:
-        return _text(start_response, 403, f"wikibot: {refusal.reason}")
-    return _text(start_response, 404, "wikibot: repository not found")
+        reason = f"{refusal.reason}; use a personal access token as the password"
+    else:  # a wiki the caller may not see is simply not there
+        reason = refusal.reason if refusal.status == 403 else "repository not found"
+    return Answer.refusal("text", refusal.status, reason, refusal.headers).send(start_response)
 
 
 class RequestTooLarge(WikibotError):

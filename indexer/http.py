@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
-from wikibot.errors import WikibotError
 from wikibot.gitd.acl import Action
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import Answer, Refusal, StartResponse, access
 from wikibot.gitd.names import NAME_PATTERN, WikiName
 
+from .search import SearchError
 from .service import remote_search
 
 ROUTE = re.compile(rf"/api/wikis/(?P<owner>{NAME_PATTERN})/(?P<slug>{NAME_PATTERN})/search")
@@ -31,6 +31,8 @@ class SearchAPI:
         return ROUTE.fullmatch(path)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Refusals of the query (SearchError, 400) and an absent worker (SearchUnavailable, 503) are
+        raised: the front router answers them as JSON."""
         return self.answer(environ).send(start_response)
 
     def answer(self, environ: dict[str, Any]) -> Answer:
@@ -43,16 +45,12 @@ class SearchAPI:
         caller = access(self.core.store, environ, name, Action.READ, scheme="Basic")
         if isinstance(caller, Refusal):
             reason = caller.reason if caller.status != 404 else "wiki not found"
-            return Answer.json(caller.status, {"error": reason}, caller.headers)
+            return Answer.refusal("json", caller.status, reason, caller.headers)
         params = parse_qs(environ.get("QUERY_STRING", ""))
         try:
             limit = int(params.get("limit", ["10"])[0])
         except ValueError:
-            return Answer.json(400, {"error": "limit must be a whole number"})
-        try:
-            found = remote_search(self.core.config.data_dir, name, params.get("q", [""])[0],
-                                  params.get("mode", ["hybrid"])[0], limit)
-        except WikibotError as exc:
-            retry = [("Retry-After", "5")] if exc.status == 503 else []
-            return Answer.json(exc.status, {"error": str(exc)}, retry)
+            raise SearchError("limit must be a whole number") from None
+        found = remote_search(self.core.config.data_dir, name, params.get("q", [""])[0],
+                              params.get("mode", ["hybrid"])[0], limit)
         return Answer.json(200, found)

@@ -50,6 +50,6 @@ class McpEndpoint:
                                     ).send(start_response)
         caller = access(self.core.store, environ, name, Action.READ, scheme="Bearer", anonymous=False)
         if isinstance(caller, Refusal):
-            return Answer.rpc_error(caller.status, caller.reason, caller.headers).send(start_response)
+            return Answer.refusal("rpc", caller.status, caller.reason, caller.headers).send(start_response)
         environ["PATH_INFO"] = f"/mcp/{name}"
         return self.bridge(environ, start_response, {"caller": caller, "core": self.core})

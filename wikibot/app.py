@@ -7,13 +7,15 @@ platform's words (gitd/names.py RESERVED_NAMES), so `/NAME/...` cannot shadow a 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from wikibot.config import Config, load_config
+from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
-from wikibot.gitd.http_access import Answer, StartResponse
+from wikibot.gitd.http_access import Answer, StartResponse, Style
 from wikibot.gitd.smart_http import GitHTTP
 from wikibot.indexer.http import SearchAPI
 from wikibot.mcp.endpoint import McpEndpoint
@@ -27,6 +29,7 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class Route:
     prefix: re.Pattern[str]  # matched at the start of PATH_INFO
     app: WsgiApp
+    errors: Style = "text"  # how a WikibotError the app lets through is answered
 
 
 class Landing:
@@ -45,8 +48,8 @@ class Landing:
 def routes(core: Core) -> list[Route]:
     """The platform's URL table, in the order it is matched."""
     return [
-        Route(re.compile(r"/mcp/"), McpEndpoint(core)),
-        Route(re.compile(r"/api/wikis/"), SearchAPI(core)),
+        Route(re.compile(r"/mcp/"), McpEndpoint(core), "rpc"),
+        Route(re.compile(r"/api/wikis/"), SearchAPI(core), "json"),
         Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
         Route(re.compile(r""), Landing(core.config.public_url)),
     ]
@@ -62,7 +65,12 @@ class Platform:
         path = environ.get("PATH_INFO", "")
         for route in self.table:
             if route.prefix.match(path):
-                return route.app(environ, start_response)
+                try:
+                    return route.app(environ, start_response)
+                except WikibotError as exc:  # a refusal or failure meant for the caller, in one place
+                    answer = Answer.failure(route.errors, exc)
+                    start_response(answer.status_line, answer.header_list, sys.exc_info())
+                    return [answer.body]
         return Answer.text(404, "not found").send(start_response)
 
 
