@@ -28,11 +28,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus import GIT_ENV, make_wiki_repo
-from servers import SERVERS
+from wikibot.testing.bench_servers import SERVERS
+from wikibot.testing.corpus import GIT_ENV, make_wiki_repo
+from wikibot.testing.process_cpu import cpu_seconds, descendants, quiesce
 
 BASELINES = ("http-backend", "otterwiki")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CLIENT_ENV = {**os.environ, **GIT_ENV, "GIT_TERMINAL_PROMPT": "0", "NO_PROXY": "127.0.0.1",
               "no_proxy": "127.0.0.1"}
 
@@ -48,42 +48,6 @@ class Result:
     push_cpu: list[float] = field(default_factory=list)
 
 
-def _stat_fields(pid: int) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (which may contain spaces)."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    return text[text.rindex(")") + 2:].split()
-
-
-def descendants(root: int) -> set[int]:
-    """Pids of all live descendants of root."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    found, todo = set(), [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found.update(kids)
-        todo.extend(kids)
-    return found
-
-
-def cpu_seconds(pids: set[int]) -> float:
-    """utime+stime of the processes plus cutime+cstime of their reaped children (the
-    git processes a server spawns per request are counted once their parent waits)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            ticks += sum(int(v) for v in _stat_fields(pid)[11:15])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return ticks / CLOCK_TICKS
-
-
 def _settle(idle: set[int], timeout: float = 2.0) -> None:
     """Wait until the server's per-request children are reaped, so their CPU is counted."""
     deadline = time.monotonic() + timeout
@@ -96,22 +60,6 @@ def git(*args: str, cwd: Path | None = None) -> str:
     if done.returncode:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout
-
-
-def quiesce(timeout: float = 30.0) -> None:
-    """Wait until the servers use no CPU for a while: each operation is timed on an idle server.
-
-    wikibot's worker embeds each pushed page after the push has returned; without this, that
-    background work would land on the next timed push on a 2-core machine.
-    """
-    deadline = time.monotonic() + timeout
-    previous = cpu_seconds(descendants(os.getpid()))
-    while time.monotonic() < deadline:
-        time.sleep(0.15)
-        now = cpu_seconds(descendants(os.getpid()))
-        if now == previous:
-            return
-        previous = now
 
 
 def measure(*args: str, cwd: Path | None = None) -> tuple[float, float]:

@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from bench_git import quiesce
-from corpus import make_wiki_repo
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
-from servers import wikibot_data, wikibot_serving
+
+from wikibot.testing.bench_servers import wikibot_data, wikibot_serving
+from wikibot.testing.corpus import make_wiki_repo
+from wikibot.testing.process_cpu import quiesce
 
 QUERIES = ["how do we roll back a failed deployment", "billing invoice retries", "onboarding checklist",
            "postgres replication lag alert", "who owns the release calendar", "rotate the api keys"]

@@ -26,23 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+from wikibot.bootstrap.create import create_wiki
+from wikibot.config import load_config
+from wikibot.gitd.commits import FileChange
+from wikibot.indexer.chunking import Chunker
+from wikibot.indexer.index import WikiIndex
+from wikibot.indexer.model import Model
+from wikibot.indexer.refresh import Indexer
+from wikibot.indexer.search import MODES, Searcher, rank
+from wikibot.indexer.storage import IndexStore
+from wikibot.testing.corpus import make_wiki_repo
+from wikibot.wiring import open_core
 
-from corpus import make_wiki_repo  # noqa: E402
-
-from wikibot.bootstrap.create import create_wiki  # noqa: E402
-from wikibot.config import load_config  # noqa: E402
-from wikibot.gitd.commits import FileChange  # noqa: E402
-from wikibot.indexer.chunking import Chunker  # noqa: E402
-from wikibot.indexer.index import WikiIndex  # noqa: E402
-from wikibot.indexer.model import Model  # noqa: E402
-from wikibot.indexer.refresh import Indexer  # noqa: E402
-from wikibot.indexer.search import MODES, Searcher, rank  # noqa: E402
-from wikibot.indexer.storage import IndexStore  # noqa: E402
-from wikibot.wiring import open_core  # noqa: E402
-
-EVAL = BENCH / "eval"
+EVAL = Path(__file__).resolve().parent / "eval"
 
 
 def ndcg_at_10(ranked: list[str], grades: dict[str, int]) -> float:
@@ -161,7 +157,8 @@ def push_to_findable(pages: int, runs: int = 5) -> None:
     import subprocess
 
     import requests
-    from servers import wikibot_server
+
+    from wikibot.testing.bench_servers import wikibot_server
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "corpus"
@@ -200,11 +197,12 @@ def freshness_under_load(import_pages: int = 1000, runs: int = 3) -> None:
     import subprocess
 
     import requests
-    from servers import _base_env, wikibot_data, wikibot_serving
+
+    from wikibot.testing.bench_servers import base_env, wikibot_data, wikibot_serving
 
     with wikibot_data() as setup, wikibot_serving(setup):
         setup.cli("wiki", "create", "bench/other", "--template", "empty")
-        env = _base_env(GIT_TERMINAL_PROMPT="0")
+        env = base_env(GIT_TERMINAL_PROMPT="0")
         repos = {}
         for slug in ("wiki", "other"):
             repos[slug] = setup.workdir / f"clone-{slug}"

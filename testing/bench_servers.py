@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,21 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
+from wikibot.testing.servers import free_port
+
 WORKER_ARGS = ["-k", "gthread", "--workers", "2", "--threads", "4"]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def free_port() -> int:
-    """A port the OS reports free on 127.0.0.1 (bind to port 0, then release it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _base_env(**extra: str) -> dict[str, str]:
+def base_env(**extra: str) -> dict[str, str]:
     """A minimal environment: Otterwiki reads any of its config keys from os.environ, and
     gunicorn reads GUNICORN_CMD_ARGS, so nothing is inherited beyond what git needs."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -99,7 +92,7 @@ def _allow_push_to_checked_out_branch(repo_path: Path) -> None:
 
 @contextmanager
 def git_http_backend(repo_path: Path) -> Iterator[str]:
-    """`git http-backend` as CGI (bench/git_cgi.py) under gunicorn.
+    """`git http-backend` as CGI (wikibot.testing.git_cgi) under gunicorn.
 
     URL: http://127.0.0.1:PORT/<repo dir name>; GIT_PROJECT_ROOT is the repo's parent.
     The repo keeps its worktree; receive.denyCurrentBranch=updateInstead lets pushes to
@@ -107,10 +100,9 @@ def git_http_backend(repo_path: Path) -> Iterator[str]:
     """
     _allow_push_to_checked_out_branch(repo_path)
     with tempfile.TemporaryDirectory(prefix="bench-http-backend-") as tmp:
-        env = _base_env(GIT_PROJECT_ROOT=str(repo_path.parent))
+        env = base_env(GIT_PROJECT_ROOT=str(repo_path.parent))
         probe = f"/{repo_path.name}/info/refs?service=git-upload-pack"
-        with _gunicorn("git_cgi:app", env, Path(tmp), probe,
-                       ["--pythonpath", str(BENCH_DIR)]) as base:
+        with _gunicorn("wikibot.testing.git_cgi:app", env, Path(tmp), probe, []) as base:
             yield f"{base}/{repo_path.name}"
 
 
@@ -142,14 +134,14 @@ def otterwiki_git_server(repo_path: Path) -> Iterator[str]:
         workdir = Path(tmp)
         settings = workdir / "settings.cfg"
         settings.write_text(_otterwiki_settings(repo_path, workdir))
-        env = _base_env(OTTERWIKI_SETTINGS=str(settings))
+        env = base_env(OTTERWIKI_SETTINGS=str(settings))
         with _gunicorn("otterwiki.server:app", env, workdir,
                        "/.git/info/refs?service=git-upload-pack", ["--preload"]) as base:
             yield f"{base}/.git"
 
 
 # ---------------------------------------------------------------------------------------
-# wikibot: to be implemented by the wikibot server's author.
+# wikibot: a fresh data folder served by `wikibot serve`, for bench_git and the other benchmarks.
 # ---------------------------------------------------------------------------------------
 def _wait_indexed(wikibot: Callable[..., str], wiki: str, timeout: float = 1800.0) -> None:
     """Measure git in steady state: wait until the worker has embedded the imported pages."""
@@ -184,8 +176,8 @@ def wikibot_data(prefix: str = "bench-wikibot-") -> Iterator[Wikibot]:
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         workdir = Path(tmp)
         port = free_port()
-        env = _base_env(WIKIBOT_DATA=str(workdir / "var"), WIKIBOT_PORT=str(port),
-                        WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
+        env = base_env(WIKIBOT_DATA=str(workdir / "var"), WIKIBOT_PORT=str(port),
+                       WIKIBOT_WORKERS="2", WIKIBOT_THREADS="4")
         setup = Wikibot(workdir, port, "", env)
         setup.cli("init")
         setup.cli("user", "add", "bench", "--tier", "premium")
@@ -218,7 +210,7 @@ def wikibot_server(repo_path: Path) -> Iterator[str]:
     with wikibot_data() as setup, wikibot_serving(setup):
         url = f"http://bench:{setup.token}@127.0.0.1:{setup.port}/bench/wiki.git"
         subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
-                       env=_base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
+                       env=base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
         _wait_indexed(setup.cli, "bench/wiki")
         yield url
 

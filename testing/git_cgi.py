@@ -1,6 +1,6 @@
 """WSGI app running `git http-backend` as a CGI: the reference Git server of the benchmark.
 
-Served by gunicorn (see servers.git_http_backend). GIT_PROJECT_ROOT comes from the
+Served by gunicorn (see bench_servers.git_http_backend). GIT_PROJECT_ROOT comes from the
 process environment. The request body is streamed to the CGI's stdin from a thread
 and its stdout streamed back, so neither side buffers a whole pack in memory.
 """
