@@ -1,105 +1,14 @@
-"""Fixtures that run the real platform: `wikibot serve` (gunicorn) on a free 127.0.0.1 port."""
+"""Fixtures that run the real platform: `wikibot serve` (gunicorn) on a free 127.0.0.1 port.
+
+The helpers behind them (Server, run_git, wait_until, ...) are in wikibot.testing.servers.
+"""
 from __future__ import annotations
 
-import itertools
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from wikibot.config import load_config
-from wikibot.gitd.core import Core
-from wikibot.wiring import open_core
-
-WIKIBOT = [sys.executable, "-m", "wikibot.cli"]
-_names = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid() % 10000}-{next(_names)}"
-
-
-def run_git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """The real git CLI, never prompting and ignoring any credential helper of the machine."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
-           "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "t@example.org",
-           "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    proc = subprocess.run(["git", "-c", "credential.helper=", "-c", "init.defaultBranch=main", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    data: Path
-    core: Core
-    proc: subprocess.Popen
-    init_output: str  # what `wikibot init` printed before the server started
-
-    def clone_url(self, wiki: str, token: str | None = None) -> str:
-        auth = f"user:{token}@" if token else ""
-        return f"http://{auth}127.0.0.1:{self.port}/{wiki}.git"
-
-
-def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
-    env = {**os.environ, "WIKIBOT_DATA": str(data), "WIKIBOT_PORT": str(port), "WIKIBOT_WORKERS": "2",
-           **(extra_env or {})}
-    init = subprocess.run([*WIKIBOT, "init"], env=env, check=True, capture_output=True, text=True)
-    log = open(data / "serve.log", "wb")
-    proc = subprocess.Popen([*WIKIBOT, "serve"], env=env, stdout=log, stderr=log, start_new_session=True)
-    wait_for_port(port, proc)
-    core = open_core(load_config(data, environ={}))
-    return Server(url=f"http://127.0.0.1:{port}", port=port, data=data, core=core, proc=proc,
-                  init_output=init.stdout)
-
-
-def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
-
-
-def configured_server(tmp_path_factory: pytest.TempPathFactory, name: str, settings: str) -> Iterator[Server]:
-    """A server of its own with `settings` as its wikibot.toml, for a module fixture to yield from."""
-    data = tmp_path_factory.mktemp(name)
-    (data / "wikibot.toml").write_text(settings)
-    srv = start_server(data)
-    yield srv
-    stop_server(srv)
+from wikibot.testing.servers import Account, Server, start_server, stop_server, unique
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +17,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(data)
     yield srv
     stop_server(srv)
-
-
-@dataclass
-class Account:
-    name: str
-    token: str  # write token on all the user's wikis
 
 
 @pytest.fixture
@@ -136,65 +39,3 @@ def make_wiki(server: Server):
         wiki, _ = create_wiki(server.core, owner.name, slug, public=public, template=template)
         return wiki.full_name
     return make
-
-
-def wait_until(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = "condition",
-               server: Server | None = None):
-    """Poll `predicate` until it returns something truthy (event delivery is asynchronous).
-
-    Generous by default: the suite must pass on a busy machine. A wait that times out says why:
-    with `server`, how far each event consumer lags, what the indexer is busy with, and the tail
-    of the server's log.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (diagnose(server) if server else ""))
-
-
-def diagnose(server: Server, log_lines: int = 40) -> str:
-    """Where the platform's background work stands, for a test's failure message."""
-    from wikibot.hooks.publish import Publisher
-    from wikibot.indexer.service import remote_status
-
-    parts = []
-    try:
-        queue = Publisher(server.data).queue
-        last = queue.last_id()
-        lags = {name: last - queue.cursor(name) for name in queue.consumers()}
-        parts.append(f"events queued: {last}; consumer lag: {lags}")
-    except Exception as exc:  # a diagnosis never hides the failure it explains
-        parts.append(f"queue unreadable: {exc}")
-    try:
-        parts.append(f"indexing: {remote_status(server.data)}")
-    except Exception as exc:
-        parts.append(f"indexing status unavailable: {exc}")
-    try:
-        tail = (server.data / "serve.log").read_text(errors="replace").splitlines()[-log_lines:]
-        parts.append("server log (tail):\n  " + "\n  ".join(tail))
-    except OSError as exc:
-        parts.append(f"server log unreadable: {exc}")
-    return "\n" + "\n".join(parts)
-
-
-def events_of(server: Server, wiki: str):
-    from wikibot.hooks.publish import Publisher
-
-    return Publisher(server.data).queue.events_of(wiki)
-
-
-def commit_files(repo: Path, files: dict[str, bytes | str | None], message: str = "edit") -> str:
-    """Write (or, for None, delete) files in a clone and commit them all; returns the new HEAD."""
-    for name, content in files.items():
-        path = repo / name
-        if content is None:
-            run_git("rm", "-q", name, cwd=repo)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-    run_git("add", "-A", cwd=repo)
-    run_git("commit", "-q", "-m", message, cwd=repo)
-    return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import WIKIBOT, commit_files, free_port, run_git, unique, wait_until
 from test_search import search
 
 from wikibot.bootstrap.create import create_wiki
@@ -23,6 +22,7 @@ from wikibot.config import Config
 from wikibot.gitd.core import CoreError
 from wikibot.indexer.chunking import outline
 from wikibot.mcp.server import TOOLS
+from wikibot.testing.servers import WIKIBOT, commit_files, free_port, run_git, unique, wait_until
 
 STARTER = {"home.md", "getting_started.md", "agent_guide.md", "administration.md"}
 TRICKY = "# Ops *runbooks* [x](javascript:alert(1)) <script>x</script> | a | `b`\n1. list"

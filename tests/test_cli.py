@@ -6,7 +6,8 @@ import os
 import subprocess
 
 import pytest
-from conftest import WIKIBOT, run_git, start_server, stop_server
+
+from wikibot.testing.servers import WIKIBOT, run_git, start_server, stop_server
 
 
 def wb(data, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

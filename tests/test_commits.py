@@ -4,9 +4,9 @@ from __future__ import annotations
 import functools
 
 import pytest
-from conftest import events_of, run_git
 
 from wikibot.gitd.commits import CommitConflict, CommitRefused, FileChange
+from wikibot.testing.servers import events_of, run_git
 
 
 @pytest.fixture

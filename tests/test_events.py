@@ -10,11 +10,20 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WIKIBOT, Server, commit_files, events_of, run_git, start_server, stop_server, wait_until
 
 from wikibot.hooks.dispatcher import Dispatcher, RetryPolicy
 from wikibot.hooks.events import ZERO_SHA, Event
 from wikibot.hooks.queue import SqliteQueue
+from wikibot.testing.servers import (
+    WIKIBOT,
+    Server,
+    commit_files,
+    events_of,
+    run_git,
+    start_server,
+    stop_server,
+    wait_until,
+)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Server, commit_files, run_git
+
+from wikibot.testing.servers import Server, commit_files, run_git
 
 
 @pytest.fixture
@@ -276,7 +277,7 @@ def test_a_wiki_created_by_the_cli_while_serving_is_served(server, tmp_path):
     """The CLI and the server share the data dir: what one writes, the other sees at once."""
     import subprocess
 
-    from conftest import WIKIBOT, unique
+    from wikibot.testing.servers import WIKIBOT, unique
 
     env = {**os.environ, "WIKIBOT_DATA": str(server.data)}
     name = unique("cli")

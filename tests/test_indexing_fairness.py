@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import requests
-from conftest import Server, commit_files, run_git, start_server, stop_server, wait_until
+
+from wikibot.testing.servers import Server, commit_files, run_git, start_server, stop_server, wait_until
 
 
 def search(server: Server, wiki: str, token: str, query: str, mode: str = "keyword") -> dict:

@@ -13,12 +13,22 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import WIKIBOT, Server, commit_files, free_port, run_git, start_server, stop_server, unique, wait_until
 from test_mcp import Mcp
 
 from wikibot.access_log import ACCESS_FORMAT
 from wikibot.bootstrap.create import create_wiki
 from wikibot.redaction import redact
+from wikibot.testing.servers import (
+    WIKIBOT,
+    Server,
+    commit_files,
+    free_port,
+    run_git,
+    start_server,
+    stop_server,
+    unique,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 import requests
-from conftest import Server, commit_files, run_git, wait_until
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from mcp.shared.exceptions import MCPError as McpError
+
+from wikibot.testing.servers import Server, commit_files, run_git, wait_until
 
 TOOLS = {"read_page", "write_page", "edit_page", "delete_page", "rename_page", "list_pages", "search",
          "history", "diff", "recent_changes", "links", "list_attachments", "read_attachment",
@@ -328,7 +329,7 @@ def test_a_page_written_via_mcp_is_found_by_search(server, connect, make_user, m
 
 
 def test_writes_are_events_with_the_mcp_source(server, connect, wiki):
-    from conftest import events_of
+    from wikibot.testing.servers import events_of
     owner, name = wiki
     mcp = connect(name, owner.token)
     written = mcp.ok("write_page", path="Evented", content="x\n")

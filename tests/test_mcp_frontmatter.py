@@ -5,8 +5,9 @@ YAML allows what JSON does not: dates, numbers, booleans and null as keys, dates
 from __future__ import annotations
 
 import pytest
-from conftest import wait_until
 from test_mcp import Mcp
+
+from wikibot.testing.servers import wait_until
 
 FRONTMATTER = """---
 2024-01-01: launch

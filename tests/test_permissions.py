@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import WIKIBOT, Server, commit_files, run_git, start_server, stop_server, wait_until
+from wikibot.testing.servers import WIKIBOT, Server, commit_files, run_git, start_server, stop_server, wait_until
 
-HARNESS_FILES = {"serve.log"}  # opened by conftest's start_server in this test process, not by wikibot
+HARNESS_FILES = {"serve.log"}  # opened by wikibot.testing's start_server in this test process, not by wikibot
 
 
 @contextmanager

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
+
+from wikibot.testing.servers import (
     Server,
     commit_files,
     configured_server,

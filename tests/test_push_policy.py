@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Server, commit_files, configured_server, run_git, unique
+
+from wikibot.testing.servers import Server, commit_files, configured_server, run_git, unique
 
 LIMITS = """
 [tiers.free]

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Account, Server, commit_files, events_of, run_git
+
+from wikibot.testing.servers import Account, Server, commit_files, events_of, run_git
 
 ZERO = "0" * 40
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import WIKIBOT, Server, commit_files, run_git, wait_until
 
 from wikibot.indexer.storage import IndexCorrupt, IndexStore
+from wikibot.testing.servers import WIKIBOT, Server, commit_files, run_git, wait_until
 
 RUNBOOK = """# Database failover
 

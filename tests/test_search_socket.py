@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
 
 from wikibot.bootstrap.create import create_wiki
 from wikibot.indexer.service import SearchUnavailable, remote_status
+from wikibot.testing.servers import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
 
 # Run as `nobody`: take every place the search socket could be looked for (the folder in /tmp
 # that older versions derived from the data dir, and the data dir's run/ folder), print what it

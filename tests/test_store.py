@@ -9,12 +9,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
 from wikibot.config import load_config
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.records import Grant, Token, User, Wiki
 from wikibot.gitd.store import StoreError, TinyStore
+from wikibot.testing.servers import wait_until
 
 PROCESSES = 6
 WRITES = 25

@@ -8,12 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import WIKIBOT, commit_files, run_git, unique
 
 from wikibot.bootstrap.create import create_wiki
 from wikibot.bootstrap.from_git import check_url
 from wikibot.bootstrap.templates import TemplateError
 from wikibot.config import Config
+from wikibot.testing.servers import WIKIBOT, commit_files, run_git, unique
 
 CONFIG = replace(Config(), template_credentials={"https://git.example.com/templates": "SECRET"})
 
