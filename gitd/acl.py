@@ -105,7 +105,7 @@ def decide(store: Store, user: User | None, token: Token | None, name: WikiName,
         # a token limited to other wikis acts here as no one: public wikis only, read only
         if wiki is not None and wiki.public and action is Action.READ:
             return Decision(Verdict.ALLOW, wiki=wiki, write_refusal=limited_elsewhere(token, name))
-        if wiki is not None and role_of(store, wiki, user) is not None:  # the holder knows of the wiki
+        if wiki is not None and (wiki.public or role_of(store, wiki, user) is not None):  # known to the holder
             return Decision(Verdict.FORBIDDEN, limited_elsewhere(token, name), wiki=wiki, user=user)
         return Decision(Verdict.NOT_FOUND, f"wiki {name} not found", user=user)
     role = role_of(store, wiki, user) if wiki else None

@@ -7,7 +7,6 @@ platform's words (gitd/names.py RESERVED_NAMES), so `/NAME/...` cannot shadow a 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -65,13 +64,25 @@ class Platform:
         path = environ.get("PATH_INFO", "")
         for route in self.table:
             if route.prefix.match(path):
-                try:
-                    return route.app(environ, start_response)
-                except WikibotError as exc:  # a refusal or failure meant for the caller, in one place
-                    answer = Answer.failure(route.errors, exc)
-                    start_response(answer.status_line, answer.header_list, sys.exc_info())
-                    return [answer.body]
+                return self._serve(route, environ, start_response)
         return Answer.text(404, "not found").send(start_response)
+
+    @staticmethod
+    def _serve(route: Route, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Run the route's app; a WikibotError it raises before answering is answered here, in one place."""
+        started = False
+
+        def tracked(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            return route.app(environ, tracked)
+        except WikibotError as exc:
+            if started:  # the answer is under way: only the server can end it
+                raise
+            return Answer.failure(route.errors, exc).send(start_response)
 
 
 def create_app(config: Config | None = None) -> Platform:
