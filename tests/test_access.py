@@ -100,7 +100,7 @@ MATRIX = [
                                                         "create a write token to change alice/notes")),
     ("alice-read", NOTES, WRITE, (403, "this token is read-only (scope 'read'); "
                                        "create a write token to change alice/notes")),
-    # a token limited to other wikis: anonymous on public wikis, 403 where the holder has a role, else 404
+    # a token limited to other wikis: anonymous readers of public wikis, 403 where the holder knows the wiki, else 404
     ("alice-other", OTHER, WRITE, allowed("owner", "alice")),
     ("alice-other", OPEN, READ, allowed(None, None, "this token is limited to alice/other; "
                                                   "create one that includes alice/open")),
@@ -109,6 +109,7 @@ MATRIX = [
     ("alice-other", MISSING, READ, (404, "wiki alice/nope not found")),
     ("dave-open", PUB, READ, allowed(None, None, "this token is limited to alice/open; "
                                                  "create one that includes bob/pub")),
+    ("dave-open", PUB, WRITE, (403, "this token is limited to alice/open; create one that includes bob/pub")),
     ("dave-open", NOTES, READ, (404, "wiki alice/notes not found")),
     ("dave-open", OPEN, READ, allowed(None, "dave", "you have read-only access to alice/open")),
 ]

@@ -6,8 +6,7 @@ import base64
 import json
 
 import pytest
-from werkzeug.test import Client, EnvironBuilder
-from werkzeug.wrappers import Response
+from werkzeug.test import Client
 
 from wikibot.app import Platform, routes
 from wikibot.config import load_config
@@ -156,35 +155,18 @@ def test_search_unknown_path(client):
     assert (got.status_code, got.json) == (404, {"error": "not found"})
 
 
-def serve(app: Platform, path: str, headers: dict[str, str]) -> Response:
-    """One request as a WSGI server runs it. werkzeug's test client re-raises whenever `start_response`
-    is given `exc_info`; servers (gunicorn, wsgiref) do so only once headers are out (PEP 3333), and
-    the router answers the errors its apps raise that way."""
-    answer: dict[str, object] = {}
-    written: list[bytes] = []
-
-    def start_response(status: str, header_list: list[tuple[str, str]], exc_info=None):
-        if exc_info and written:
-            raise exc_info[1].with_traceback(exc_info[2])
-        answer.update(status=status, headers=header_list)
-        return written.append
-
-    body = b"".join(app(EnvironBuilder(path, headers=headers).get_environ(), start_response))
-    return Response(b"".join(written) + body, status=answer["status"], headers=answer["headers"])
-
-
 @pytest.mark.parametrize(("path", "who"), [(SEARCH, "alice"), ("/api/wikis/alice/open/search?q=hi", None)])
-def test_search_passes_access_and_finds_no_worker(core, tokens, path, who):
+def test_search_passes_access_and_finds_no_worker(client, tokens, path, who):
     """No worker runs here: a 503 with Retry-After proves the route and the access check let it through."""
-    got = serve(Platform(routes(core)), path, basic(tokens[who]) if who else {})
+    got = client.get(path, headers=basic(tokens[who]) if who else {})
     assert got.status_code == 503
     assert got.headers["Retry-After"] == "5"
     assert got.headers["Content-Type"] == "application/json"
     assert "search service is not answering" in got.json["error"]
 
 
-def test_search_limit_must_be_a_number(core, tokens):
-    got = serve(Platform(routes(core)), SEARCH + "&limit=ten", basic(tokens["alice"]))
+def test_search_limit_must_be_a_number(client, tokens):
+    got = client.get(SEARCH + "&limit=ten", headers=basic(tokens["alice"]))
     assert (got.status_code, got.json) == (400, {"error": "limit must be a whole number"})
     assert "Retry-After" not in got.headers
 
