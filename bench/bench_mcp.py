@@ -39,7 +39,7 @@ QUERIES = ["how do we roll back a failed deployment", "billing invoice retries",
 
 @contextmanager
 def prepared_server(pages: int) -> Iterator[tuple[str, str, Path]]:
-    """`wikibot serve` on a fresh data folder whose wiki bench/wiki holds `pages` pages, indexed."""
+    """`wikibot serve` on a fresh data folder whose wiki bench/pages holds `pages` pages, indexed."""
     with wikibot_data(prefix="bench-mcp-") as setup:
         corpus = setup.workdir / "corpus"
         make_wiki_repo(corpus, pages=pages, commits=5)
@@ -50,8 +50,8 @@ def prepared_server(pages: int) -> Iterator[tuple[str, str, Path]]:
                         "--receive-pack=git -c receive.denyCurrentBranch=ignore receive-pack"], check=True)
         subprocess.run(["git", "-C", str(setup.repo), "reset", "-q", "--hard", "main"], check=True)
         t = time.perf_counter()
-        setup.cli("index", "rebuild", "bench/wiki")
-        status = next(line for line in setup.cli("index", "status").splitlines() if line.startswith("bench/wiki "))
+        setup.cli("index", "rebuild", "bench/pages")
+        status = next(line for line in setup.cli("index", "status").splitlines() if line.startswith("bench/pages "))
         print(f"indexed {pages} pages in {time.perf_counter() - t:.0f} s: {' '.join(status.split())}", flush=True)
         with wikibot_serving(setup):
             yield f"http://127.0.0.1:{setup.port}", setup.token, corpus
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with prepared_server(args.pages) as (base, token, corpus):
         loop = asyncio.new_event_loop()
-        client = Client(StreamableHttpTransport(f"{base}/mcp/bench/wiki", auth=token))
+        client = Client(StreamableHttpTransport(f"{base}/mcp/bench/pages", auth=token))
         loop.run_until_complete(client.__aenter__())
 
         def call(tool: str, **arguments) -> dict:
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
         http = requests.Session()
         rpc_ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
-        ping = timed(lambda i: http.post(f"{base}/mcp/bench/wiki", json=rpc_ping, headers=headers,
+        ping = timed(lambda i: http.post(f"{base}/mcp/bench/pages", json=rpc_ping, headers=headers,
                                          timeout=30).raise_for_status(), args.runs)
         report("JSON-RPC ping over HTTP (baseline)", ping)
         report("read_page", timed(lambda i: call("read_page", path=rng.choice(paths)), args.runs), 20, ping)
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
         report("git push of one page (baseline)", pushes)
 
         wait_indexed(call, call("list_pages", limit=1)["revision"])
-        direct = timed(lambda i: requests.get(f"{base}/api/wikis/bench/wiki/search", auth=("x", token),
+        direct = timed(lambda i: requests.get(f"{base}/api/wikis/bench/pages/search", auth=("x", token),
                                               params={"q": QUERIES[i % len(QUERIES)], "mode": "semantic"},
                                               timeout=60).raise_for_status(), args.runs)
         for mode in ("semantic", "hybrid", "keyword"):
@@ -151,7 +151,7 @@ def wait_indexed(call, revision: str, timeout: float = 120.0) -> None:
 
 def push_times(corpus: Path, base: str, token: str, runs: int) -> list[float]:
     """Milliseconds of `git push` of one changed page (the pull before it is not timed)."""
-    url = base.replace("http://", f"http://bench:{token}@") + "/bench/wiki.git"
+    url = base.replace("http://", f"http://bench:{token}@") + "/bench/pages.git"
     git = ["git", "-C", str(corpus)]
     times = []
     for i in range(runs):

@@ -169,7 +169,7 @@ def push_to_findable(pages: int, runs: int = 5) -> None:
             semantic_times, keyword_times = [], []
 
             def answer(word: str, mode: str) -> dict:
-                return requests.get(f"http://{base}/api/wikis/bench/wiki/search", auth=("x", token),
+                return requests.get(f"http://{base}/api/wikis/bench/pages/search", auth=("x", token),
                                     params={"q": f"a note about {word}", "mode": mode}, timeout=30).json()
 
             for i in range(runs):
@@ -204,7 +204,7 @@ def freshness_under_load(import_pages: int = 1000, runs: int = 3) -> None:
         setup.cli("wiki", "create", "bench/other", "--template", "empty")
         env = base_env(GIT_TERMINAL_PROMPT="0")
         repos = {}
-        for slug in ("wiki", "other"):
+        for slug in ("pages", "other"):
             repos[slug] = setup.workdir / f"clone-{slug}"
             url = f"http://bench:{setup.token}@127.0.0.1:{setup.port}/bench/{slug}.git"
             subprocess.run(["git", "clone", "-q", url, str(repos[slug])], check=True, env=env, capture_output=True)
@@ -233,12 +233,12 @@ def freshness_under_load(import_pages: int = 1000, runs: int = 3) -> None:
         idle = [small_push_findable(f"idle{i}") for i in range(runs)]
         loaded, import_first = [], 0
         for r in range(runs):
-            big_head = push("wiki", {f"import{r}_{i:04d}.md": f"# Import {r} page {i}\n\nBody {i} of batch {r}: "
+            big_head = push("pages", {f"import{r}_{i:04d}.md": f"# Import {r} page {i}\n\nBody {i} of batch {r}: "
                                      + " ".join(f"w{(i * 31 + j) % 4099}" for j in range(60)) + "\n"
                                      for i in range(import_pages)})
             loaded.append(small_push_findable(f"loaded{r}"))
-            import_first += indexed_sha("wiki") == big_head
-            while indexed_sha("wiki") != big_head:
+            import_first += indexed_sha("pages") == big_head
+            while indexed_sha("pages") != big_head:
                 time.sleep(0.5)
         hex_page = "".join(f"{(i * 2654435761) % 2**128:032x}{i * 40503:032x}{i:032x}\n" for i in range(30_000))
         behind_big = []

@@ -156,7 +156,7 @@ def _wait_indexed(wikibot: Callable[..., str], wiki: str, timeout: float = 1800.
 
 @dataclass(frozen=True)
 class Wikibot:
-    """A fresh wikibot data folder with user `bench`, an empty wiki `bench/wiki` and a write token."""
+    """A fresh wikibot data folder with user `bench`, an empty wiki `bench/pages` and a write token."""
     workdir: Path
     port: int
     token: str
@@ -164,7 +164,7 @@ class Wikibot:
 
     @property
     def repo(self) -> Path:
-        return self.workdir / "var" / "repos" / "bench" / "wiki"
+        return self.workdir / "var" / "repos" / "bench" / "pages"
 
     def cli(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "wikibot.cli", *args], env=self.env, cwd=self.workdir,
@@ -181,7 +181,7 @@ def wikibot_data(prefix: str = "bench-wikibot-") -> Iterator[Wikibot]:
         setup = Wikibot(workdir, port, "", env)
         setup.cli("init")
         setup.cli("user", "add", "bench", "--tier", "premium")
-        setup.cli("wiki", "create", "bench/wiki", "--template", "empty")
+        setup.cli("wiki", "create", "bench/pages", "--template", "empty")
         token = setup.cli("token", "create", "bench", "--scope", "write").splitlines()[-1]
         yield replace(setup, token=token)
 
@@ -208,10 +208,10 @@ def wikibot_server(repo_path: Path) -> Iterator[str]:
     repository is what wikibot itself made of it.
     """
     with wikibot_data() as setup, wikibot_serving(setup):
-        url = f"http://bench:{setup.token}@127.0.0.1:{setup.port}/bench/wiki.git"
+        url = f"http://bench:{setup.token}@127.0.0.1:{setup.port}/bench/pages.git"
         subprocess.run(["git", "-C", str(repo_path), "push", "-q", url, "main"], check=True,
                        env=base_env(GIT_TERMINAL_PROMPT="0"), capture_output=True)
-        _wait_indexed(setup.cli, "bench/wiki")
+        _wait_indexed(setup.cli, "bench/pages")
         yield url
 
 
