@@ -15,9 +15,8 @@ NAME_RE = re.compile(NAME_PATTERN)
 # `/-/` (platform pages) and `/.well-known/` cannot be names at all.
 RESERVED_NAMES = frozenset({
     "mcp", "api", "static", "admin", "settings", "healthz", "readyz", "metrics",  # platform routes
-    "login", "logout", "signup", "register", "account", "dashboard", "new", "help", "search", "history",  # web
+    "login", "logout", "signup", "register", "account", "dashboard",  # the web UI's own pages
     "oauth", "authorize", "token", "revoke", "consent", "callback", "userinfo", "jwks",  # OAuth endpoints
-    "info", "git", "lfs", "raw", "blob", "tree", "commit", "wiki", "wikis", "users", "www", "root", "system",
 })
 _BAD_CHARS = re.compile(r'[<>:"|?*\\\x00-\x1f\x7f]')
 _RESERVED_FILES = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?", re.IGNORECASE)

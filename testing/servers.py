@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from wikibot.config import load_config
 from wikibot.gitd.core import Core
+from wikibot.gitd.names import WikiName
 from wikibot.wiring import open_core
 
 if TYPE_CHECKING:  # configured_server's signature only: the bench scripts import this module and need no pytest
@@ -73,7 +74,7 @@ class Server:
     proc: subprocess.Popen
     init_output: str  # what `wikibot init` printed before the server started
 
-    def clone_url(self, wiki: str, token: str | None = None) -> str:
+    def clone_url(self, wiki: WikiName | str, token: str | None = None) -> str:
         auth = f"user:{token}@" if token else ""
         return f"http://{auth}127.0.0.1:{self.port}/{wiki}.git"
 
@@ -157,10 +158,11 @@ def diagnose(server: Server, log_lines: int = 40) -> str:
     return "\n" + "\n".join(parts)
 
 
-def events_of(server: Server, wiki: str):
+def events_of(server: Server, wiki: WikiName | str):
+    """The changes queued for `wiki` ("OWNER/SLUG" or a WikiName), oldest first."""
     from wikibot.hooks.post_receive import Publisher
 
-    return Publisher(server.data).queue.events_of(wiki)
+    return Publisher(server.data).queue.events_of(WikiName.parse(str(wiki)))
 
 
 def commit_files(repo: Path, files: dict[str, bytes | str | None], message: str = "edit") -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import Account, Server, start_server, stop_server, unique
 
 
@@ -33,9 +34,8 @@ def make_user(server: Server):
 def make_wiki(server: Server):
     from wikibot.bootstrap.create import create_wiki
 
-    def make(owner: Account, public: bool = False, template: str = "empty") -> str:
+    def make(owner: Account, public: bool = False, template: str = "empty") -> WikiName:
         """A new wiki of `owner`'s; starter pages only for tests that ask for `template="default"`."""
-        slug = unique("w")
-        wiki, _ = create_wiki(server.core, owner.name, slug, public=public, template=template)
-        return wiki.full_name
+        wiki, _ = create_wiki(server.core, WikiName(owner.name, unique("w")), public=public, template=template)
+        return wiki.name
     return make

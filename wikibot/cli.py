@@ -140,7 +140,8 @@ def cmd_token_create(core: Core, args: argparse.Namespace) -> None:
 
 def cmd_token_list(core: Core, args: argparse.Namespace) -> None:
     core.user(args.user)
-    rows = [[t.id, t.scope, ",".join(t.wikis) or "*", _when(t.created), _when(t.expires), _when(t.last_used), t.note]
+    rows = [[t.id, t.scope, ",".join(map(str, t.wikis)) or "*", _when(t.created), _when(t.expires), _when(t.last_used),
+             t.note]
             for t in core.store.list_tokens(args.user)]
     _table(rows, ["ID", "SCOPE", "WIKIS", "CREATED", "EXPIRES", "LAST USED", "NOTE"])
 
@@ -157,7 +158,7 @@ def cmd_worker(core: Core, args: argparse.Namespace) -> int:
 
 
 def _publisher(core: Core):
-    from wikibot.hooks.publish import Publisher
+    from wikibot.hooks.post_receive import Publisher
 
     return Publisher(core.config.data_dir)
 
