@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wikibot.config import ConfigError
 from wikibot.gitd.change import Change
 
 from .queue import EventQueue
@@ -41,7 +42,7 @@ class Dispatcher:
 
     def subscribe(self, name: str, handler: Handler) -> None:
         if name in self.consumers:
-            raise ValueError(f"consumer {name!r} is already subscribed")
+            raise ConfigError(f"consumer {name!r} is already subscribed: give each consumer its own name")
         self.consumers[name] = handler
 
     def notify(self) -> None:

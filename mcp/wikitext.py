@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, unquote
 
+from wikibot.errors import WikibotError
 from wikibot.gitd.names import path_problem
 
 _HINT = "use a plain path like 'Projects/Roadmap'"
@@ -57,7 +58,7 @@ MAX_NAME_CHARS = 1024  # a path gitd accepts is at most 1,024 bytes
 MAX_PAGE_LINK_TEXT = 64 * 1024  # link texts kept for one page: nested brackets repeat the same text
 
 
-class PathRefused(ValueError):
+class PathRefused(WikibotError):
     """A page path that must not be used; the message says why and what to use instead."""
 
 
