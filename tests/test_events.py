@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from wikibot.gitd.change import ZERO, Change
+from wikibot.gitd.names import WikiName
 from wikibot.hooks.dispatcher import Dispatcher, RetryPolicy
-from wikibot.hooks.events import ZERO_SHA, Event
 from wikibot.hooks.queue import SqliteQueue
 from wikibot.testing.servers import (
     WIKIBOT,
@@ -32,9 +33,10 @@ def make_wiki(make_wiki):
     return functools.partial(make_wiki, template="default")
 
 TESTS = Path(__file__).parent
+STARTER = WikiName("admin", "notes")  # the wiki `wikibot init` makes
 
 
-def clone(server: Server, wiki: str, dest: Path, token: str) -> Path:
+def clone(server: Server, wiki: WikiName, dest: Path, token: str) -> Path:
     run_git("clone", server.clone_url(wiki, token), str(dest))
     return dest
 
@@ -47,9 +49,8 @@ def test_wiki_creation_is_a_bootstrap_event(server, make_user, make_wiki):
     alice = make_user()
     wiki = make_wiki(alice)
     [event] = events_of(server, wiki)
-    owner, slug = wiki.split("/")
-    assert (event.source, event.ref, event.old_sha) == ("bootstrap", "refs/heads/main", ZERO_SHA)
-    assert event.new_sha == server.core.repos.head(owner, slug)
+    assert (event.source, event.ref, event.old) == ("bootstrap", "refs/heads/main", ZERO)
+    assert event.new == server.core.repos.head(wiki)
 
 
 def test_a_push_of_three_commits_is_one_event_with_the_whole_range(server, make_user, make_wiki, tmp_path):
@@ -62,7 +63,7 @@ def test_a_push_of_three_commits_is_one_event_with_the_whole_range(server, make_
     run_git("push", "origin", "main", cwd=repo)
     pushes = [e for e in events_of(server, wiki) if e.source == "push"]
     assert len(pushes) == 1
-    assert (pushes[0].ref, pushes[0].old_sha, pushes[0].new_sha, pushes[0].actor) == \
+    assert (pushes[0].ref, pushes[0].old, pushes[0].new, pushes[0].actor) == \
         ("refs/heads/main", before, head, alice.name)
 
 
@@ -82,36 +83,33 @@ def test_a_commit_made_in_the_worktree_is_a_web_event(server, make_user, make_wi
     """Otterwiki commits with the git CLI; so does anyone in the worktree. The hook sees both."""
     alice = make_user()
     wiki = make_wiki(alice)
-    owner, slug = wiki.split("/")
-    path = server.core.repos.path(owner, slug)
-    before = server.core.repos.head(owner, slug)
+    path = server.core.repos.path(wiki)
+    before = server.core.repos.head(wiki)
     (path / "Local.md").write_text("written in the worktree\n")
     run_git("add", "Local.md", cwd=path)
     env_commit = subprocess.run(["git", "-c", "user.name=Web Editor", "-c", "user.email=web@example.org",
                                  "commit", "-q", "-m", "web edit"], cwd=path, capture_output=True, text=True)
     assert env_commit.returncode == 0, env_commit.stderr
-    after = server.core.repos.head(owner, slug)
+    after = server.core.repos.head(wiki)
     web = [e for e in events_of(server, wiki) if e.source == "web"]
-    assert [(e.old_sha, e.new_sha, e.actor) for e in web] == [(before, after, "Web Editor <web@example.org>")]
+    assert [(e.old, e.new, e.actor) for e in web] == [(before, after, "Web Editor <web@example.org>")]
 
 
 def test_usage_consumer_keeps_page_count_current(server, make_user, make_wiki, tmp_path):
     alice = make_user()
     wiki = make_wiki(alice, template="empty")
-    owner, slug = wiki.split("/")
     repo = clone(server, wiki, tmp_path / "c", alice.token)
     for i in range(4):
         commit(repo, f"p{i}.md", f"page {i}\n")
     run_git("push", "origin", "main", cwd=repo)
-    wait_until(lambda: server.core.store.get_wiki(owner, slug).pages == 4, what="usage to count 4 pages")
-    assert server.core.store.get_wiki(owner, slug).bytes > 0
+    wait_until(lambda: server.core.store.get_wiki(wiki).pages == 4, what="usage to count 4 pages")
+    assert server.core.store.get_wiki(wiki).bytes > 0
 
 
 def test_repack_consumer_folds_packs_after_many_pushes(server, make_user, make_wiki, tmp_path):
     alice = make_user()
     wiki = make_wiki(alice)
-    owner, slug = wiki.split("/")
-    packs = server.core.repos.path(owner, slug) / ".git" / "objects" / "pack"
+    packs = server.core.repos.path(wiki) / ".git" / "objects" / "pack"
     repo = clone(server, wiki, tmp_path / "c", alice.token)
     for i in range(9):  # each push adds a pack; the ninth passes the threshold of 8
         commit(repo, f"p{i}.md", f"page {i}\n")
@@ -124,7 +122,6 @@ def test_repack_consumer_folds_packs_after_many_pushes(server, make_user, make_w
 def test_five_clients_pushing_at_once_lose_nothing(server, make_user, make_wiki, tmp_path):
     alice = make_user()
     wiki = make_wiki(alice)
-    owner, slug = wiki.split("/")
     clones = [clone(server, wiki, tmp_path / f"c{i}", alice.token) for i in range(5)]
     commits = [commit(repo, f"client{i}.md", f"client {i}\n") for i, repo in enumerate(clones)]
     results: dict[int, subprocess.CompletedProcess[str]] = {}
@@ -144,20 +141,20 @@ def test_five_clients_pushing_at_once_lose_nothing(server, make_user, make_wiki,
     for r in results.values():
         if r.returncode != 0:
             assert "fetch first" in r.stderr or "non-fast-forward" in r.stderr, r.stderr
-    history = run_git("rev-list", "HEAD", cwd=server.core.repos.path(owner, slug)).stdout
+    history = run_git("rev-list", "HEAD", cwd=server.core.repos.path(wiki)).stdout
     for i in landed:
         assert commits[i] in history
     # the refused ones pull and push again until everything is in
     for i in sorted(set(range(5)) - set(landed)):
         run_git("pull", "-q", "--rebase", "origin", "main", cwd=clones[i])
         run_git("push", "origin", "main", cwd=clones[i])
-    path = server.core.repos.path(owner, slug)
+    path = server.core.repos.path(wiki)
     assert sorted(p.name for p in path.glob("client*.md")) == [f"client{i}.md" for i in range(5)]
     assert run_git("status", "--porcelain", cwd=path).stdout == ""
     # events, in order, chain from one push to the next with no gap
     pushes = [e for e in events_of(server, wiki) if e.source == "push"]
     assert len(pushes) == 5
-    assert all(a.new_sha == b.old_sha for a, b in zip(pushes, pushes[1:], strict=False))
+    assert all(a.new == b.old for a, b in zip(pushes, pushes[1:], strict=False))
 
 
 @pytest.fixture
@@ -179,7 +176,7 @@ def _delivered(record: Path) -> list[int]:
 def test_killed_worker_restarts_and_delivers_every_queued_event(recording_server, tmp_path):
     server, record = recording_server
     _, token = server.core.create_token("admin", scope="write")
-    repo = clone(server, "admin/notes", tmp_path / "c", token)
+    repo = clone(server, STARTER, tmp_path / "c", token)
     for i in range(8):
         commit(repo, f"p{i}.md", f"page {i}\n")
         run_git("push", "-q", "origin", "main", cwd=repo)
@@ -201,29 +198,29 @@ def test_killed_worker_restarts_and_delivers_every_queued_event(recording_server
 
 def test_a_commit_missed_by_the_hook_is_resynced_when_the_worker_starts(recording_server):
     server, record = recording_server
-    path = server.core.repos.path("admin", "notes")
+    path = server.core.repos.path(STARTER)
     (path / ".git" / "hooks" / "post-commit").unlink()  # a lost hook ...
     (path / "Quiet.md").write_text("no hook saw this\n")
     run_git("add", "-A", cwd=path)
     run_git("commit", "-q", "-m", "quiet", cwd=path)
     head = run_git("rev-parse", "HEAD", cwd=path).stdout.strip()
-    assert not [e for e in events_of(server, "admin/notes") if e.new_sha == head]
+    assert not [e for e in events_of(server, STARTER) if e.new == head]
     pid_file = server.data / "queue" / "worker.pid"
     wait_until(pid_file.exists, what="the worker to be up")
     worker_pid = int(pid_file.read_text())
     os.kill(worker_pid, signal.SIGTERM)  # ... is healed at the next worker start
-    wait_until(lambda: [e for e in events_of(server, "admin/notes") if e.new_sha == head and e.source == "sync"],
+    wait_until(lambda: [e for e in events_of(server, STARTER) if e.new == head and e.source == "sync"],
                timeout=90, what="a sync event from the restarted worker")
     assert (path / ".git" / "hooks" / "post-commit").exists()
 
 
 def test_a_consumer_that_fails_twice_then_succeeds_sees_the_event_once_as_success(tmp_path):
     queue = SqliteQueue(tmp_path / "events.db")
-    queue.publish(Event(wiki="a/b", ref="refs/heads/main", old_sha=ZERO_SHA, new_sha="1" * 40, source="push"))
+    queue.publish(Change(WikiName("a", "b"), "refs/heads/main", ZERO, "1" * 40, "push"))
     dispatcher = Dispatcher(queue, RetryPolicy(max_attempts=5, first_delay=0.01))
     calls, successes = [], []
 
-    def flaky(event: Event) -> None:
+    def flaky(event: Change) -> None:
         calls.append(event.id)
         if len(calls) <= 2:
             raise RuntimeError("temporary failure")
@@ -239,12 +236,12 @@ def test_a_consumer_that_fails_twice_then_succeeds_sees_the_event_once_as_succes
 def test_a_consumer_that_keeps_failing_dead_letters_and_moves_on(tmp_path):
     queue = SqliteQueue(tmp_path / "events.db")
     for sha in ("1", "2"):
-        queue.publish(Event(wiki="a/b", ref="refs/heads/main", old_sha=ZERO_SHA, new_sha=sha * 40, source="web"))
+        queue.publish(Change(WikiName("a", "b"), "refs/heads/main", ZERO, sha * 40, "web"))
     dispatcher = Dispatcher(queue, RetryPolicy(max_attempts=3, first_delay=0.01))
     seen = []
 
-    def broken_on_first(event: Event) -> None:
-        if event.new_sha == "1" * 40:
+    def broken_on_first(event: Change) -> None:
+        if event.new == "1" * 40:
             raise ValueError("cannot handle this one")
         seen.append(event.id)
 
@@ -259,8 +256,7 @@ def test_events_replay_requeues_a_wiki_for_every_consumer(server, make_user, mak
     alice = make_user()
     wiki = make_wiki(alice)
     env = {**os.environ, "WIKIBOT_DATA": str(server.data)}
-    out = subprocess.run([*WIKIBOT, "events", "replay", wiki], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([*WIKIBOT, "events", "replay", str(wiki)], env=env, capture_output=True, text=True, check=True)
     assert "from scratch" in out.stdout
-    owner, slug = wiki.split("/")
     last = events_of(server, wiki)[-1]
-    assert (last.source, last.old_sha, last.new_sha) == ("sync", ZERO_SHA, server.core.repos.head(owner, slug))
+    assert (last.source, last.old, last.new) == ("sync", ZERO, server.core.repos.head(wiki))

@@ -17,6 +17,7 @@ from test_mcp import Mcp
 
 from wikibot.access_log import ACCESS_FORMAT
 from wikibot.bootstrap.create import create_wiki
+from wikibot.gitd.names import WikiName
 from wikibot.redaction import redact
 from wikibot.testing.servers import (
     WIKIBOT,
@@ -74,8 +75,8 @@ def test_no_secret_is_logged_in_any_position(own_server: Server, tmp_path: Path)
     owner = unique("u")
     srv.core.add_user(owner, password="correct horse battery", tier="premium")
     _, token = srv.core.create_token(owner, scope="write")
-    wiki, _ = create_wiki(srv.core, owner, unique("w"), template="empty")
-    name = wiki.full_name
+    wiki, _ = create_wiki(srv.core, WikiName(owner, unique("w")), template="empty")
+    name = wiki.name
     base = f"127.0.0.1:{srv.port}"
     cookie = "session=" + secrets.token_urlsafe(24)
     query_secret = secrets.token_urlsafe(24)

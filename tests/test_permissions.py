@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import WIKIBOT, Server, commit_files, run_git, start_server, stop_server, wait_until
 
 HARNESS_FILES = {"serve.log"}  # opened by wikibot.testing's start_server in this test process, not by wikibot
+NOTES = WikiName("carol", "notes")
 
 
 @contextmanager
@@ -46,7 +48,7 @@ def exposed(root: Path) -> list[str]:
     return found
 
 
-def _indexed(server: Server, wiki: str, head: str) -> bool:
+def _indexed(server: Server, wiki: WikiName, head: str) -> bool:
     from wikibot.indexer.storage import IndexCorrupt, IndexMissing, IndexStore
 
     try:
@@ -64,18 +66,18 @@ def test_every_write_path_leaves_the_data_dir_private_under_umask_022(tmp_path):
         server = start_server(data)
         try:
             wb(data, "user", "add", "carol", "--tier", "premium")
-            wb(data, "wiki", "create", "carol/notes", "--template", "empty")
+            wb(data, "wiki", "create", str(NOTES), "--template", "empty")
             token = wb(data, "token", "create", "carol", "--scope", "write").strip().splitlines()[-1]
             clone = tmp_path / "clone"
-            run_git("clone", "-q", server.clone_url("carol/notes", token), str(clone))
+            run_git("clone", "-q", server.clone_url(NOTES, token), str(clone))
             commit_files(clone, {"home.md": "# Home\n\nPrivate thoughts about otters.\n"})
             run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
-            mcp = Mcp(server, "carol/notes", token)
+            mcp = Mcp(server, NOTES, token)
             try:
                 head = mcp.ok("write_page", path="Second", content="# Second\n\nMore otters.\n")["revision"]
             finally:
                 mcp.close()
-            wait_until(lambda: _indexed(server, "carol/notes", head), timeout=120, what="the index at HEAD")
+            wait_until(lambda: _indexed(server, NOTES, head), timeout=120, what="the index at HEAD")
         finally:
             stop_server(server)
     assert (data / "repos" / "carol" / "notes" / "home.md").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import (
     Server,
     commit_files,
@@ -47,8 +48,8 @@ class Wiki:
         self.owner = unique("h")
         server.core.add_user(self.owner, password="correct horse battery", tier="free")
         _, self.token = server.core.create_token(self.owner, scope="write")
-        self.name = create_wiki(server.core, self.owner, "w", template="empty")[0].full_name
-        self.repo = server.core.repos.path(*self.name.split("/"))
+        self.name = create_wiki(server.core, WikiName(self.owner, "w"), template="empty")[0].name
+        self.repo = server.core.repos.path(self.name)
 
     @property
     def url(self) -> str:
@@ -121,10 +122,9 @@ def test_a_path_too_long_to_check_out_is_refused_and_later_pushes_still_sync(wik
 def test_platform_commits_meet_the_same_path_caps(wiki):
     from wikibot.gitd.commits import CommitRefused, FileChange
 
-    owner, slug = wiki.name.split("/")
     with pytest.raises(CommitRefused, match="over the limit of 1024"):
-        wiki.server.core.commit(owner, slug, [FileChange("/".join(["d" * 250] * 5) + ".md", b"x")],
-                                message="deep", author=("a", "a@example.org"), actor=owner, source="mcp")
+        wiki.server.core.commit(wiki.name, [FileChange("/".join(["d" * 250] * 5) + ".md", b"x")],
+                                message="deep", author=("a", "a@example.org"), actor=wiki.owner, source="mcp")
     assert wiki.ref("refs/heads/main") is None
 
 
@@ -172,7 +172,7 @@ def test_checkout_ignores_the_attributes_a_push_brings(wiki):
 def test_worker_start_repairs_the_attributes_override(wiki):
     """A repository from before the override (or whose override was removed) gets it back, and its
     files as the blobs hold them, when the worker starts (which runs `reconcile`)."""
-    from wikibot.hooks.publish import Publisher
+    from wikibot.hooks.post_receive import Publisher
     from wikibot.hooks.reconcile import reconcile
 
     clone = wiki.clone()
@@ -261,7 +261,7 @@ def test_refs_under_main_are_refused_so_main_can_be_born(wiki):
     """An editor cannot brick a wiki whose main is unborn by pushing refs/heads/main/<anything>."""
     editor = unique("e")
     wiki.server.core.add_user(editor, password="correct horse battery")
-    wiki.server.core.grant(*wiki.name.split("/"), editor, "editor")
+    wiki.server.core.grant(wiki.name, editor, "editor")
     _, etoken = wiki.server.core.create_token(editor, scope="write")
     evil = wiki.tmp / "evil"
     run_git("init", "-q", str(evil))
@@ -323,5 +323,5 @@ def test_a_tag_object_cannot_be_pushed_to_a_branch(wiki):
     assert wiki.ref("refs/heads/main") == before and wiki.ref("refs/heads/other") is None
     assert not (wiki.repo / "b.md").exists()
     wiki.assert_worktree_is_head()
-    assert [e.new_sha for e in events_of(wiki.server, wiki.name) if e.source == "push"] == [before]
+    assert [e.new for e in events_of(wiki.server, wiki.name) if e.source == "push"] == [before]
     assert push(clone, "v1", "main").returncode == 0  # the tag where tags go, the commit on main

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import Server, commit_files, configured_server, run_git, unique
 
 LIMITS = """
@@ -29,21 +30,20 @@ def limited(tmp_path_factory) -> Server:
 
 @pytest.fixture
 def wiki_clone(limited, tmp_path):
-    """A free-tier user's fresh wiki and a clone of it: (server, wiki, clone path, token)."""
+    """A free-tier user's fresh wiki and a clone of it: (server, wiki name, clone path)."""
     from wikibot.bootstrap.create import create_wiki
 
     name = unique("p")
     limited.core.add_user(name, password="correct horse battery", tier="free")
     _, token = limited.core.create_token(name, scope="write")
-    wiki, _ = create_wiki(limited.core, name, "w")
+    wiki, _ = create_wiki(limited.core, WikiName(name, "w"))
     repo = tmp_path / "clone"
-    run_git("clone", limited.clone_url(wiki.full_name, token), str(repo))
-    return limited, wiki.full_name, repo
+    run_git("clone", limited.clone_url(wiki.name, token), str(repo))
+    return limited, wiki.name, repo
 
 
-def snapshot(server: Server, wiki: str) -> dict[str, object]:
-    owner, slug = wiki.split("/")
-    repo = server.core.repos.path(owner, slug)
+def snapshot(server: Server, wiki: WikiName) -> dict[str, object]:
+    repo = server.core.repos.path(wiki)
     files = {}
     for path in sorted(repo.rglob("*")):
         rel = path.relative_to(repo).as_posix()
@@ -60,7 +60,7 @@ def snapshot(server: Server, wiki: str) -> dict[str, object]:
     }
 
 
-def push_refused(server: Server, wiki: str, repo: Path, *refspecs: str, expect: str) -> str:
+def push_refused(server: Server, wiki: WikiName, repo: Path, *refspecs: str, expect: str) -> str:
     before = snapshot(server, wiki)
     result = run_git("push", "origin", *refspecs, cwd=repo, check=False)
     assert result.returncode != 0, result.stderr
@@ -179,8 +179,7 @@ def test_huge_push_is_cut_off_while_streaming(wiki_clone):
     for i in range(6):  # 6 MB over several commits: each file passes the per-file cap
         commit_files(repo, {f"part{i}.bin": os.urandom(900 * 1024)}, f"part {i}")
     push_refused(server, wiki, repo, "main", expect="push too large: over the 2 MB repository size limit")
-    owner, slug = wiki.split("/")
-    objects = server.core.repos.path(owner, slug) / ".git" / "objects"
+    objects = server.core.repos.path(wiki) / ".git" / "objects"
     assert not list(objects.glob("incoming-*")), "the quarantine must be gone"
 
 
@@ -227,8 +226,7 @@ def test_mcp_writes_meet_the_same_limits(wiki_clone):
     from test_mcp import Mcp
 
     server, wiki, _ = wiki_clone
-    owner = wiki.split("/")[0]
-    _, token = server.core.create_token(owner, scope="write")
+    _, token = server.core.create_token(wiki.owner, scope="write")
     mcp = Mcp(server, wiki, token)
     try:
         for i in range(4):  # the template's 4 starter pages + 4 = the limit of 8

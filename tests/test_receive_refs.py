@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from wikibot.gitd.change import ZERO
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import Account, Server, commit_files, events_of, run_git
-
-ZERO = "0" * 40
 
 
 @pytest.fixture
-def wiki_clone(server, make_user, make_wiki, tmp_path) -> tuple[Server, Account, str, Path]:
+def wiki_clone(server, make_user, make_wiki, tmp_path) -> tuple[Server, Account, WikiName, Path]:
     """A wiki whose main has one pushed commit, and a clone of it with one more commit not yet pushed."""
     alice = make_user()
     wiki = make_wiki(alice, template="empty")
@@ -29,11 +29,11 @@ def wiki_clone(server, make_user, make_wiki, tmp_path) -> tuple[Server, Account,
     return server, alice, wiki, repo
 
 
-def server_repo(server: Server, wiki: str) -> Path:
-    return server.core.repos.path(*wiki.split("/"))
+def server_repo(server: Server, wiki: WikiName) -> Path:
+    return server.core.repos.path(wiki)
 
 
-def server_ref(server: Server, wiki: str, ref: str) -> str | None:
+def server_ref(server: Server, wiki: WikiName, ref: str) -> str | None:
     proc = run_git("rev-parse", "-q", "--verify", ref, cwd=server_repo(server, wiki), check=False)
     return proc.stdout.strip() or None
 
@@ -42,16 +42,16 @@ def head_of(repo: Path) -> str:
     return run_git("rev-parse", "HEAD", cwd=repo).stdout.strip()
 
 
-def assert_worktree_is_head(server: Server, wiki: str) -> None:
+def assert_worktree_is_head(server: Server, wiki: WikiName) -> None:
     """Otterwiki reads (and commits) the worktree: it must equal HEAD, with nothing staged or stale."""
     repo = server_repo(server, wiki)
     assert run_git("status", "--porcelain", "--untracked-files=all", cwd=repo).stdout == ""
     assert run_git("diff", "--quiet", "HEAD", cwd=repo, check=False).returncode == 0
 
 
-def push_events(server: Server, wiki: str) -> list[tuple[str, str, str]]:
+def push_events(server: Server, wiki: WikiName) -> list[tuple[str, str, str]]:
     """Events of pushes after the fixture's first one."""
-    return [(e.ref, e.old_sha, e.new_sha) for e in events_of(server, wiki) if e.source == "push"][1:]
+    return [(e.ref, e.old, e.new) for e in events_of(server, wiki) if e.source == "push"][1:]
 
 
 def push(repo: Path, *args: str) -> tuple[int, dict[str, str]]:
@@ -126,7 +126,7 @@ def read_pkts(body: bytes) -> list[bytes]:
     return lines
 
 
-def raw_receive_pack(server: Server, wiki: str, token: str, commands: list[bytes], pack: bytes) -> list[bytes]:
+def raw_receive_pack(server: Server, wiki: WikiName, token: str, commands: list[bytes], pack: bytes) -> list[bytes]:
     """POST a hand-made receive-pack request (report-status, no side band); the status lines."""
     body = pkt(commands[0] + b"\0report-status agent=test") + b"".join(pkt(c) for c in commands[1:])
     request = urllib.request.Request(
