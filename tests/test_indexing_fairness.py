@@ -9,18 +9,19 @@ from pathlib import Path
 
 import requests
 
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import Server, commit_files, run_git, start_server, stop_server, wait_until
 
 
-def search(server: Server, wiki: str, token: str, query: str, mode: str = "keyword") -> dict:
+def search(server: Server, wiki: WikiName, token: str, query: str, mode: str = "keyword") -> dict:
     r = requests.get(f"{server.url}/api/wikis/{wiki}/search", params={"q": query, "mode": mode},
                      auth=("x", token), timeout=60)
     assert r.status_code == 200, r.text
     return r.json()
 
 
-def clone(server: Server, wiki: str, token: str, tmp_path: Path) -> Path:
-    repo = tmp_path / wiki.replace("/", "_")
+def clone(server: Server, wiki: WikiName, token: str, tmp_path: Path) -> Path:
+    repo = tmp_path / f"{wiki.owner}_{wiki.slug}"
     run_git("clone", "-q", server.clone_url(wiki, token), str(repo))
     return repo
 
@@ -65,7 +66,7 @@ def test_one_huge_page_does_not_hold_back_the_next_change(server, make_user, mak
                         timeout=600, what="the small page after the big one to be searchable", server=server)
     assert [h["page"] for h in answer["hits"]] == ["note.md"]
     log = (server.data / "serve.log").read_text(errors="replace")
-    assert re.search(rf"{re.escape(wiki)}: dump\.md is 2\.\d MB; only its first \d+ chunk\(s\) are indexed", log)
+    assert re.search(rf"{re.escape(str(wiki))}: dump\.md is 2\.\d MB; only its first \d+ chunk\(s\) are indexed", log)
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -85,7 +86,7 @@ def test_indexing_memory_does_not_grow_with_the_pages_read(tmp_path):
         _, token = server.core.create_token("maria", scope="write")
         from wikibot.bootstrap.create import create_wiki
 
-        wiki = create_wiki(server.core, "maria", "notes", template="empty")[0].full_name
+        wiki = create_wiki(server.core, WikiName("maria", "notes"), template="empty")[0].name
         repo = clone(server, wiki, token, tmp_path)
         warm = push(repo, {"warm.md": "# Warm up\n\nThe model loads for this page.\n"})
         wait_until(lambda: search(server, wiki, token, "warm")["indexed_sha"] == warm, timeout=300,

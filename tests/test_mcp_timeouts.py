@@ -19,9 +19,10 @@ from test_mcp import Mcp
 from wikibot.bootstrap.create import create_wiki
 from wikibot.gitd.commits import FileChange
 from wikibot.gitd.locks import LockTimeout, file_lock
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.repository import Repository
 from wikibot.mcp.deadline import Deadline, OutOfTime
 from wikibot.mcp.link_graph import LinkGraphs
-from wikibot.mcp.wiki_repo import WikiRepo
 from wikibot.testing.servers import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
 
 STOPPED = "ran out of time"  # what the server logs when a tool stops at a checkpoint
@@ -39,25 +40,20 @@ def quick(tmp_path_factory: pytest.TempPathFactory):
 class Wiki:
     """A new empty wiki of a new premium user's, and MCP clients with the owner's write token."""
     srv: Server
-    owner: str
-    slug: str
+    name: WikiName
     token: str
     clients: list[Mcp] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        return f"{self.owner}/{self.slug}"
-
-    @property
     def repo(self) -> Path:
-        return self.srv.core.repos.path(self.owner, self.slug)
+        return self.srv.core.repos.path(self.name)
 
     def head(self) -> str:
         return run_git("rev-parse", "HEAD", cwd=self.repo).stdout.strip()
 
     def lock(self):
         """The wiki's write lock, taken here as another writer would."""
-        return self.srv.core.repos.lock(self.owner, self.slug)
+        return self.srv.core.repos.lock(self.name)
 
     def mcp(self) -> Mcp:
         """A connected client, closed when the test ends."""
@@ -67,11 +63,11 @@ class Wiki:
 
 def _wiki_on(srv: Server) -> Iterator[Wiki]:
     """The Wiki a fixture yields: made as make_user and make_wiki would; its clients closed afterwards."""
-    owner, slug = unique("u"), unique("w")
+    owner = unique("u")
     srv.core.add_user(owner, password="correct horse battery", tier="premium")
     _, token = srv.core.create_token(owner, scope="write")
-    create_wiki(srv.core, owner, slug, template="empty")
-    wiki = Wiki(srv, owner, slug, token)
+    name = create_wiki(srv.core, WikiName(owner, unique("w")), template="empty")[0].name
+    wiki = Wiki(srv, name, token)
     yield wiki
     for client in wiki.clients:
         client.close()
@@ -89,7 +85,7 @@ def wiki(server) -> Iterator[Wiki]:
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    """An empty git repository with no server: WikiRepo and the link graph read it directly."""
+    """An empty git repository with no server: Repository and the link graph read it directly."""
     repo = tmp_path / "wiki"
     run_git("init", "-q", str(repo))
     return repo
@@ -193,8 +189,8 @@ def test_link_graph_stops_at_an_expired_deadline(repo):
     graphs = LinkGraphs()
     expired = Deadline.after(0, "test")
     with pytest.raises(OutOfTime):
-        graphs.at("o/w", WikiRepo(repo), head, expired.check)
-    graph = graphs.at("o/w", WikiRepo(repo), head, Deadline.after(60, "test").check)
+        graphs.at(WikiName("o", "w"), Repository(repo), head, expired.check)
+    graph = graphs.at(WikiName("o", "w"), Repository(repo), head, Deadline.after(60, "test").check)
     assert graph.backlinks("p1.md") == ["p0.md"]
 
 
@@ -265,7 +261,7 @@ def test_page_paths_are_literal_pathspecs(repo):
     commit_files(repo, {"a.md": "a\n"})
     glob = commit_files(repo, {"[ab].md": "glob\n"})
     head = commit_files(repo, {"a.md": "a again\n"})
-    wiki = WikiRepo(repo)
+    wiki = Repository(repo)
     assert [c.revision for c in wiki.log(head, "[ab].md")] == [glob]
     assert "a again" not in wiki.diff(None, head, ["[ab].md"])
 
@@ -273,7 +269,7 @@ def test_page_paths_are_literal_pathspecs(repo):
 def test_gitattributes_in_the_tree_do_not_hide_page_diffs(repo):
     old = commit_files(repo, {".gitattributes": "*.md binary\n", "p.md": "plan A\n"})
     new = commit_files(repo, {"p.md": "plan B\n"})
-    assert "+plan B" in WikiRepo(repo).diff(old, new, ["p.md"])
+    assert "+plan B" in Repository(repo).diff(old, new, ["p.md"])
 
 
 def test_the_lock_wait_can_be_bounded(tmp_path):
@@ -288,14 +284,14 @@ def test_the_lock_wait_can_be_bounded(tmp_path):
 
 
 def test_a_write_stopped_at_its_last_checkpoint_leaves_the_wiki_as_it_was(wiki):
-    head = WikiRepo(wiki.repo).head()
+    head = wiki.srv.core.repo(wiki.name).head()
     objects = run_git("count-objects", "-v", cwd=wiki.repo).stdout
 
     def late() -> None:  # the policies passed; the request's deadline is past
         raise OutOfTime("late")
 
     with pytest.raises(OutOfTime):
-        wiki.srv.core.commit_with(wiki.owner, wiki.slug, lambda _: [FileChange("P.md", b"x\n")], message="m",
-                                  author=("a", "a@x"), actor=wiki.owner, source="mcp", checkpoint=late)
-    assert WikiRepo(wiki.repo).head() == head
+        wiki.srv.core.commit_with(wiki.name, lambda _: [FileChange("P.md", b"x\n")], message="m",
+                                  author=("a", "a@x"), actor=wiki.name.owner, source="mcp", checkpoint=late)
+    assert wiki.srv.core.repo(wiki.name).head() == head
     assert run_git("count-objects", "-v", cwd=wiki.repo).stdout == objects

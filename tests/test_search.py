@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from wikibot.gitd.names import WikiName
 from wikibot.indexer.storage import IndexCorrupt, IndexStore
 from wikibot.testing.servers import WIKIBOT, Server, commit_files, run_git, wait_until
 
@@ -29,7 +30,7 @@ Certificates are renewed by certbot every sixty days; the cron job runs at 03:00
 """
 
 
-def search(server: Server, wiki: str, token: str | None, query: str, mode: str = "hybrid",
+def search(server: Server, wiki: WikiName, token: str | None, query: str, mode: str = "hybrid",
            expect: int = 200) -> dict:
     r = requests.get(f"{server.url}/api/wikis/{wiki}/search", params={"q": query, "mode": mode},
                      auth=("x", token) if token else None, timeout=60)
@@ -37,10 +38,9 @@ def search(server: Server, wiki: str, token: str | None, query: str, mode: str =
     return r.json()
 
 
-def indexed(server: Server, wiki: str, token: str) -> dict:
+def indexed(server: Server, wiki: WikiName, token: str) -> dict:
     """Wait until search answers from the wiki's current HEAD."""
-    owner, slug = wiki.split("/")
-    head = server.core.repos.head(owner, slug)
+    head = server.core.repos.head(wiki)
 
     def ready():
         r = requests.get(f"{server.url}/api/wikis/{wiki}/search", params={"q": "x"}, auth=("x", token), timeout=60)
@@ -72,7 +72,7 @@ def test_added_edited_renamed_and_deleted_pages_follow_in_results(server, make_u
     assert top["page"] == "runbooks/failover.md"
     assert top["anchor"] == "promote-the-replica" and top["section"] == "Database failover > Promote the replica"
     assert top["lines"][0] >= 3 and "pg_ctl promote" in top["snippet"]
-    assert answer["indexed_sha"] == server.core.repos.head(*wiki.split("/"))
+    assert answer["indexed_sha"] == server.core.repos.head(wiki)
 
     push_files(repo, {"runbooks/failover.md": CERTS}, "now about certificates")
     indexed(server, wiki, alice.token)
@@ -108,8 +108,8 @@ def test_a_multi_commit_push_is_searchable_as_a_whole(server, make_user, make_wi
         assert pages(search(server, wiki, alice.token, text.split()[1], "keyword"))[0] == name
 
 
-def _replay(server: Server, wiki: str) -> None:
-    subprocess.run([*WIKIBOT, "events", "replay", wiki], env={**os.environ, "WIKIBOT_DATA": str(server.data)},
+def _replay(server: Server, wiki: WikiName) -> None:
+    subprocess.run([*WIKIBOT, "events", "replay", str(wiki)], env={**os.environ, "WIKIBOT_DATA": str(server.data)},
                    check=True, capture_output=True)
 
 
@@ -122,7 +122,7 @@ def test_deleted_or_corrupt_index_is_rebuilt_with_the_same_answers(server, make_
     indexed(server, wiki, alice.token)
     query = "renewing certificates"
     before = search(server, wiki, alice.token, query)
-    index_dir = server.data / "index" / wiki
+    index_dir = server.data / "index" / str(wiki)
 
     shutil.rmtree(index_dir)
     # the copy in memory keeps answering while the reader's report makes the worker rebuild
@@ -147,7 +147,7 @@ def test_two_wikis_never_see_each_others_pages(server, make_user, make_wiki, tmp
     alice = make_user()
     one, two = make_wiki(alice), make_wiki(alice)
     for wiki, text in ((one, "Zebra migration across the savanna."), (two, "Penguin colonies on the ice.")):
-        repo = tmp_path / wiki.replace("/", "_")
+        repo = tmp_path / f"{wiki.owner}_{wiki.slug}"
         run_git("clone", server.clone_url(wiki, alice.token), str(repo))
         push_files(repo, {"animals.md": f"# Animals\n\n{text}\n"})
         indexed(server, wiki, alice.token)
@@ -161,17 +161,18 @@ def test_a_deleted_and_recreated_wiki_starts_empty(server, make_user, tmp_path):
     from wikibot.bootstrap.create import create_wiki
 
     alice = make_user()
-    wiki, _ = create_wiki(server.core, alice.name, "again")
+    name = WikiName(alice.name, "again")
+    create_wiki(server.core, name)
     repo = tmp_path / "c"
-    run_git("clone", server.clone_url(wiki.full_name, alice.token), str(repo))
+    run_git("clone", server.clone_url(name, alice.token), str(repo))
     push_files(repo, {"secret.md": "# Xylophone\n\nThe xylophone plan for the old wiki.\n"})
-    indexed(server, wiki.full_name, alice.token)
-    assert pages(search(server, wiki.full_name, alice.token, "xylophone", "keyword")) == ["secret.md"]
-    server.core.delete_wiki(alice.name, "again")
-    create_wiki(server.core, alice.name, "again")
-    assert search(server, wiki.full_name, alice.token, "xylophone", "keyword")["hits"] == []
-    indexed(server, wiki.full_name, alice.token)
-    assert search(server, wiki.full_name, alice.token, "xylophone", "keyword")["hits"] == []
+    indexed(server, name, alice.token)
+    assert pages(search(server, name, alice.token, "xylophone", "keyword")) == ["secret.md"]
+    server.core.delete_wiki(name)
+    create_wiki(server.core, name)
+    assert search(server, name, alice.token, "xylophone", "keyword")["hits"] == []
+    indexed(server, name, alice.token)
+    assert search(server, name, alice.token, "xylophone", "keyword")["hits"] == []
 
 
 def test_search_endpoint_checks_access_like_a_fetch(server, make_user, make_wiki):
@@ -179,7 +180,7 @@ def test_search_endpoint_checks_access_like_a_fetch(server, make_user, make_wiki
     private, public = make_wiki(alice), make_wiki(alice, public=True)
     search(server, private, None, "notes", expect=401)
     search(server, private, mallory.token, "notes", expect=404)
-    search(server, f"{alice.name}/nope", alice.token, "notes", expect=404)
+    search(server, WikiName(alice.name, "nope"), alice.token, "notes", expect=404)
     search(server, public, None, "notes")
     assert "unknown mode" in search(server, private, alice.token, "notes", mode="fuzzy", expect=400)["error"]
     assert "empty query" in search(server, private, alice.token, "  ", expect=400)["error"]
@@ -190,14 +191,14 @@ def test_cli_search_and_index_status(server, make_user, make_wiki):
     wiki = make_wiki(alice, template="default")  # searches the starter Agent_Guide
     indexed(server, wiki, alice.token)
     env = {**os.environ, "WIKIBOT_DATA": str(server.data)}
-    out = subprocess.run([*WIKIBOT, "search", wiki, "resolve a conflict on a base revision", "--json"], env=env,
+    out = subprocess.run([*WIKIBOT, "search", str(wiki), "resolve a conflict on a base revision", "--json"], env=env,
                          check=True, capture_output=True, text=True).stdout
     assert json.loads(out)["hits"][0]["page"] == "agent_guide.md"
 
     def row() -> list[str]:
         status = subprocess.run([*WIKIBOT, "index", "status"], env=env, check=True, capture_output=True,
                                 text=True).stdout
-        return [line.split() for line in status.splitlines() if line.startswith(wiki + " ")][0]
+        return [line.split() for line in status.splitlines() if line.startswith(f"{wiki} ")][0]
     # status reads the saved index; search may already answer from the copy the worker holds
     assert wait_until(lambda: row()[3] == "0", timeout=300, what="index status to show the wiki indexed",
                       server=server)

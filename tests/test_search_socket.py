@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from wikibot.bootstrap.create import create_wiki
+from wikibot.gitd.names import WikiName
 from wikibot.indexer.service import SearchUnavailable, remote_status
 from wikibot.testing.servers import Server, commit_files, run_git, start_server, stop_server, unique, wait_until
 
@@ -122,7 +123,7 @@ def test_deep_data_dir_serves_searches_and_the_squatter_gets_nothing(squatted, t
     owner = unique("sq")
     srv.core.add_user(owner, password="correct horse battery")
     _, token = srv.core.create_token(owner, scope="write")
-    wiki = create_wiki(srv.core, owner, "notes", template="empty")[0].full_name
+    wiki = create_wiki(srv.core, WikiName(owner, "notes"), template="empty")[0].name
     repo = tmp_path / "c"
     run_git("clone", srv.clone_url(wiki, token), str(repo))
     head = commit_files(repo, {"merger.md": PAGE})
