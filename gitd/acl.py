@@ -102,10 +102,11 @@ def decide(store: Store, user: User | None, token: Token | None, name: WikiName,
     """The access decision for an already authenticated (or anonymous) caller."""
     wiki = store.get_wiki(name)
     if token is not None and token.wikis and name not in token.wikis:
-        # a token limited to other wikis acts here as no one: public wikis only, read only
-        if wiki is not None and wiki.public and action is Action.READ:
-            return Decision(Verdict.ALLOW, wiki=wiki, write_refusal=limited_elsewhere(token, name))
-        if wiki is not None and (wiki.public or role_of(store, wiki, user) is not None):  # known to the holder
+        # A token limited to other wikis acts here as no one: public wikis only, read only. It learns
+        # nothing of private ones, not even which its holder can reach (a leaked CI token could probe).
+        if wiki is not None and wiki.public:
+            if action is Action.READ:
+                return Decision(Verdict.ALLOW, wiki=wiki, write_refusal=limited_elsewhere(token, name))
             return Decision(Verdict.FORBIDDEN, limited_elsewhere(token, name), wiki=wiki, user=user)
         return Decision(Verdict.NOT_FOUND, f"wiki {name} not found", user=user)
     role = role_of(store, wiki, user) if wiki else None

@@ -20,14 +20,14 @@ __all__ = ["MAIN", "SOURCES", "ZERO", "Change", "Source"]
 
 @dataclass(frozen=True)
 class Change:
-    """`ref` of `wiki` moved from `old` to `new` (ZERO: created, resp. deleted), written by `source` on
-    behalf of `actor`. One change covers the whole `old..new` range, however many commits it holds.
-    `id` is the queue's, once queued."""
+    """`ref` of `wiki` moved from `old_sha` to `new_sha` (ZERO: created, resp. deleted), written by
+    `source` on behalf of `actor`. One change covers the whole `old..new` range, however many commits
+    it holds. `id` is the queue's, once queued."""
 
     wiki: WikiName
     ref: str
-    old: str
-    new: str
+    old_sha: str
+    new_sha: str
     source: Source
     actor: str | None = None
     time: float = field(default_factory=time.time)
@@ -40,5 +40,6 @@ class Change:
             raise TypeError(f"Change.wiki must be a WikiName, not {type(self.wiki).__name__}")
 
     def to_dict(self) -> dict[str, object]:
-        return {"wiki": str(self.wiki), "ref": self.ref, "old": self.old, "new": self.new, "source": self.source,
-                "actor": self.actor, "time": self.time, "id": self.id}
+        """The event as JSON: the shape documented for consumers (README, Change events)."""
+        return {"wiki": str(self.wiki), "ref": self.ref, "old_sha": self.old_sha, "new_sha": self.new_sha,
+                "source": self.source, "actor": self.actor, "time": self.time, "id": self.id}

@@ -100,10 +100,10 @@ def access(store: Store, environ: dict[str, Any], name: WikiName, action: Action
             user, token = authenticate(store, secret)
         except BadToken as exc:
             return Refusal(401, str(exc), challenge(scheme, "invalid_token", str(exc)))
-    decision = decide(store, user, token, name, action)
-    if decision.allowed and decision.user is None and not anonymous and token is not None:
-        return Refusal(403, limited_elsewhere(token, name))  # a limited token reading a public wiki
-    return _outcome(decision, token, scheme)
+    if not anonymous and token is not None and token.wikis and name not in token.wikis:
+        # a surface that serves no one without a token says so for every other wiki alike (nothing leaks)
+        return Refusal(403, limited_elsewhere(token, name))
+    return _outcome(decide(store, user, token, name, action), token, scheme)
 
 
 def _outcome(decision: Decision, token: Token | None, scheme: Scheme) -> Caller | Refusal:

@@ -45,7 +45,7 @@ from .refs import MAIN, PUSHABLE_PREFIXES, ZERO, ref_clashes, ref_name_problem, 
 from .repository import Repository
 
 log = logging.getLogger(__name__)
-ZERO_SHA = ZERO.encode()
+ZERO_BYTES = ZERO.encode()  # ZERO as dulwich spells ref values
 MAIN_REF = MAIN.encode()
 PUSHABLE = tuple(p.encode() for p in PUSHABLE_PREFIXES)
 MAX_COMMANDS = 1000  # ref updates in one push: far more than any real push, bounded memory
@@ -56,8 +56,8 @@ ATOMIC_FAILED = "atomic push failed: another ref could not be updated"
 @dataclass(frozen=True)
 class RefUpdate:
     ref: bytes
-    old: bytes  # ZERO_SHA when the ref is created
-    new: bytes  # ZERO_SHA when the ref is deleted
+    old: bytes  # ZERO_BYTES when the ref is created
+    new: bytes  # ZERO_BYTES when the ref is deleted
 
     @property
     def ref_name(self) -> str:
@@ -146,7 +146,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
 
     def _receive_pack(self, updates: list[RefUpdate], quarantine: Quarantine) -> bytes:
         """Index the pack (if any) into the quarantine; b"ok" or the reason it was refused."""
-        if all(u.new == ZERO_SHA for u in updates):
+        if all(u.new == ZERO_BYTES for u in updates):
             return b"ok"
         try:
             quarantine.receive(self.proto.recv, self.session.max_pack_bytes)
@@ -195,18 +195,18 @@ class WikiReceivePackHandler(ReceivePackHandler):
                 reasons[i] = f"{u.ref_name} is named more than once in this push"
             elif not u.ref.startswith(PUSHABLE) or not check_ref_format(u.ref):
                 reasons[i] = "only branches (refs/heads/*) and tags (refs/tags/*) may be pushed"
-            elif u.new != ZERO_SHA and (problem := ref_name_problem(u.ref)):  # deleting one stays possible
+            elif u.new != ZERO_BYTES and (problem := ref_name_problem(u.ref)):  # deleting one stays possible
                 reasons[i] = problem
             elif self._current(u.ref) != u.old:
                 reasons[i] = "fetch first: the ref changed since you fetched"
         created = {u.ref: i for i, u in enumerate(updates)
-                   if i not in reasons and u.old == ZERO_SHA and u.new != ZERO_SHA}
+                   if i not in reasons and u.old == ZERO_BYTES and u.new != ZERO_BYTES}
         for ref, other in ref_clashes(created, self.repo.refs.allkeys()).items():
             reasons[created[ref]] = (f"{updates[created[ref]].ref_name} clashes with "
                                      f"{other.decode('utf-8', 'replace')}: a ref cannot also be a folder of refs")
         pending = [i for i in range(len(updates)) if i not in reasons]
         ctx = PushContext.of(self.session.repo, quarantine)
-        if not ctx.repo.connected([updates[i].new.decode() for i in pending if updates[i].new != ZERO_SHA]):
+        if not ctx.repo.connected([updates[i].new.decode() for i in pending if updates[i].new != ZERO_BYTES]):
             reasons.update((i, "missing objects: the push does not contain all it refers to") for i in pending)
         for policy in self.session.policies:
             pending = [i for i in pending if i not in reasons]
@@ -244,7 +244,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
 
     def _follow_up(self, moved: list[RefUpdate]) -> None:
         """Refs have moved: sync the worktree if main did, then announce each moved ref once."""
-        if any(u.ref == MAIN_REF and u.new != ZERO_SHA for u in moved):
+        if any(u.ref == MAIN_REF and u.new != ZERO_BYTES for u in moved):
             self._sync()
         for u in moved:
             self.session.announce(Change(self.session.wiki, u.ref_name, u.old.decode(), u.new.decode(),
@@ -264,7 +264,7 @@ class WikiReceivePackHandler(ReceivePackHandler):
         try:
             return self.repo.refs[ref]
         except KeyError:
-            return ZERO_SHA
+            return ZERO_BYTES
 
     def _move(self, u: RefUpdate) -> bool:
         """Compare-and-swap one ref; False (logged) if it could not move, whatever the reason.
@@ -274,9 +274,9 @@ class WikiReceivePackHandler(ReceivePackHandler):
         """
         refs = self.repo.refs
         try:
-            if u.new == ZERO_SHA:
+            if u.new == ZERO_BYTES:
                 moved = refs.remove_if_equals(u.ref, u.old)
-            elif u.old == ZERO_SHA:
+            elif u.old == ZERO_BYTES:
                 moved = refs.add_if_new(u.ref, u.new)
             else:
                 moved = refs.set_if_equals(u.ref, u.old, u.new)

@@ -161,6 +161,11 @@ class GitHTTP:
         except RequestTooLarge as exc:
             return _text(start_response, exc.status, f"wikibot: {exc}")
         except (GitProtocolError, OSError, EOFError, WikibotError) as exc:
+            if isinstance(exc, WikibotError) and exc.status >= 500:
+                log.exception("%s %s failed", service, name)
+                if write is None:
+                    return _text(start_response, exc.status, "wikibot: internal error; see the server log")
+                raise
             log.warning("%s %s: %s", service, name, exc)
             if write is None:
                 return _text(start_response, 400, f"wikibot: bad {service} request: {exc}")

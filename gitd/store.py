@@ -24,7 +24,7 @@ from tinydb import Query
 from tinydb.storages import Storage
 from tinydb.table import Table
 
-from wikibot.errors import WikibotError
+from wikibot.errors import InternalError, WikibotError
 
 from .locks import file_lock
 from .names import WikiName
@@ -35,6 +35,10 @@ T = TypeVar("T")
 
 class StoreError(WikibotError):
     """A record conflicts with an existing one or is missing."""
+
+
+class StoreCorrupt(InternalError):
+    """The state file cannot be parsed: nothing is read from it or written over it."""
 
 
 class Store(Protocol):
@@ -79,7 +83,7 @@ class SafeJSONStorage(Storage):
         if cache is None or cache[0] != stamp:
             with open(self.path, "rb") as f:
                 raw = f.read()
-            cache = (stamp, json.loads(raw) if raw.strip() else {})
+            cache = (stamp, self._parse(raw))
             self._cache = cache
         # TinyDB mutates what it reads before writing it back: hand out a copy.
         return copy.deepcopy(cache[1])
@@ -90,7 +94,14 @@ class SafeJSONStorage(Storage):
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        return json.loads(raw) if raw.strip() else {}
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> dict[str, dict[str, Any]]:
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise StoreCorrupt(f"the platform state in {self.path} is unreadable ({exc}); restore it from a "
+                               "backup") from None
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

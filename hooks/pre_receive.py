@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from wikibot.config import MB, TierLimits
 from wikibot.gitd.names import path_problem
-from wikibot.gitd.receive import MAIN_REF, PushContext, RefUpdate
-from wikibot.gitd.refs import ZERO as ZERO_SHA
+from wikibot.gitd.receive import MAIN_REF, ZERO_BYTES, PushContext, RefUpdate
+from wikibot.gitd.refs import ZERO
 from wikibot.gitd.repository import RepoError
 
 MODE_SYMLINK = "120000"
@@ -49,7 +49,7 @@ class PushPolicy:
             for u in updates:
                 if reason := self._check_ref(ctx, u):
                     reasons[u.ref] = reason
-            tips = [u for u in updates if u.ref not in reasons and u.new != ZERO_SHA.encode()]
+            tips = [u for u in updates if u.ref not in reasons and u.new != ZERO_BYTES]
             reasons.update(self._check_contents(ctx, tips))
             for u in tips:
                 if u.ref not in reasons and (reason := self._check_limits(ctx, u, size_after)):
@@ -62,14 +62,14 @@ class PushPolicy:
     def _check_ref(self, ctx: PushContext, u: RefUpdate) -> str | None:
         old, new = u.old.decode(), u.new.decode()
         is_main = u.ref == MAIN_REF
-        if new == ZERO_SHA:
+        if new == ZERO:
             return "main is the wiki and cannot be deleted" if is_main else None
         if u.ref.startswith(b"refs/heads/") and _object_type(ctx, new) != "commit":
             # a tag on a branch would be peeled by the worktree sync: main moved without an event
             return "a branch must point at a commit: push tags under refs/tags/"
         if _object_type(ctx, new, peel=True) != "commit":
             return "only commits and tags of commits may be pushed"
-        if is_main and old != ZERO_SHA and not ctx.repo.is_ancestor(old, new):
+        if is_main and old != ZERO and not ctx.repo.is_ancestor(old, new):
             return "non-fast-forward: main cannot be rewritten; pull, merge and push again"
         return None
 
@@ -113,7 +113,7 @@ class PushPolicy:
         # out (the worktree, what the indexer reads) are bounded too. A wiki already over a
         # limit (lowered since) may still shrink or stay the same.
         after = ctx.repo.tree_usage(new)
-        before = ctx.repo.tree_usage(old) if old != ZERO_SHA and (
+        before = ctx.repo.tree_usage(old) if old != ZERO and (
             after.pages > self.limits.max_pages or after.disk_bytes > self.limits.max_repo_bytes) else None
         if after.pages > self.limits.max_pages and after.pages > (before.pages if before else 0):
             return f"page limit {self.limits.max_pages} reached: push would make {after.pages} pages"
@@ -124,7 +124,7 @@ class PushPolicy:
 
     def _check_ref_count(self, ctx: PushContext, updates: Sequence[RefUpdate]) -> dict[bytes, str]:
         """Refuse the refs a push creates if the wiki would then hold over MAX_REFS besides main."""
-        zero = ZERO_SHA.encode()
+        zero = ZERO_BYTES
         created = [u.ref for u in updates if u.old == zero and u.new != zero and u.ref != MAIN_REF]
         if not created:
             return {}

@@ -83,9 +83,9 @@ class SqliteQueue:
             db.execute("BEGIN IMMEDIATE")
             cur = db.execute(
                 "INSERT INTO events (wiki, ref, old_sha, new_sha, source, actor, time) VALUES (?,?,?,?,?,?,?)",
-                (wiki, change.ref, change.old, change.new, change.source, change.actor, change.time))
+                (wiki, change.ref, change.old_sha, change.new_sha, change.source, change.actor, change.time))
             db.execute("INSERT OR REPLACE INTO last_seen (wiki, ref, sha) VALUES (?,?,?)",
-                       (wiki, change.ref, change.new))
+                       (wiki, change.ref, change.new_sha))
             return int(cur.lastrowid)
 
     def read(self, after: int, limit: int = 100) -> list[Change]:

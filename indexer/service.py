@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from wikibot.errors import Unavailable, WikibotError
+from wikibot.errors import Unavailable
 from wikibot.gitd.local_sockets import peer_uid, private_run_dir, run_dir, socket_address
-from wikibot.gitd.names import WikiName
+from wikibot.gitd.names import InvalidName, WikiName
 
 from .search import Searcher, SearchError
 
@@ -57,7 +57,7 @@ class _Handler(socketserver.StreamRequestHandler):
             answer = searcher.search(WikiName.parse(request["wiki"]), request["query"], request.get("mode", "hybrid"),
                                      int(request.get("limit", 10)))
             reply = {"ok": True, "answer": answer.to_dict()}
-        except (WikibotError, KeyError, ValueError, TypeError) as exc:
+        except (SearchError, InvalidName, KeyError, ValueError, TypeError) as exc:  # the request's fault
             reply = {"ok": False, "error": str(exc)}
         except Exception as exc:  # the service's fault (e.g. the model failed to load): keep serving
             log.exception("search failed")

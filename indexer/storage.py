@@ -21,7 +21,7 @@ import faiss
 
 from wikibot.errors import InternalError, NotFound
 from wikibot.gitd.locks import file_lock
-from wikibot.gitd.names import WikiName
+from wikibot.gitd.names import WikiName, is_valid_name
 
 from .chunking import Chunk
 from .index import WikiIndex
@@ -148,6 +148,9 @@ class IndexStore:
         shutil.rmtree(self.path(wiki), ignore_errors=True)
 
     def wikis(self) -> list[WikiName]:
+        """The wikis with a saved index. Folders whose names no wiki can have (an admin's `notes.bak`)
+        are none of the store's business: left alone."""
         if not self.root.is_dir():
             return []
-        return sorted(WikiName(p.parent.name, p.name) for p in self.root.glob("*/*") if (p / "CURRENT").exists())
+        return sorted(WikiName(p.parent.name, p.name) for p in self.root.glob("*/*")
+                      if is_valid_name(p.parent.name) and is_valid_name(p.name) and (p / "CURRENT").exists())

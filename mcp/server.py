@@ -5,11 +5,12 @@ JSON answers because every tool answers once (no streaming), which the WSGI brid
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
 from wikibot.errors import WikibotError
 
@@ -43,21 +44,26 @@ TOOLS: list[tuple[Any, dict[str, bool]]] = [
 ]
 
 
-class ReportRefusals(Middleware):
-    """The MCP side of the error base: a `WikibotError` a tool lets through reaches the agent as a
-    tool error with its message (anything else stays masked as an internal error)."""
+def reporting_refusals(tool: Callable[..., Any]) -> Callable[..., Any]:
+    """The MCP side of the error base: a refusal (`WikibotError` under 500) a tool lets through reaches
+    the agent as a tool error with its message. Failures (500 and up: their messages name server paths
+    and git's words) and anything else stay masked as an internal error, and are logged."""
 
-    async def on_call_tool(self, context: MiddlewareContext, call_next: CallNext) -> Any:
+    @functools.wraps(tool)  # FastMCP reads the parameters from the signature
+    def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await call_next(context)
+            return tool(*args, **kwargs)
         except WikibotError as exc:
+            if exc.status >= 500:
+                raise
             raise ToolError(str(exc)) from None
+    return call
 
 
 def build_server() -> FastMCP:
-    server = FastMCP("wikibot", instructions=INSTRUCTIONS, mask_error_details=True, middleware=[ReportRefusals()])
+    server = FastMCP("wikibot", instructions=INSTRUCTIONS, mask_error_details=True)
     for fn, hints in TOOLS:
-        server.tool(fn, annotations=hints)
+        server.tool(reporting_refusals(fn), annotations=hints)
     return server
 
 

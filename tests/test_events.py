@@ -49,8 +49,8 @@ def test_wiki_creation_is_a_bootstrap_event(server, make_user, make_wiki):
     alice = make_user()
     wiki = make_wiki(alice)
     [event] = events_of(server, wiki)
-    assert (event.source, event.ref, event.old) == ("bootstrap", "refs/heads/main", ZERO)
-    assert event.new == server.core.repos.head(wiki)
+    assert (event.source, event.ref, event.old_sha) == ("bootstrap", "refs/heads/main", ZERO)
+    assert event.new_sha == server.core.repos.head(wiki)
 
 
 def test_a_push_of_three_commits_is_one_event_with_the_whole_range(server, make_user, make_wiki, tmp_path):
@@ -63,7 +63,7 @@ def test_a_push_of_three_commits_is_one_event_with_the_whole_range(server, make_
     run_git("push", "origin", "main", cwd=repo)
     pushes = [e for e in events_of(server, wiki) if e.source == "push"]
     assert len(pushes) == 1
-    assert (pushes[0].ref, pushes[0].old, pushes[0].new, pushes[0].actor) == \
+    assert (pushes[0].ref, pushes[0].old_sha, pushes[0].new_sha, pushes[0].actor) == \
         ("refs/heads/main", before, head, alice.name)
 
 
@@ -92,7 +92,7 @@ def test_a_commit_made_in_the_worktree_is_a_web_event(server, make_user, make_wi
     assert env_commit.returncode == 0, env_commit.stderr
     after = server.core.repos.head(wiki)
     web = [e for e in events_of(server, wiki) if e.source == "web"]
-    assert [(e.old, e.new, e.actor) for e in web] == [(before, after, "Web Editor <web@example.org>")]
+    assert [(e.old_sha, e.new_sha, e.actor) for e in web] == [(before, after, "Web Editor <web@example.org>")]
 
 
 def test_usage_consumer_keeps_page_count_current(server, make_user, make_wiki, tmp_path):
@@ -154,7 +154,7 @@ def test_five_clients_pushing_at_once_lose_nothing(server, make_user, make_wiki,
     # events, in order, chain from one push to the next with no gap
     pushes = [e for e in events_of(server, wiki) if e.source == "push"]
     assert len(pushes) == 5
-    assert all(a.new == b.old for a, b in zip(pushes, pushes[1:], strict=False))
+    assert all(a.new_sha == b.old_sha for a, b in zip(pushes, pushes[1:], strict=False))
 
 
 @pytest.fixture
@@ -204,12 +204,12 @@ def test_a_commit_missed_by_the_hook_is_resynced_when_the_worker_starts(recordin
     run_git("add", "-A", cwd=path)
     run_git("commit", "-q", "-m", "quiet", cwd=path)
     head = run_git("rev-parse", "HEAD", cwd=path).stdout.strip()
-    assert not [e for e in events_of(server, STARTER) if e.new == head]
+    assert not [e for e in events_of(server, STARTER) if e.new_sha == head]
     pid_file = server.data / "queue" / "worker.pid"
     wait_until(pid_file.exists, what="the worker to be up")
     worker_pid = int(pid_file.read_text())
     os.kill(worker_pid, signal.SIGTERM)  # ... is healed at the next worker start
-    wait_until(lambda: [e for e in events_of(server, STARTER) if e.new == head and e.source == "sync"],
+    wait_until(lambda: [e for e in events_of(server, STARTER) if e.new_sha == head and e.source == "sync"],
                timeout=90, what="a sync event from the restarted worker")
     assert (path / ".git" / "hooks" / "post-commit").exists()
 
@@ -241,7 +241,7 @@ def test_a_consumer_that_keeps_failing_dead_letters_and_moves_on(tmp_path):
     seen = []
 
     def broken_on_first(event: Change) -> None:
-        if event.new == "1" * 40:
+        if event.new_sha == "1" * 40:
             raise ValueError("cannot handle this one")
         seen.append(event.id)
 
@@ -259,4 +259,4 @@ def test_events_replay_requeues_a_wiki_for_every_consumer(server, make_user, mak
     out = subprocess.run([*WIKIBOT, "events", "replay", str(wiki)], env=env, capture_output=True, text=True, check=True)
     assert "from scratch" in out.stdout
     last = events_of(server, wiki)[-1]
-    assert (last.source, last.old, last.new) == ("sync", ZERO, server.core.repos.head(wiki))
+    assert (last.source, last.old_sha, last.new_sha) == ("sync", ZERO, server.core.repos.head(wiki))

@@ -334,7 +334,7 @@ def test_writes_are_events_with_the_mcp_source(server, connect, wiki):
     owner, name = wiki
     mcp = connect(name, owner.token)
     written = mcp.ok("write_page", path="Evented", content="x\n")
-    event = wait_until(lambda: [e for e in events_of(server, name) if e.new == written["revision"]],
+    event = wait_until(lambda: [e for e in events_of(server, name) if e.new_sha == written["revision"]],
                        what="the event")[0]
     assert event.source == "mcp" and event.actor == owner.name
 

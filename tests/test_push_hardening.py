@@ -323,5 +323,5 @@ def test_a_tag_object_cannot_be_pushed_to_a_branch(wiki):
     assert wiki.ref("refs/heads/main") == before and wiki.ref("refs/heads/other") is None
     assert not (wiki.repo / "b.md").exists()
     wiki.assert_worktree_is_head()
-    assert [e.new for e in events_of(wiki.server, wiki.name) if e.source == "push"] == [before]
+    assert [e.new_sha for e in events_of(wiki.server, wiki.name) if e.source == "push"] == [before]
     assert push(clone, "v1", "main").returncode == 0  # the tag where tags go, the commit on main

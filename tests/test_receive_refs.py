@@ -51,7 +51,7 @@ def assert_worktree_is_head(server: Server, wiki: WikiName) -> None:
 
 def push_events(server: Server, wiki: WikiName) -> list[tuple[str, str, str]]:
     """Events of pushes after the fixture's first one."""
-    return [(e.ref, e.old, e.new) for e in events_of(server, wiki) if e.source == "push"][1:]
+    return [(e.ref, e.old_sha, e.new_sha) for e in events_of(server, wiki) if e.source == "push"][1:]
 
 
 def push(repo: Path, *args: str) -> tuple[int, dict[str, str]]:

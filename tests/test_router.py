@@ -97,6 +97,20 @@ def test_git_serves_a_public_wiki_to_anyone(client):
     assert got.data.startswith(b"001e# service=git-upload-pack\n0000")
 
 
+@pytest.mark.parametrize("owner", ["mcp", "api"])
+def test_git_serves_users_named_before_their_name_was_reserved(tmp_path, owner):
+    """Routes match git first: `/mcp/notes.git/` is a wiki of a user called `mcp` made by an older version."""
+    core = open_core(load_config(tmp_path / "data", environ={}))
+    core.initialise()
+    client = Client(Platform(routes(core)))
+    core.add_user(owner, password=PASSWORD, platform_account=True)  # how such a user exists today
+    core.create_wiki(WikiName(owner, "notes"))
+    secret = core.create_token(owner, "write")[1]
+    got = client.get(f"/{owner}/notes.git/info/refs?service=git-upload-pack", headers=basic(secret))
+    assert got.status_code == 200, got.text
+    assert got.data.startswith(b"001e# service=git-upload-pack\n0000")
+
+
 def test_git_push_to_a_public_wiki_needs_a_token(client):
     got = client.get("/alice/open.git/info/refs?service=git-receive-pack")
     assert got.status_code == 401
@@ -239,7 +253,7 @@ def test_reserved_names_are_refused_as_user_names(core, name):
     assert core.store.get_user(name) is None
 
 
-@pytest.mark.parametrize("slug", ["settings", "mcp", "api", "search", "history"])
+@pytest.mark.parametrize("slug", ["settings", "mcp", "api", "admin", "token"])
 def test_reserved_names_are_refused_as_wiki_names(core, slug):
     with pytest.raises(InvalidName, match=f"wiki name '{slug}' is reserved for the platform's own pages"):
         core.create_wiki(WikiName("alice", slug))

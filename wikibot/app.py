@@ -46,10 +46,10 @@ class Landing:
 
 def routes(core: Core) -> list[Route]:
     """The platform's URL table, in the order it is matched."""
-    return [
+    return [  # git first: `/mcp/notes.git/` is the git URL of a user named before `mcp` was reserved
+        Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
         Route(re.compile(r"/mcp/"), McpEndpoint(core), "rpc"),
         Route(re.compile(r"/api/wikis/"), SearchAPI(core), "json"),
-        Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
         Route(re.compile(r""), Landing(core.config.public_url)),
     ]
 
