@@ -220,7 +220,7 @@ class TinyStore:
 
     def list_wikis(self, owner: str | None = None) -> list[Wiki]:
         wikis = self._all("wikis", Wiki, None if owner is None else Query().owner == owner)
-        return sorted(wikis, key=lambda w: w.name)
+        return sorted(wikis, key=lambda w: str(w.name))
 
     def _set_wiki_fields(self, name: WikiName, fields: dict[str, Any]) -> None:
         """Change some fields of a wiki under the lock, leaving the others as they are now."""
