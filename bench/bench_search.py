@@ -29,6 +29,7 @@ import numpy as np
 from wikibot.bootstrap.create import create_wiki
 from wikibot.config import load_config
 from wikibot.gitd.commits import FileChange
+from wikibot.gitd.names import WikiName
 from wikibot.indexer.chunking import Chunker
 from wikibot.indexer.index import WikiIndex
 from wikibot.indexer.model import Model
@@ -96,8 +97,8 @@ def rebuild_throughput(model: Model) -> None:
         core = open_core(load_config(Path(tmp) / "var", environ={}))
         core.initialise()
         core.add_user("bench", password="bench-password", tier="premium")
-        wiki, _ = create_wiki(core, "bench", "eval", template="empty")
-        core.commit("bench", "eval", [FileChange(page, text.encode()) for page, text in eval_pages().items()],
+        wiki, _ = create_wiki(core, WikiName("bench", "eval"), template="empty")
+        core.commit(wiki.name, [FileChange(page, text.encode()) for page, text in eval_pages().items()],
                     message="import", author=("bench", "bench@localhost"), actor="bench", source="bootstrap")
         chunker = Chunker(model, model.max_content_tokens)
         texts = [c.embed_text for page, text in eval_pages().items() for c in chunker.chunk(page, text)]
@@ -107,7 +108,7 @@ def rebuild_throughput(model: Model) -> None:
             t = time.perf_counter()
             model.encode(texts)
             raw.append(len(texts) / (time.perf_counter() - t))
-            result = Indexer(core, IndexStore(core.config.index_dir), model).refresh(wiki.full_name, from_scratch=True)
+            result = Indexer(core, IndexStore(core.config.index_dir), model).refresh(wiki.name, from_scratch=True)
             ours.append(result.chunks_embedded / result.seconds)
         print(f"\nfull rebuild: {len(texts)} chunks; raw model.encode {statistics.median(raw):.1f} chunks/s, "
               f"wikibot rebuild {statistics.median(ours):.1f} chunks/s (median of 3): "
@@ -130,10 +131,11 @@ def query_latency(model: Model, chunks_wanted: int = 10_000, runs: int = 30) -> 
             index.set_page(page.relative_to(repo).as_posix(), chunks, vectors)
         store = IndexStore(Path(tmp) / "index")
         index.wiki_created = 1.0
-        store.save("bench/big", index)
+        big = WikiName("bench", "big")
+        store.save(big, index)
 
         class OneWiki:  # the platform store, as far as the searcher asks it
-            def get_wiki(self, owner, slug):
+            def get_wiki(self, name: WikiName):
                 return type("W", (), {"created": 1.0})()
 
         searcher = Searcher(store, model, OneWiki())  # type: ignore[arg-type]
@@ -141,11 +143,11 @@ def query_latency(model: Model, chunks_wanted: int = 10_000, runs: int = 30) -> 
                    "postgres replication lag alert", "who owns the release calendar"]
         print(f"\nquery latency on {len(index.chunks)} chunks (warm; median / p90 of {runs} per mode):")
         for mode in MODES:
-            searcher.search("bench/big", queries[0], mode)  # warm: loads the index, builds BM25
+            searcher.search(big, queries[0], mode)  # warm: loads the index, builds BM25
             times = []
             for i in range(runs):
                 t = time.perf_counter()
-                searcher.search("bench/big", queries[i % len(queries)], mode)
+                searcher.search(big, queries[i % len(queries)], mode)
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
             print(f"  {mode:<9} p50 {statistics.median(times):6.1f} ms   p90 {times[int(runs * 0.9)]:6.1f} ms"

@@ -19,7 +19,8 @@ from wikibot.bootstrap.create import create_wiki
 from wikibot.bootstrap.from_git import check_url, refuse_private
 from wikibot.bootstrap.templates import BUILTIN_DIR, TemplateError, fill
 from wikibot.config import Config
-from wikibot.gitd.core import CoreError
+from wikibot.gitd.core import Core, CoreError
+from wikibot.gitd.names import WikiName
 from wikibot.indexer.chunking import outline
 from wikibot.mcp.server import TOOLS
 from wikibot.testing.servers import WIKIBOT, commit_files, free_port, run_git, unique, wait_until
@@ -34,35 +35,33 @@ def files_at_head(repo: Path) -> dict[str, bytes]:
                               check=True).stdout for n in names if n}
 
 
-def nothing_left(server, owner: str, slug: str) -> None:
-    assert server.core.store.get_wiki(owner, slug) is None
-    assert not server.core.repos.path(owner, slug).exists()
-    assert not (server.data / "index" / owner / slug).exists()
+def nothing_left(server, name: WikiName) -> None:
+    assert server.core.store.get_wiki(name) is None
+    assert not server.core.repos.path(name).exists()
+    assert not (server.data / "index" / name.owner / name.slug).exists()
 
 
 @pytest.fixture
-def admin_templates(server, tmp_path):
-    """An admin's templates folder, configured on the test server for the duration of a test."""
+def admin_templates(server, tmp_path) -> tuple[Core, Path]:
+    """An admin's templates folder, and the test server's core configured with it."""
     folder = tmp_path / "templates"
     folder.mkdir()
-    server.core.config = replace(server.core.config, templates_dir=str(folder))
-    yield folder
-    server.core.config = replace(server.core.config, templates_dir="")
+    config = replace(server.core.config, templates_dir=str(folder))
+    return replace(server.core, config=config), folder
 
 
 def test_default_template_pages_are_substituted_committed_once_and_searchable(server, make_user):
     owner = make_user()
-    slug = unique("w")
-    wiki, head = create_wiki(server.core, owner.name, slug, title="Ops Handbook", purpose=TRICKY)
-    repo = server.core.repos.path(owner.name, slug)
+    wiki, head = create_wiki(server.core, WikiName(owner.name, unique("w")), title="Ops Handbook", purpose=TRICKY)
+    repo = server.core.repos.path(wiki.name)
     files = files_at_head(repo)
     assert set(files) == STARTER
     assert run_git("rev-list", "--count", "HEAD", cwd=repo).stdout.strip() == "1"
     base = server.core.config.public_url
     texts = {name: body.decode() for name, body in files.items()}
     assert not any("{{" in text for text in texts.values())
-    assert f"{base}/{wiki.full_name}.git" in texts["getting_started.md"]
-    assert f"{base}/mcp/{wiki.full_name}" in texts["getting_started.md"]
+    assert f"{base}/{wiki.name}.git" in texts["getting_started.md"]
+    assert f"{base}/mcp/{wiki.name}" in texts["getting_started.md"]
     home = texts["home.md"]
     assert "Ops Handbook" in home
     # the purpose is plain text: no heading, list, link, HTML or table cell came out of it
@@ -71,7 +70,7 @@ def test_default_template_pages_are_substituted_committed_once_and_searchable(se
     assert not any(s.heading.startswith("Ops") for s in outline("home.md", home).sections[1:])
 
     def found():
-        return search(server, wiki.full_name, owner.token, "base revision conflict when writing a page", "keyword")
+        return search(server, wiki.name, owner.token, "base revision conflict when writing a page", "keyword")
     answer = wait_until(lambda: found()["indexed_sha"] == head and found(), timeout=300, what="starter indexed",
                         server=server)
     assert "agent_guide.md" in [hit["page"] for hit in answer["hits"][:3]]
@@ -112,24 +111,24 @@ def test_fill_escapes_markdown_in_text_and_keeps_code_verbatim():
 
 
 def test_empty_and_admin_templates(server, make_user, admin_templates):
+    core, templates = admin_templates
     owner = make_user()
-    wiki, head = create_wiki(server.core, owner.name, unique("w"), template="empty")
-    assert head is None and server.core.repos.head(owner.name, wiki.slug) is None
-    folder = admin_templates / "team"
+    wiki, head = create_wiki(core, WikiName(owner.name, unique("w")), template="empty")
+    assert head is None and core.repos.head(wiki.name) is None
+    folder = templates / "team"
     (folder / "runbooks").mkdir(parents=True)
     (folder / "home.md").write_text("# {{title}}\n\nOwned by {{owner}}.\n")
     (folder / "runbooks" / "deploy.md").write_text("# Deploy\n")
-    core = server.core
-    wiki, _ = create_wiki(core, owner.name, unique("w"), title="Team", template="team")
-    files = files_at_head(core.repos.path(owner.name, wiki.slug))
+    wiki, _ = create_wiki(core, WikiName(owner.name, unique("w")), title="Team", template="team")
+    files = files_at_head(core.repos.path(wiki.name))
     assert files == {"home.md": f"# Team\n\nOwned by {owner.name}.\n".encode(), "runbooks/deploy.md": b"# Deploy\n"}
     with pytest.raises(TemplateError, match="unknown template 'nope'.*team"):
-        create_wiki(core, owner.name, unique("w"), template="nope")
+        create_wiki(core, WikiName(owner.name, unique("w")), template="nope")
     (folder / "link.md").symlink_to("/etc/passwd")
-    slug = unique("w")
+    name = WikiName(owner.name, unique("w"))
     with pytest.raises(TemplateError, match="symlink"):
-        create_wiki(core, owner.name, slug, template="team")
-    nothing_left(server, owner.name, slug)
+        create_wiki(core, name, template="team")
+    nothing_left(server, name)
 
 
 def cli(server, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -155,16 +154,16 @@ def template_wiki(server, make_user, make_wiki, tmp_path):
 def test_create_from_a_git_url_strips_history_and_fills_opted_in_files(server, make_user, template_wiki):
     owner, name, clone = template_wiki
     creator = make_user()
-    slug = unique("w")
+    copy = WikiName(creator.name, unique("w"))
     url = server.clone_url(name, owner.token)  # a token in the URL authenticates the clone
-    refused = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--template", url)
+    refused = cli(server, "wiki", "create", str(copy), "--template", url)
     assert refused.returncode == 1 and "loopback" in refused.stderr and owner.token not in refused.stderr
-    nothing_left(server, creator.name, slug)
+    nothing_left(server, copy)
 
-    done = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--name", "Copied", "--purpose", "tests *now*",
+    done = cli(server, "wiki", "create", str(copy), "--name", "Copied", "--purpose", "tests *now*",
                "--template", url, WIKIBOT_ALLOW_PRIVATE_URLS="1")
     assert done.returncode == 0, done.stderr
-    repo = server.core.repos.path(creator.name, slug)
+    repo = server.core.repos.path(copy)
     assert run_git("rev-list", "--count", "HEAD", cwd=repo).stdout.strip() == "1"
     assert run_git("log", "-1", "--format=%an", cwd=repo).stdout.strip() == "wikibot"
     ours, theirs = files_at_head(repo), files_at_head(clone)
@@ -217,17 +216,17 @@ def test_bad_template_urls_fail_clearly_and_leave_nothing(server, make_user, tmp
             base.replace("//", "//user:hunter2@") + "/missing.git": "has no commits",
         }
         for url, reason in cases.items():
-            slug = unique("w")
-            result = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--template", url, **allow)
+            name = WikiName(creator.name, unique("w"))
+            result = cli(server, "wiki", "create", str(name), "--template", url, **allow)
             assert result.returncode == 1 and reason in result.stderr, (url, result.stderr)
             assert "hunter2" not in result.stderr
-            nothing_left(server, creator.name, slug)
+            nothing_left(server, name)
         # too large: the limit is enforced while cloning
-        slug = unique("w")
-        result = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--template",
+        name = WikiName(creator.name, unique("w"))
+        result = cli(server, "wiki", "create", str(name), "--template",
                      f"{base}/big.git", WIKIBOT_MAX_TEMPLATE_MB="1", **allow)
         assert result.returncode == 1 and "larger than 1 MB" in result.stderr, result.stderr
-        nothing_left(server, creator.name, slug)
+        nothing_left(server, name)
     finally:
         httpd.terminate()
         httpd.wait()
@@ -293,19 +292,20 @@ def test_private_addresses_are_refused_in_every_spelling(address):
 
 
 def test_quota_and_limits_are_checked_around_the_template(server, make_user, admin_templates):
+    core, templates = admin_templates
     owner = make_user(tier="free")
-    create_wiki(server.core, owner.name, unique("w"), template="empty")  # the free tier's only wiki
+    create_wiki(core, WikiName(owner.name, unique("w")), template="empty")  # the free tier's only wiki
     with pytest.raises(CoreError, match="limit of their tier"):  # refused before any clone is attempted
-        create_wiki(server.core, owner.name, unique("w"), template="https://unreachable.invalid/x.git")
-    folder = admin_templates / "huge"
+        create_wiki(core, WikiName(owner.name, unique("w")), template="https://unreachable.invalid/x.git")
+    folder = templates / "huge"
     folder.mkdir()
     for i in range(501):
         (folder / f"p{i}.md").write_text(f"page {i}\n")
     other = make_user(tier="free")
-    slug = unique("w")
+    name = WikiName(other.name, unique("w"))
     with pytest.raises(TemplateError, match="does not fit the owner's limits: page limit 500"):
-        create_wiki(server.core, other.name, slug, template="huge")
-    nothing_left(server, other.name, slug)
+        create_wiki(core, name, template="huge")
+    nothing_left(server, name)
 
 
 def test_a_stalling_server_is_cut_off_with_all_git_processes(server, make_user):
@@ -328,14 +328,14 @@ def test_a_stalling_server_is_cut_off_with_all_git_processes(server, make_user):
     threading.Thread(target=hold, daemon=True).start()
     port = listener.getsockname()[1]
     creator = make_user()
-    slug = unique("w")
+    name = WikiName(creator.name, unique("w"))
     try:
-        result = cli(server, "wiki", "create", f"{creator.name}/{slug}", "--template",
-                     f"http://127.0.0.1:{port}/stall-{slug}.git", WIKIBOT_ALLOW_PRIVATE_URLS="1",
+        result = cli(server, "wiki", "create", str(name), "--template",
+                     f"http://127.0.0.1:{port}/stall-{name.slug}.git", WIKIBOT_ALLOW_PRIVATE_URLS="1",
                      WIKIBOT_CLONE_TIMEOUT="3")
         assert result.returncode == 1 and "took longer than 3 s" in result.stderr, result.stderr
-        nothing_left(server, creator.name, slug)
-        assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if f"stall-{slug}".encode() in _read(p)]
+        nothing_left(server, name)
+        assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if f"stall-{name.slug}".encode() in _read(p)]
     finally:
         for conn in held:
             conn.close()

@@ -49,6 +49,7 @@ def test_users_wikis_grants_and_tokens(tmp_path):
     out = wb(data, "user", "add", "carol", "--email", "c@example.org", "--tier", "free").stdout
     assert "password: " in out
     wb(data, "user", "add", "dave", "--password-stdin", input="a long enough secret\n")
+    assert_one_line_error(wb(data, "user", "add", "dave", check=False), "already exists")
     listing = wb(data, "user", "list").stdout
     assert "carol" in listing and "c@example.org" in listing and "dave" in listing
 
@@ -83,7 +84,7 @@ def test_users_wikis_grants_and_tokens(tmp_path):
     (["wiki", "create", "../etc"], ["invalid"]),
     (["wiki", "create", "nobody/wiki"], ["no such user"]),
     (["wiki", "delete", "admin/missing"], ["no such wiki"]),
-    (["user", "add", "admin"], ["already exists"]),
+    (["user", "add", "admin"], ["reserved"]),  # init's account: a name new users cannot take
     (["user", "add", "x", "--tier", "gold"], ["unknown tier"]),
     (["token", "create", "admin", "--wiki", "admin/missing"], ["no such wiki"]),
     (["token", "revoke", "nope"], ["no such token"]),

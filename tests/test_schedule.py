@@ -8,16 +8,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from wikibot.gitd.names import WikiName
 from wikibot.hooks.dispatcher import RetryPolicy
 from wikibot.indexer import schedule
 from wikibot.indexer.schedule import RefreshScheduler
 
+w = WikiName.parse
+
 
 @dataclass
 class ScriptedJob:
-    wiki: str
+    wiki: WikiName
     steps: int
-    log: list[str]
+    log: list[WikiName]
     fail: bool = False  # its first step raises
     taken: int = 0
 
@@ -36,13 +39,13 @@ class ScriptedJob:
 
 @dataclass
 class ScriptedIndexer:
-    sizes: dict[str, int]
-    failures: dict[str, int] = field(default_factory=dict)  # wiki -> how many of its next jobs fail
-    log: list[str] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
+    sizes: dict[WikiName, int]
+    failures: dict[WikiName, int] = field(default_factory=dict)  # wiki -> how many of its next jobs fail
+    log: list[WikiName] = field(default_factory=list)
+    started: list[WikiName] = field(default_factory=list)
     on_start: object = None  # called inside start(), as a request racing it would be
 
-    def start(self, wiki: str) -> ScriptedJob:
+    def start(self, wiki: WikiName) -> ScriptedJob:
         self.started.append(wiki)
         if callable(self.on_start):
             self.on_start(wiki)
@@ -66,20 +69,20 @@ def drain(scheduler: RefreshScheduler, limit: int = 10_000) -> None:
 
 
 def test_a_small_change_waits_one_slice_of_a_big_refresh_not_all_of_it():
-    indexer = ScriptedIndexer({"a/big": 50, "b/small": 1})
+    indexer = ScriptedIndexer({w("a/big"): 50, w("b/small"): 1})
     scheduler = RefreshScheduler(indexer)
-    scheduler.request("a/big")
+    scheduler.request(w("a/big"))
     scheduler._turn(scheduler._next(threading.Event(), 0))  # the import is under way
-    scheduler.request("b/small")
+    scheduler.request(w("b/small"))
     drain(scheduler)
     # after the request, at most the one slice of the import already in line runs before it
-    assert indexer.log.index("b/small") <= 2, indexer.log[:5]
-    assert indexer.log.count("a/big") == 50
+    assert indexer.log.index(w("b/small")) <= 2, indexer.log[:5]
+    assert indexer.log.count(w("a/big")) == 50
 
 
 def test_at_most_a_few_refreshes_hold_an_index_at_once(monkeypatch):
     monkeypatch.setattr(schedule, "MAX_ACTIVE_JOBS", 3)
-    wikis = {f"u/w{i}": 5 for i in range(8)}
+    wikis = {w(f"u/w{i}"): 5 for i in range(8)}
     indexer = ScriptedIndexer(wikis)
     scheduler = RefreshScheduler(indexer)
     for wiki in wikis:
@@ -93,43 +96,43 @@ def test_at_most_a_few_refreshes_hold_an_index_at_once(monkeypatch):
 
 
 def test_a_change_racing_the_start_of_its_refresh_gets_one_more_refresh_and_one_place():
-    indexer = ScriptedIndexer({"a/w": 3})
+    indexer = ScriptedIndexer({w("a/w"): 3})
     scheduler = RefreshScheduler(indexer)
     indexer.on_start = lambda wiki: (scheduler.request(wiki), setattr(indexer, "on_start", None))
-    scheduler.request("a/w")
+    scheduler.request(w("a/w"))
     stop = threading.Event()
     scheduler._turn(scheduler._next(stop, 0))
-    assert list(scheduler._turns) == ["a/w"], "the wiki holds one place in the rotation"
+    assert list(scheduler._turns) == [w("a/w")], "the wiki holds one place in the rotation"
     drain(scheduler)
-    assert indexer.started == ["a/w", "a/w"], "the change that raced the start is refreshed after it"
+    assert indexer.started == [w("a/w"), w("a/w")], "the change that raced the start is refreshed after it"
 
 
 def test_a_failing_refresh_backs_off_without_holding_up_others_and_recovers():
-    indexer = ScriptedIndexer({"a/flaky": 1, "b/fine": 1}, failures={"a/flaky": 2})
+    indexer = ScriptedIndexer({w("a/flaky"): 1, w("b/fine"): 1}, failures={w("a/flaky"): 2})
     scheduler = RefreshScheduler(indexer, RetryPolicy(max_attempts=5, first_delay=0.01, max_delay=0.01))
-    scheduler.request("a/flaky")
-    scheduler.request("b/fine")
+    scheduler.request(w("a/flaky"))
+    scheduler.request(w("b/fine"))
     drain(scheduler)
-    assert indexer.log == ["b/fine", "a/flaky"] and indexer.started.count("a/flaky") == 3
+    assert indexer.log == [w("b/fine"), w("a/flaky")] and indexer.started.count(w("a/flaky")) == 3
 
 
 def test_a_refresh_that_keeps_failing_gives_up_until_the_next_change(caplog):
-    indexer = ScriptedIndexer({"a/broken": 1}, failures={"a/broken": 99})
+    indexer = ScriptedIndexer({w("a/broken"): 1}, failures={w("a/broken"): 99})
     scheduler = RefreshScheduler(indexer, RetryPolicy(max_attempts=3, first_delay=0.0, max_delay=0.0))
-    scheduler.request("a/broken")
+    scheduler.request(w("a/broken"))
     drain(scheduler)
-    assert indexer.started == ["a/broken"] * 3 and "failed 3 times" in caplog.text
-    scheduler.request("a/broken", changed=False)  # a reader or the periodic check: one more round
-    indexer.failures["a/broken"] = 0
+    assert indexer.started == [w("a/broken")] * 3 and "failed 3 times" in caplog.text
+    scheduler.request(w("a/broken"), changed=False)  # a reader or the periodic check: one more round
+    indexer.failures[w("a/broken")] = 0
     drain(scheduler)
-    assert indexer.log == ["a/broken"]
+    assert indexer.log == [w("a/broken")]
 
 
 @pytest.mark.parametrize("changed", [True, False])
 def test_a_reader_asking_again_does_not_reset_the_backoff(changed):
-    indexer = ScriptedIndexer({"a/w": 1}, failures={"a/w": 1})
+    indexer = ScriptedIndexer({w("a/w"): 1}, failures={w("a/w"): 1})
     scheduler = RefreshScheduler(indexer, RetryPolicy(max_attempts=5, first_delay=60, max_delay=60))
-    scheduler.request("a/w")
+    scheduler.request(w("a/w"))
     scheduler._turn(scheduler._next(threading.Event(), 0))
-    scheduler.request("a/w", changed=changed)
-    assert (scheduler._next(threading.Event(), 0) == "a/w") is changed
+    scheduler.request(w("a/w"), changed=changed)
+    assert (scheduler._next(threading.Event(), 0) == w("a/w")) is changed

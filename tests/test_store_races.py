@@ -3,6 +3,7 @@ same name. The real Core, store and repositories; the test only holds `Repos.cre
 moment the race needs (a slow disk), so the interleaving is the same on every run."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from wikibot.config import load_config
 from wikibot.gitd.core import Core, CoreError
+from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
 from wikibot.wiring import open_core
 
@@ -24,27 +26,27 @@ class HeldRepos(Repos):
         self.entered = threading.Event()
         self.go = threading.Event()
 
-    def create(self, owner: str, slug: str) -> Path:
+    def create(self, name: WikiName) -> Path:
         self.entered.set()
         assert self.go.wait(WAIT), "the test never let the creation go on"
-        return super().create(owner, slug)
+        return super().create(name)
 
 
 def _core(data: Path) -> Core:
     core = open_core(load_config(data, environ={}))
     core.initialise()
-    core.repos = HeldRepos(core.repos.root, core.repos.locks, core.repos.hook_scripts)
-    return core
+    return dataclasses.replace(core, repos=HeldRepos(core.repos.root, core.repos.locks, core.repos.hook_scripts))
 
 
 def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path):
     core = _core(tmp_path / "data")
+    notes = WikiName("alice", "notes")
     core.add_user("alice", password="correct horse battery")
     outcome: dict[str, object] = {}
 
     def create() -> None:
         try:
-            outcome["wiki"] = core.create_wiki("alice", "notes")
+            outcome["wiki"] = core.create_wiki(notes)
         except Exception as exc:
             outcome["error"] = exc
 
@@ -58,25 +60,26 @@ def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path):
 
     assert isinstance(outcome.get("error"), CoreError), outcome
     assert "owner was deleted meanwhile" in str(outcome["error"])
-    assert core.store.get_wiki("alice", "notes") is None and core.store.get_user("alice") is None
-    assert not core.repos.path("alice", "notes").exists()
+    assert core.store.get_wiki(notes) is None and core.store.get_user("alice") is None
+    assert not core.repos.path(notes).exists()
 
     core.repos.go.set()  # from now on creations go straight through
     core.add_user("alice", password="another horse battery")
-    wiki = core.create_wiki("alice", "notes")  # the name is free for the new alice
-    assert wiki.full_name == "alice/notes" and core.repos.exists("alice", "notes")
+    wiki = core.create_wiki(notes)  # the name is free for the new alice
+    assert wiki.name == notes and str(wiki.name) == "alice/notes" and core.repos.exists(notes)
 
 
 def test_deleting_a_wiki_whose_record_is_gone_removes_its_repository(tmp_path):
     core = _core(tmp_path / "data")
+    notes = WikiName("bob", "notes")
     core.repos.go.set()
     core.add_user("bob", password="correct horse battery")
-    core.create_wiki("bob", "notes")
-    core.store.delete_wiki("bob", "notes")  # as a concurrent deletion may have, or an older version left
-    assert core.repos.exists("bob", "notes")
+    core.create_wiki(notes)
+    core.store.delete_wiki(notes)  # as a concurrent deletion may have, or an older version left
+    assert core.repos.exists(notes)
 
-    core.delete_wiki("bob", "notes")
-    assert not core.repos.path("bob", "notes").exists()
-    assert core.create_wiki("bob", "notes").full_name == "bob/notes"
+    core.delete_wiki(notes)
+    assert not core.repos.path(notes).exists()
+    assert core.create_wiki(notes).name == notes
     with pytest.raises(CoreError, match="no such wiki"):
-        core.delete_wiki("bob", "absent")
+        core.delete_wiki(WikiName("bob", "absent"))

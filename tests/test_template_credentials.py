@@ -13,6 +13,7 @@ from wikibot.bootstrap.create import create_wiki
 from wikibot.bootstrap.from_git import check_url
 from wikibot.bootstrap.templates import TemplateError
 from wikibot.config import Config
+from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import WIKIBOT, commit_files, run_git, unique
 
 CONFIG = replace(Config(), template_credentials={"https://git.example.com/templates": "SECRET"})
@@ -74,10 +75,10 @@ def test_a_credential_is_not_sent_outside_its_prefix_through_dot_segments(server
     """The credential is configured for X/tpl.git; `X/tpl.git/../private.git` must not get it,
     although git (curl) would fetch /X/private.git with it."""
     owner = make_user()
-    tpl = create_wiki(server.core, owner.name, unique("w"), template="empty")[0].full_name
-    private = create_wiki(server.core, owner.name, unique("w"), template="empty")[0].full_name
+    tpl = create_wiki(server.core, WikiName(owner.name, unique("w")), template="empty")[0].name
+    private = create_wiki(server.core, WikiName(owner.name, unique("w")), template="empty")[0].name
     for name, page in ((tpl, "template page\n"), (private, "PRIVATE PAGE\n")):
-        clone = tmp_path / name.replace("/", "_")
+        clone = tmp_path / f"{name.owner}_{name.slug}"
         run_git("clone", "-q", server.clone_url(name, owner.token), str(clone))
         commit_files(clone, {"home.md": page})
         run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
@@ -87,17 +88,17 @@ def test_a_credential_is_not_sent_outside_its_prefix_through_dot_segments(server
            "WIKIBOT_ALLOW_PRIVATE_URLS": "1"}
     creator = make_user()
 
-    def create(url: str) -> tuple[subprocess.CompletedProcess[str], str]:
-        slug = unique("w")
-        return subprocess.run([*WIKIBOT, "wiki", "create", f"{creator.name}/{slug}", "--template", url], env=env,
-                              capture_output=True, text=True, timeout=300), slug
+    def create(url: str) -> tuple[subprocess.CompletedProcess[str], WikiName]:
+        name = WikiName(creator.name, unique("w"))
+        return subprocess.run([*WIKIBOT, "wiki", "create", str(name), "--template", url], env=env,
+                              capture_output=True, text=True, timeout=300), name
 
-    done, slug = create(f"{server.url}/{tpl}.git")  # the credential works inside its prefix
+    done, made = create(f"{server.url}/{tpl}.git")  # the credential works inside its prefix
     assert done.returncode == 0, done.stderr
-    assert (server.core.repos.path(creator.name, slug) / "home.md").read_text() == "template page\n"
+    assert (server.core.repos.path(made) / "home.md").read_text() == "template page\n"
 
-    escaped, slug = create(f"{server.url}/{tpl}.git/../{private.split('/')[1]}.git")
+    escaped, refused = create(f"{server.url}/{tpl}.git/../{private.slug}.git")
     assert escaped.returncode == 1, f"the private wiki was cloned with the template credential: {escaped.stdout}"
     assert "'.' or '..' segments" in escaped.stderr and owner.token not in escaped.stderr
-    assert server.core.store.get_wiki(creator.name, slug) is None
-    assert not server.core.repos.path(creator.name, slug).exists()
+    assert server.core.store.get_wiki(refused) is None
+    assert not server.core.repos.path(refused).exists()

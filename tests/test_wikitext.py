@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from wikibot.errors import WikibotError
 from wikibot.mcp import wikitext
 from wikibot.mcp.wikitext import (
     Link,
@@ -72,7 +73,7 @@ def test_unsafe_names_are_refused(name: str) -> None:
         page_file(name)
     message = str(refused.value)
     assert message.startswith(f"page path {name!r} is refused: ") and "use a plain path like" in message
-    assert isinstance(refused.value, ValueError)
+    assert isinstance(refused.value, WikibotError) and refused.value.status == 400
 
 
 def test_refusal_messages_name_the_problem() -> None:
