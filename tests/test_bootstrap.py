@@ -201,6 +201,8 @@ def test_bad_template_urls_fail_clearly_and_leave_nothing(server, make_user, tmp
 
     serve("bad", {"home.md": b"# Home\n"})
     serve("big", {"blob.bin": os.urandom(3 * 2**20)})
+    # readable by everyone whatever this process's umask (a Core initialised in-process sets 077)
+    subprocess.run(["chmod", "-R", "a+rX", str(served)], check=True)
     port = free_port()
     httpd = subprocess.Popen(["python3", "-m", "http.server", "--cgi", str(port), "--bind", "127.0.0.1"],
                              cwd=served, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
