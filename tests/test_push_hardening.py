@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from wikibot.gitd.names import WikiName
+from wikibot.hooks.post_receive import Publisher
 from wikibot.testing.servers import (
     Server,
     commit_files,
@@ -172,7 +173,6 @@ def test_checkout_ignores_the_attributes_a_push_brings(wiki):
 def test_worker_start_repairs_the_attributes_override(wiki):
     """A repository from before the override (or whose override was removed) gets it back, and its
     files as the blobs hold them, when the worker starts (which runs `reconcile`)."""
-    from wikibot.hooks.post_receive import Publisher
     from wikibot.hooks.reconcile import reconcile
 
     clone = wiki.clone()
@@ -208,7 +208,13 @@ def test_a_wiki_holds_at_most_1000_branches_and_tags_and_loose_refs_get_packed(w
     commit_files(clone, {"home.md": "# Home\n"}, "home")
     run_git("push", "-q", "origin", "main", cwd=clone)
     head = wiki.ref("refs/heads/main")
-    # 997 tags made on the server (as if pushed before), so the test needs no 1000-ref pushes
+    # 997 tags made on the server (as if pushed before), so the test needs no 1000-ref pushes. The
+    # repack consumer must be done with the push first: packing refs while they are written would
+    # pack some and leave the rest, and the pushes below, too few, would leave them loose.
+    queue = Publisher(wiki.server.data).queue
+    pushed = events_of(wiki.server, wiki.name)[-1].id
+    wait_until(lambda: queue.cursor("repack") >= pushed, what="the repack consumer to handle the push",
+               server=wiki.server)
     git_input(wiki.repo, "update-ref", "--stdin", data="".join(
         f"create refs/tags/old/t{i} {head}\n" for i in range(997)).encode())
     tags = [f"HEAD:refs/tags/new/t{i}" for i in range(4)]
