@@ -27,7 +27,7 @@ from .refs import MAIN, ZERO
 from .repos import Repos
 from .repository import Repository
 from .secrets import ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
-from .store import Store, StoreError, TinyStore
+from .store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 PolicyFactory = Callable[[TierLimits], ReceivePolicy]
@@ -53,7 +53,7 @@ class Core:
     def open(cls, config: Config, *, policies: Sequence[PolicyFactory] = (), announcers: Sequence[Announcer] = (),
              hook_scripts: Mapping[str, str] | None = None) -> Core:
         repos = Repos(config.repos_dir, config.locks_dir, dict(hook_scripts or {}))
-        return cls(config, TinyStore(config.db_path), repos, tuple(policies), tuple(announcers))
+        return cls(config, open_store(config), repos, tuple(policies), tuple(announcers))
 
     def initialise(self) -> None:
         """Create the data dir layout and the secret key (idempotent), private to this account.

@@ -15,7 +15,8 @@ from wikibot.errors import WikibotError
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Grant, Token, User, Wiki
-from wikibot.gitd.store import StoreError, TinyStore
+from wikibot.gitd.store import StoreError
+from wikibot.gitd.tiny_store import TinyStore
 from wikibot.testing.servers import wait_until
 
 PROCESSES = 6
