@@ -1,266 +1,418 @@
-"""The embedded default `Store`: TinyDB, one JSON file in the data dir.
+"""The embedded default `Store`: one JSON file in the data dir, in TinyDB's format.
 
-TinyDB alone is not safe across processes (gunicorn workers, the worker and CLI calls write at
-once), so `SafeJSONStorage` writes atomically (temp file, fsync, rename) and re-reads for lookups
-only when the file's (inode, mtime, size) changed. Every write is one transaction under an
-exclusive file lock: the file read afresh (never the lookup cache, whose stamp a filesystem with
-coarse timestamps and reused inodes can fool), every check that the write depends on (that the
-user or wiki it names exists, limits) made on that copy, and the result written once. Tables are
-built per operation without TinyDB's query cache or id counter, which would go stale across
-processes. A PostgreSQL store would implement the same `Store` protocol.
+Reads cost the same at 10 or 10,000 tenants. The file is parsed once per change into a `_Snapshot`
+that indexes it (user by name, wiki by name and by owner, token by hash, id and user, grants by wiki
+and by user) and holds immutable records, handed out as they are: no copy per lookup. Whether the
+cached snapshot is current is told by a small pointer file (`db.json.gen`) holding the id of the
+last write, read on every lookup (one tiny read, whatever the size of the state); the id is also
+inside the data (`_meta`), so a snapshot is labelled by what it holds, never by file stamps that
+coarse timestamps and reused inodes can fool.
+
+Every write is one transaction under an exclusive file lock, made on the current data (the cached
+snapshot when its id is the pointer's, else the file parsed afresh), with every check it depends on
+(that the user or wiki it names exists, quotas) made on that data, and written once: the pointer
+first, then the data (temp file, fsync, rename). A writer that dies between the two leaves a pointer
+no data matches, so every reader and the next writer read the file afresh: nothing is lost. Records
+are never changed in place (tables are copied on write, one level deep), so a refused write leaves
+the cached snapshot as it was. The file stays TinyDB's format (tables of documents by id): TinyDB
+itself can open it.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
+import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
-
-from tinydb import Query
-from tinydb.storages import Storage
-from tinydb.table import Table
+from typing import Any
 
 from .locks import file_lock
 from .names import WikiName
 from .records import Grant, Token, User, Wiki, from_doc, to_doc
 from .store import StoreCorrupt, StoreError
 
-T = TypeVar("T")
+META = "_meta"  # a table of one document: the id of the write that made the file
+Doc = dict[str, Any]
+Tables = dict[str, dict[str, Doc]]
 
 
-class SafeJSONStorage(Storage):
-    """A TinyDB storage whose writes are atomic and whose reads see other processes' writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # (stamp, data) in one attribute, so threads never pair one file's stamp with another's data
-        self._cache: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
-
-    def read(self) -> dict[str, dict[str, Any]] | None:
-        """The file's data for lookups: the cached copy while its stamp is unchanged."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cache = self._cache
-        if cache is None or cache[0] != stamp:
-            with open(self.path, "rb") as f:
-                raw = f.read()
-            cache = (stamp, self._parse(raw))
-            self._cache = cache
-        # TinyDB mutates what it reads before writing it back: hand out a copy.
-        return copy.deepcopy(cache[1])
-
-    def read_fresh(self) -> dict[str, dict[str, Any]]:
-        """The file's data as it is now, bypassing the cache: what a write must start from."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        return self._parse(raw)
-
-    def _parse(self, raw: bytes) -> dict[str, dict[str, Any]]:
-        try:
-            return json.loads(raw) if raw.strip() else {}
-        except ValueError as exc:
-            raise StoreCorrupt(f"the platform state in {self.path} is unreadable ({exc}); restore it from a "
-                               "backup") from None
-
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".db-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"), sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        self._cache = None  # the next read takes the new file
-
-    def close(self) -> None:
-        pass
+TYPES: dict[str, type] = {"users": User, "wikis": Wiki, "grants": Grant, "tokens": Token}
 
 
-class _Snapshot(Storage):
-    """One write transaction's copy of the data, read under the lock and written back once."""
+class _Snapshot:
+    """The parsed file with its indexes, built on first use. Never changed once built.
 
-    def __init__(self, data: dict[str, dict[str, Any]]) -> None:
-        self.data = data
-        self.changed = False
+    A snapshot made by a write inherits from the one before it what the write did not touch (the
+    records of unchanged documents, the JSON of unchanged documents), so a write costs what it
+    changes plus one pass over references, not a rebuild of every record."""
 
-    def read(self) -> dict[str, dict[str, Any]]:
-        return self.data
+    def __init__(self, tables: Tables, records: dict[str, dict[str, Any]] | None = None,
+                 encoded: dict[str, dict[str, str]] | None = None) -> None:
+        self.tables = tables
+        self._records = records or {}  # table -> doc id -> record, filled per table on first use
+        self._encoded = encoded or {}  # table -> doc id -> the document as JSON, filled when writing
 
-    def write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.data = data
-        self.changed = True
+    @property
+    def write_id(self) -> str | None:
+        return next(iter(self.tables.get(META, {}).values()), {}).get("write")
+
+    def table(self, name: str) -> dict[str, Doc]:
+        return self.tables.get(name, {})
+
+    def records(self, name: str) -> dict[str, Any]:
+        found = self._records.get(name)
+        if found is None:
+            cls = TYPES[name]
+            found = self._records[name] = {doc_id: from_doc(cls, doc) for doc_id, doc in self.table(name).items()}
+        return found
+
+    def encoded(self, name: str) -> dict[str, str]:
+        found = self._encoded.get(name)
+        if found is None:
+            found = self._encoded[name] = {doc_id: _json(doc) for doc_id, doc in self.table(name).items()}
+        return found
+
+    def serialized(self) -> bytes:
+        """The file's bytes, each document from its cached JSON (documents in the order they came)."""
+        parts = []
+        for name in sorted(self.tables):
+            docs = self.encoded(name)
+            body = ",".join(f'"{doc_id}":{doc}' for doc_id, doc in docs.items())
+            parts.append(f"{_json(name)}:{{{body}}}")
+        return ("{" + ",".join(parts) + "}").encode()
+
+    @cached_property
+    def users(self) -> dict[str, tuple[str, User]]:
+        return {user.name: (doc_id, user) for doc_id, user in self.records("users").items()}
+
+    @cached_property
+    def wikis(self) -> dict[tuple[str, str], tuple[str, Wiki]]:
+        """By (owner, slug): building a WikiName per wiki would validate 10,000 names per write."""
+        return {(wiki.owner, wiki.slug): (doc_id, wiki) for doc_id, wiki in self.records("wikis").items()}
+
+    def wiki(self, name: WikiName) -> tuple[str, Wiki] | None:
+        return self.wikis.get((name.owner, name.slug))
+
+    @cached_property
+    def wikis_of(self) -> dict[str, list[Wiki]]:
+        owned: dict[str, list[Wiki]] = defaultdict(list)
+        for wiki in self.records("wikis").values():
+            owned[wiki.owner].append(wiki)
+        return owned
+
+    @cached_property
+    def grants_of_wiki(self) -> dict[WikiName, list[tuple[str, Grant]]]:
+        found: dict[WikiName, list[tuple[str, Grant]]] = defaultdict(list)
+        for doc_id, grant in self.records("grants").items():
+            found[grant.wiki].append((doc_id, grant))
+        return found
+
+    @cached_property
+    def grants_of_user(self) -> dict[str, list[tuple[str, Grant]]]:
+        found: dict[str, list[tuple[str, Grant]]] = defaultdict(list)
+        for doc_id, grant in self.records("grants").items():
+            found[grant.user].append((doc_id, grant))
+        return found
+
+    @cached_property
+    def tokens(self) -> dict[str, tuple[str, Token]]:
+        """By token id."""
+        return {token.id: (doc_id, token) for doc_id, token in self.records("tokens").items()}
+
+    @cached_property
+    def token_by_hash(self) -> dict[str, Token]:
+        return {token.hash: token for token in self.records("tokens").values()}
+
+    @cached_property
+    def tokens_of(self) -> dict[str, list[Token]]:
+        found: dict[str, list[Token]] = defaultdict(list)
+        for token in self.records("tokens").values():
+            found[token.user].append(token)
+        return found
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class _Change:
+    """One write transaction's working copy: tables copied on first change, documents replaced whole."""
+
+    def __init__(self, base: _Snapshot) -> None:
+        self.base = base
+        self.tables: Tables = dict(base.tables)
+        self._changed: dict[str, dict[str, Any | None]] = {}  # table -> doc id -> new record (None: removed)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self._changed)
+
+    def _mutable(self, name: str) -> dict[str, Doc]:
+        if name not in self._changed:
+            self.tables[name] = dict(self.tables.get(name, {}))
+            self._changed[name] = {}
+        return self.tables[name]
+
+    def insert(self, name: str, record: Any) -> None:
+        table = self._mutable(name)
+        doc_id = str(max(map(int, table), default=0) + 1)
+        table[doc_id] = to_doc(record)
+        self._changed[name][doc_id] = record
+
+    def replace(self, name: str, doc_id: str, record: Any) -> None:
+        self._mutable(name)[doc_id] = to_doc(record)
+        self._changed[name][doc_id] = record
+
+    def remove(self, name: str, doc_ids: list[str]) -> None:
+        if doc_ids:
+            table = self._mutable(name)
+            for doc_id in doc_ids:
+                del table[doc_id]
+                self._changed[name][doc_id] = None
+
+    def snapshot(self, write_id: str) -> _Snapshot:
+        """The state after this change, reusing what the base had built for what did not change."""
+        tables = {**self.tables, META: {"1": {"write": write_id}}}
+        records: dict[str, dict[str, Any]] = {}
+        encoded: dict[str, dict[str, str]] = {META: {"1": _json({"write": write_id})}}
+        for name in tables:
+            if name == META:
+                continue
+            delta = self._changed.get(name)
+            if name in TYPES:
+                records[name] = _patched(self.base.records(name), delta)
+            encoded[name] = _patched(self.base.encoded(name), {
+                doc_id: None if record is None else _json(to_doc(record)) for doc_id, record in (delta or {}).items()})
+        return _Snapshot(tables, records, encoded)
+
+
+def _patched(base: dict[str, Any], delta: dict[str, Any | None] | None) -> dict[str, Any]:
+    if not delta:
+        return base  # never changed in place: shared by both snapshots
+    result = dict(base)
+    for doc_id, value in delta.items():
+        if value is None:
+            result.pop(doc_id, None)
+        else:
+            result[doc_id] = value
+    return result
 
 
 class TinyStore:
     """The embedded default `Store`: one JSON file in the data dir."""
 
     def __init__(self, path: Path) -> None:
-        self._storage = SafeJSONStorage(path)
+        self.path = path
+        self.pointer = path.with_name(path.name + ".gen")
         self._lock_path = path.with_name(path.name + ".lock")
+        self._cached: tuple[str, _Snapshot] | None = None  # (label, snapshot): one attribute, for threads
 
+    # reading
+    def _label(self) -> str | None:
+        """The id of the last write (the pointer), or for a file written before pointers existed, its
+        stamp; None when there is no state yet."""
+        try:
+            return self.pointer.read_text() or None
+        except FileNotFoundError:
+            pass
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return f"stamp:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+    def _snapshot(self) -> _Snapshot:
+        """The current state: the cached snapshot while the pointer names it, else the file parsed."""
+        label = self._label()
+        cached = self._cached
+        if cached is not None and label is not None and cached[0] == label:
+            return cached[1]
+        snapshot = self._parse()
+        if label is not None and (label.startswith("stamp:") or snapshot.write_id == label):
+            self._cached = (label, snapshot)  # a pointer ahead of the data (a writer died) is never cached
+        return snapshot
+
+    def _parse(self) -> _Snapshot:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return _Snapshot({})
+        try:
+            return _Snapshot(json.loads(raw) if raw.strip() else {})
+        except ValueError as exc:
+            raise StoreCorrupt(f"the platform state in {self.path} is unreadable ({exc}); restore it from a "
+                               "backup") from None
+
+    # writing
     @contextmanager
-    def _write(self) -> Iterator[Callable[[str], Table]]:
-        """A transaction: yields a table factory over a fresh copy; commits it if nothing raised."""
+    def _write(self) -> Iterator[_Change]:
+        """A transaction on the current data; committed if nothing raised and something changed."""
         with file_lock(self._lock_path):
-            snapshot = _Snapshot(self._storage.read_fresh())
-            yield lambda name: Table(snapshot, name, cache_size=0)
-            if snapshot.changed:
-                self._storage.write(snapshot.data)
+            change = _Change(self._snapshot())
+            yield change
+            if change.changed:
+                self._commit(change)
+
+    def _commit(self, change: _Change) -> None:
+        write_id = secrets.token_hex(12)
+        snapshot = change.snapshot(write_id)
+        self._replace(self.pointer, write_id.encode())  # first: a reader seeing it knows its cache is old
+        self._replace(self.path, snapshot.serialized())
+        self._cached = (write_id, snapshot)
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     @staticmethod
-    def _require(table: Callable[[str], Table], name: str, cond: Any, what: str) -> None:
-        """Refuse the transaction unless `what` exists in it (so a concurrent deletion wins)."""
-        if not table(name).contains(cond):
-            raise StoreError(f"{what} does not exist")
-
-    def _require_user(self, table: Callable[[str], Table], name: str) -> None:
-        self._require(table, "users", Query().name == name, f"user {name!r}")
-
-    def _table(self, name: str) -> Table:
-        return Table(self._storage, name, cache_size=0)
-
-    def _one(self, table: str, cls: type[T], cond: Any) -> T | None:
-        doc = self._table(table).get(cond)
-        return from_doc(cls, doc) if doc is not None else None  # type: ignore[arg-type]
-
-    def _all(self, table: str, cls: type[T], cond: Any | None = None) -> list[T]:
-        t = self._table(table)
-        docs = t.all() if cond is None else t.search(cond)
-        return [from_doc(cls, d) for d in docs]
+    def _require_user(change: _Change, name: str) -> None:
+        if name not in change.base.users:
+            raise StoreError(f"user {name!r} does not exist")
 
     @staticmethod
-    def _insert_unique(table: Table, record: Any, cond: Any, what: str) -> None:
-        if table.contains(cond):
-            raise StoreError(f"{what} already exists")
-        table.insert(to_doc(record))
+    def _wiki(change: _Change, name: WikiName) -> str:
+        found = change.base.wiki(name)
+        if found is None:
+            raise StoreError(f"wiki {name} does not exist")
+        return found[0]
 
     # users
     def add_user(self, user: User) -> None:
-        with self._write() as table:
-            self._insert_unique(table("users"), user, Query().name == user.name, f"user {user.name!r}")
+        with self._write() as change:
+            if user.name in change.base.users:
+                raise StoreError(f"user {user.name!r} already exists")
+            change.insert("users", user)
 
     def get_user(self, name: str) -> User | None:
-        return self._one("users", User, Query().name == name)
+        found = self._snapshot().users.get(name)
+        return found[1] if found else None
 
     def list_users(self) -> list[User]:
-        return sorted(self._all("users", User), key=lambda u: u.name)
+        return sorted((user for _, user in self._snapshot().users.values()), key=lambda u: u.name)
 
     def delete_user(self, name: str) -> None:
         """Remove the user with their tokens and grants in one write; their wikis must be deleted first."""
-        with self._write() as table:
-            if table("wikis").contains(Query().owner == name):
+        with self._write() as change:
+            base = change.base
+            if base.wikis_of.get(name):
                 raise StoreError(f"user {name!r} still owns wikis")
-            if not table("users").remove(Query().name == name):
+            if name not in base.users:
                 raise StoreError(f"user {name!r} does not exist")
-            table("tokens").remove(Query().user == name)
-            table("grants").remove(Query().user == name)
+            change.remove("users", [base.users[name][0]])
+            change.remove("tokens", [base.tokens[t.id][0] for t in base.tokens_of.get(name, [])])
+            change.remove("grants", [doc_id for doc_id, _ in base.grants_of_user.get(name, [])])
 
     # wikis
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None:
         """Insert `wiki` of an existing owner; with `max_owned`, refuse when they already have that many."""
-        with self._write() as table:
-            self._require_user(table, wiki.owner)
-            t = table("wikis")
-            q = Query()
-            if t.contains((q.owner == wiki.owner) & (q.slug == wiki.slug)):
+        with self._write() as change:
+            self._require_user(change, wiki.owner)
+            if change.base.wiki(wiki.name) is not None:
                 raise StoreError(f"wiki {wiki.name} already exists")
-            if max_owned is not None and t.count(q.owner == wiki.owner) >= max_owned:
+            if max_owned is not None and len(change.base.wikis_of.get(wiki.owner, [])) >= max_owned:
                 raise StoreError(f"user {wiki.owner!r} already has {max_owned} wiki(s), the limit of their tier")
-            t.insert(to_doc(wiki))
+            change.insert("wikis", wiki)
 
     def get_wiki(self, name: WikiName) -> Wiki | None:
-        q = Query()
-        return self._one("wikis", Wiki, (q.owner == name.owner) & (q.slug == name.slug))
+        found = self._snapshot().wiki(name)
+        return found[1] if found else None
 
     def list_wikis(self, owner: str | None = None) -> list[Wiki]:
-        wikis = self._all("wikis", Wiki, None if owner is None else Query().owner == owner)
+        snapshot = self._snapshot()
+        wikis = [w for _, w in snapshot.wikis.values()] if owner is None else snapshot.wikis_of.get(owner, [])
         return sorted(wikis, key=lambda w: str(w.name))
 
-    def _set_wiki_fields(self, name: WikiName, fields: dict[str, Any]) -> None:
+    def _set_wiki_fields(self, name: WikiName, **fields: Any) -> None:
         """Change some fields of a wiki under the lock, leaving the others as they are now."""
-        with self._write() as table:
-            q = Query()
-            if not table("wikis").update(fields, (q.owner == name.owner) & (q.slug == name.slug)):
-                raise StoreError(f"wiki {name} does not exist")
+        with self._write() as change:
+            doc_id = self._wiki(change, name)
+            change.replace("wikis", doc_id, from_doc(Wiki, {**change.base.table("wikis")[doc_id], **fields}))
 
     def set_public(self, name: WikiName, public: bool) -> None:
-        self._set_wiki_fields(name, {"public": public})
+        self._set_wiki_fields(name, public=public)
 
     def set_usage(self, name: WikiName, pages: int, bytes: int) -> None:
-        self._set_wiki_fields(name, {"pages": pages, "bytes": bytes})
+        self._set_wiki_fields(name, pages=pages, bytes=bytes)
 
     def delete_wiki(self, name: WikiName) -> None:
         """Remove the wiki with its grants in one write."""
-        with self._write() as table:
-            q = Query()
-            if not table("wikis").remove((q.owner == name.owner) & (q.slug == name.slug)):
-                raise StoreError(f"wiki {name} does not exist")
-            table("grants").remove(Query().wiki == str(name))
+        with self._write() as change:
+            change.remove("wikis", [self._wiki(change, name)])
+            change.remove("grants", [doc_id for doc_id, _ in change.base.grants_of_wiki.get(name, [])])
 
     # grants
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None:
         """Give an existing user a role on an existing wiki, replacing any earlier role; `max_grants`
         caps new ones."""
-        with self._write() as table:
-            q = Query()
-            self._require_user(table, grant.user)
-            wiki = grant.wiki
-            self._require(table, "wikis", (q.owner == wiki.owner) & (q.slug == wiki.slug), f"wiki {wiki}")
-            t = table("grants")
-            cond = (q.wiki == str(wiki)) & (q.user == grant.user)
-            if t.contains(cond):
-                t.update(to_doc(grant), cond)
+        with self._write() as change:
+            self._require_user(change, grant.user)
+            self._wiki(change, grant.wiki)
+            held = change.base.grants_of_wiki.get(grant.wiki, [])
+            earlier = [doc_id for doc_id, g in held if g.user == grant.user]
+            if earlier:
+                change.replace("grants", earlier[0], grant)
                 return
-            if max_grants is not None and t.count(q.wiki == str(wiki)) >= max_grants:
+            if max_grants is not None and len(held) >= max_grants:
                 raise StoreError(f"wiki {grant.wiki} already has {max_grants} collaborator(s), "
                                  "the limit of its owner's tier")
-            t.insert(to_doc(grant))
+            change.insert("grants", grant)
 
     def remove_grant(self, wiki: WikiName, user: str) -> bool:
-        with self._write() as table:
-            q = Query()
-            return bool(table("grants").remove((q.wiki == str(wiki)) & (q.user == user)))
+        with self._write() as change:
+            doc_ids = [doc_id for doc_id, g in change.base.grants_of_wiki.get(wiki, []) if g.user == user]
+            change.remove("grants", doc_ids)
+            return bool(doc_ids)
 
     def list_grants(self, wiki: WikiName | None = None, user: str | None = None) -> list[Grant]:
-        q = Query()
-        conds = [c for c in (wiki and q.wiki == str(wiki), user and q.user == user) if c]
-        cond = None
-        for c in conds:
-            cond = c if cond is None else cond & c
-        return sorted(self._all("grants", Grant, cond), key=lambda g: (g.wiki, g.user))
+        snapshot = self._snapshot()
+        if wiki is not None:
+            found = [g for _, g in snapshot.grants_of_wiki.get(wiki, []) if user is None or g.user == user]
+        elif user is not None:
+            found = [g for _, g in snapshot.grants_of_user.get(user, [])]
+        else:
+            found = list(snapshot.records("grants").values())
+        return sorted(found, key=lambda g: (str(g.wiki), g.user))
 
     # tokens
     def add_token(self, token: Token) -> None:
         """Insert a token of an existing user."""
-        with self._write() as table:
-            self._require_user(table, token.user)
-            self._insert_unique(table("tokens"), token, Query().id == token.id, f"token {token.id}")
+        with self._write() as change:
+            self._require_user(change, token.user)
+            if token.id in change.base.tokens:
+                raise StoreError(f"token {token.id} already exists")
+            change.insert("tokens", token)
 
     def find_token(self, token_hash: str) -> Token | None:
-        return self._one("tokens", Token, Query().hash == token_hash)
+        return self._snapshot().token_by_hash.get(token_hash)
 
     def list_tokens(self, user: str | None = None) -> list[Token]:
-        tokens = self._all("tokens", Token, None if user is None else Query().user == user)
+        snapshot = self._snapshot()
+        tokens = [t for _, t in snapshot.tokens.values()] if user is None else snapshot.tokens_of.get(user, [])
         return sorted(tokens, key=lambda t: t.created)
 
     def delete_token(self, token_id: str) -> bool:
-        with self._write() as table:
-            return bool(table("tokens").remove(Query().id == token_id))
+        with self._write() as change:
+            found = change.base.tokens.get(token_id)
+            change.remove("tokens", [found[0]] if found else [])
+            return found is not None
 
     def touch_token(self, token_id: str, when: float) -> None:
-        with self._write() as table:
-            table("tokens").update({"last_used": when}, Query().id == token_id)
+        with self._write() as change:
+            found = change.base.tokens.get(token_id)
+            if found is not None:
+                doc_id, token = found
+                change.replace("tokens", doc_id, from_doc(Token, {**to_doc(token), "last_used": when}))
