@@ -1,0 +1,153 @@
+"""Platform state at scale: request cost at 10, 1,000 and 10,000 tenants, for each store backend.
+
+For each backend and tenant count, a fresh data dir is filled with that many tenants (a user, a wiki
+record and a write token each, written straight into the store), one measured tenant is created
+through the Core with a real repository, and `wikibot serve` runs on it. Then, warm:
+- a token-authenticated `git ls-remote` of the measured wiki (the git CLI's own start-up included);
+- an MCP `read_page` through fastmcp's client;
+- a tenant creation through the Core: user (password hash), wiki (repository, empty template), token;
+  and the store's share of it alone (its three writes: user, wiki, token records).
+Medians, with each figure's ratio to the 10-tenant run of the same backend. Targets (issue 12):
+reads within 1.1x at 10,000 tenants; tenant creation on TinyDB under 100 ms at 10,000 (of which the
+password hash and `git init` are a constant ~150 ms here: the store's share is the figure that grows).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+from wikibot.bootstrap.create import create_wiki
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.records import Token, User, Wiki, to_doc
+from wikibot.testing.servers import run_git, start_server, stop_server
+
+COUNTS = (10, 1000, 10000)
+PASSWORD = "correct horse battery"
+
+
+def fill(db: Path, tenants: int) -> None:
+    """`tenants` users with a wiki record and a write token each, in the TinyDB file format."""
+    users = {str(i + 1): to_doc(User(name=f"t{i}", email=f"t{i}@example.org", password_hash="$scrypt$" + "x" * 90,
+                                     created=1.0)) for i in range(tenants)}
+    wikis = {str(i + 1): to_doc(Wiki(owner=f"t{i}", slug="notes", title="Notes", created=1.0))
+             for i in range(tenants)}
+    tokens = {str(i + 1): to_doc(Token(id=f"{i:08x}", user=f"t{i}", hash=f"{i:064x}", scope="write", created=1.0))
+              for i in range(tenants)}
+    db.write_text(json.dumps({"users": users, "wikis": wikis, "tokens": tokens}))
+
+
+def timed(fn: Callable[[int], object], runs: int) -> list[float]:
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+@contextmanager
+def platform(tenants: int, backend: str, pg) -> Iterator[tuple]:
+    with tempfile.TemporaryDirectory(prefix="bench-tenants-") as tmp:
+        data = Path(tmp) / "var"
+        data.mkdir()
+        fill(data / "db.json", tenants)
+        env = {}
+        if backend == "postgres":
+            url = pg.create_database()
+            subprocess.run([sys.executable, "-m", "wikibot.cli", "store", "copy", "--to", url, "--data", str(data)],
+                           check=True, capture_output=True, text=True)
+            (data / "wikibot.toml").write_text(f'[store]\nurl = "{url}"\n')
+        server = start_server(data, env)
+        try:
+            core = server.core
+            core.add_user("bench", password=PASSWORD, tier="premium")
+            create_wiki(core, WikiName("bench", "pages"), template="default")
+            token = core.create_token("bench", "write")[1]
+            yield server, core, token
+        finally:
+            stop_server(server)
+
+
+def measure(tenants: int, backend: str, runs: int, pg) -> dict[str, float]:
+    with platform(tenants, backend, pg) as (server, core, token):
+        url = server.clone_url("bench/pages", token)
+        loop = asyncio.new_event_loop()
+        client = Client(StreamableHttpTransport(f"{server.url}/mcp/bench/pages", auth=token))
+        loop.run_until_complete(client.__aenter__())
+
+        def read_page(_: int) -> None:
+            loop.run_until_complete(client.call_tool("read_page", {"path": "Home"}, raise_on_error=True))
+
+        def ls_remote(_: int) -> None:
+            run_git("ls-remote", url)
+
+        def create_tenant(i: int) -> None:
+            name = f"new{i}"
+            core.add_user(name, password=PASSWORD)
+            create_wiki(core, WikiName(name, "notes"), template="empty")
+            core.create_token(name, "write")
+
+        def write_records(i: int) -> None:  # the store's share of a creation: three writes
+            name = f"rec{i}"
+            core.store.add_user(User(name=name, email="", password_hash="x"))
+            core.store.add_wiki(Wiki(owner=name, slug="notes"), max_owned=1)
+            core.store.add_token(Token(id=f"rec{i}", user=name, hash=f"rec{i}"))
+
+        for fn in (read_page, ls_remote):  # warm: every gunicorn worker, the token's last-used time
+            timed(fn, 6)
+        figures = {
+            "git ls-remote (token)": statistics.median(timed(ls_remote, runs)),
+            "MCP read_page": statistics.median(timed(read_page, runs)),
+            "tenant creation": statistics.median(timed(create_tenant, max(5, runs // 3))),
+            "its 3 store writes": statistics.median(timed(write_records, max(5, runs // 3))),
+        }
+        loop.run_until_complete(client.__aexit__(None, None, None))
+        loop.close()
+        return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--tenants", type=int, nargs="+", default=list(COUNTS))
+    parser.add_argument("--backend", choices=["tinydb", "postgres"], action="append",
+                        help="default: both (postgres needs initdb on PATH)")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["tinydb", "postgres"]
+    pg_server = None
+    if "postgres" in backends:
+        from wikibot.testing.postgres import PostgresServer
+
+        pg_server = PostgresServer.start(Path(tempfile.mkdtemp(prefix="bench-pg-")))
+    try:
+        for backend in backends:
+            print(f"\n{backend}: medians of {args.runs} calls (tenant creation: {max(5, args.runs // 3)}), "
+                  f"ratio to {args.tenants[0]} tenants", flush=True)
+            base: dict[str, float] | None = None
+            for tenants in args.tenants:
+                figures = measure(tenants, backend, args.runs, pg_server)
+                base = base or figures
+                line = "  ".join(f"{name} {ms:7.1f} ms ({ms / base[name]:4.2f}x)" for name, ms in figures.items())
+                print(f"  {tenants:>6} tenants: {line}", flush=True)
+    finally:
+        if pg_server is not None:
+            pg_server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main(sys.argv[1:]))
