@@ -1,16 +1,18 @@
 """Platform state behind one small `Store` protocol; `open_store(config)` picks the backend.
 
-TinyDB (tiny_store.py, one JSON file in the data dir) is the embedded default. Every backend gives
-the same answers and refusals (the contract suite in tests/test_store.py runs against each): every
-write is one transaction whose checks (the user or wiki it names exists, quotas) are made inside it,
-so a concurrent write can never slip between a check and its insert.
+TinyDB (tiny_store.py, one JSON file in the data dir) is the embedded default; PostgreSQL (pg_store.py)
+is chosen by a store URL. Every backend gives the same answers and refusals (the contract suite in
+tests/test_store.py runs against each): every write is one transaction whose checks (the user or
+wiki it names exists, quotas) are made inside it, so a concurrent write can never slip between a
+check and its insert.
 """
 from __future__ import annotations
 
 from typing import Protocol
 
-from wikibot.config import Config
+from wikibot.config import Config, ConfigError
 from wikibot.errors import InternalError, WikibotError
+from wikibot.redaction import redact
 
 from .names import WikiName
 from .records import Grant, Token, User, Wiki
@@ -47,8 +49,27 @@ class Store(Protocol):
     def touch_token(self, token_id: str, when: float) -> None: ...
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def open_store(config: Config) -> Store:
-    """The configured backend: TinyDB in the data dir unless a store URL says otherwise."""
+    """The configured backend: TinyDB in the data dir unless a store URL (`[store] url`) says otherwise."""
+    if config.store_url:
+        return open_postgres(config.store_url)
     from .tiny_store import TinyStore
 
     return TinyStore(config.db_path)
+
+
+def open_postgres(url: str) -> Store:
+    """The PostgreSQL store at `url`; a ConfigError for any other kind of URL. No connection yet, and
+    psycopg is imported only here: a TinyDB platform needs no libpq."""
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise ConfigError(f"store url {redact(url)!r} is not a PostgreSQL URL: use "
+                          "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or no store url for TinyDB in the data dir")
+    try:
+        from .pg_store import PostgresStore
+    except ImportError as exc:  # psycopg finds no libpq
+        raise ConfigError(f"the PostgreSQL store needs libpq, which psycopg cannot load ({exc}): install libpq5 "
+                          "or psycopg[binary]") from None
+    return PostgresStore(url)

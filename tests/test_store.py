@@ -1,10 +1,19 @@
-"""The TinyDB store under concurrent writers from several processes."""
+"""The store contract: every backend (TinyDB, PostgreSQL) gives the same answers and refusals, and
+loses no write and lets no quota slip under concurrent writers from several processes.
+
+Tests taking `backend` or `store` run once per backend. PostgreSQL is a real server (initdb, pg_ctl),
+one database per test; without PostgreSQL installed they fail saying so, never skip. The tests at
+the end marked TINYDB ONLY check what only a JSON file has (its lock, its cached copy).
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -12,96 +21,248 @@ import pytest
 
 from wikibot.config import load_config
 from wikibot.errors import WikibotError
+from wikibot.gitd.core import Core
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Grant, Token, User, Wiki
 from wikibot.gitd.store import StoreError
 from wikibot.gitd.tiny_store import TinyStore
+from wikibot.testing.postgres import PostgresServer, StoreBackend, open_location, postgres_backend, shared_postgres
 from wikibot.testing.servers import wait_until
 
 PROCESSES = 6
 WRITES = 25
+SHARED = WikiName("shared", "wiki")
 
 
-def _writer(db: str, worker: int) -> None:
-    store = TinyStore(Path(db))
-    for i in range(WRITES):
-        name = f"p{worker}-{i}"
-        store.add_user(User(name=name, email="", password_hash="x"))
-        store.add_token(Token(id=f"{worker}-{i}", user=name, hash=f"h{worker}-{i}"))
-        store.set_grant(Grant(wiki=WikiName("shared", "wiki"), user=name, role="viewer"))
-        store.touch_token(f"{worker}-{i}", float(i))  # a read-modify-write of an existing doc
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
 
 
-def test_concurrent_processes_lose_no_write(tmp_path):
-    db = tmp_path / "db.json"
-    TinyStore(db).add_user(User(name="shared", email="", password_hash="x"))
-    TinyStore(db).add_wiki(Wiki(owner="shared", slug="wiki"))
+@pytest.fixture(params=["tinydb", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    if request.param == "postgres":
+        backend = postgres_backend(request.getfixturevalue("postgres"))
+    else:
+        backend = StoreBackend("tinydb", str(tmp_path / "data" / "db.json"))  # where a Core on tmp_path/data has it
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def store(backend: StoreBackend):
+    return backend.open()
+
+
+def _user(name: str, **kw) -> User:
+    return User(**{"name": name, "email": "", "password_hash": "x", **kw})
+
+
+def _in_processes(target: Callable, args_of: list[tuple]) -> None:
+    """Run `target(*args)` for each args in its own spawned process, all at once; each must succeed."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(db), w)) for w in range(PROCESSES)]
+    procs = [ctx.Process(target=target, args=args) for args in args_of]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
-        assert p.exitcode == 0
-    json.loads(db.read_text())  # valid JSON afterwards
-    store = TinyStore(db)
-    expected = {f"p{w}-{i}" for w in range(PROCESSES) for i in range(WRITES)}
-    assert {u.name for u in store.list_users()} == expected | {"shared"}
-    assert {g.user for g in store.list_grants(wiki=WikiName("shared", "wiki"))} == expected
-    tokens = store.list_tokens()
-    assert len(tokens) == PROCESSES * WRITES
-    assert all(t.last_used is not None for t in tokens)
-    assert not list(tmp_path.glob(".db-*.tmp")), "temp files left behind"
+        assert p.exitcode == 0, f"a writer process failed (exit code {p.exitcode})"
 
 
-def test_a_reader_sees_another_processes_write(tmp_path):
-    db = tmp_path / "db.json"
-    reader = TinyStore(db)
-    assert reader.get_user("late") is None
-    ctx = multiprocessing.get_context("spawn")
-    p = ctx.Process(target=_add_late_user, args=(str(db),))
-    p.start()
-    p.join(60)
-    assert reader.get_user("late") is not None
+# answers and refusals
+def test_records_come_back_as_they_were_written(store):
+    alice = _user("alice", email="a@example.org", tier="premium", admin=True, created=1712345678.123456)
+    store.add_user(alice)
+    wiki = Wiki(owner="alice", slug="notes", title="Notes ✓", purpose="p", public=True, created=1.5, pages=3,
+                bytes=2**40)
+    store.add_wiki(wiki)
+    token = Token(id="t1", user="alice", hash="h1", scope="write", wikis=(wiki.name, WikiName("bob", "x")),
+                  expires=1e10, created=2.25, last_used=None, note="ci")
+    store.add_token(token)
+    grant = Grant(wiki=wiki.name, user="alice", role="editor")
+    store.set_grant(grant)
+    assert store.get_user("alice") == alice and store.get_user("nobody") is None
+    assert store.get_wiki(wiki.name) == wiki and store.get_wiki(WikiName("alice", "none")) is None
+    assert store.find_token("h1") == token and store.find_token("nope") is None
+    assert store.list_grants() == [grant]
+    assert isinstance(store.list_grants()[0].wiki, WikiName)
+    assert all(isinstance(w, WikiName) for w in store.find_token("h1").wikis)
 
 
-def _add_late_user(db: str) -> None:
-    TinyStore(Path(db)).add_user(User(name="late", email="", password_hash="x"))
+def test_duplicates_are_refused_with_the_same_messages(store):
+    store.add_user(_user("alice"))
+    store.add_wiki(Wiki(owner="alice", slug="w"))
+    store.add_token(Token(id="t1", user="alice", hash="h1"))
+    refusals = {
+        "user 'alice' already exists": lambda: store.add_user(_user("alice", email="other")),
+        "wiki alice/w already exists": lambda: store.add_wiki(Wiki(owner="alice", slug="w", title="again")),
+        "token t1 already exists": lambda: store.add_token(Token(id="t1", user="alice", hash="h2")),
+    }
+    for message, write in refusals.items():
+        with pytest.raises(StoreError) as caught:
+            write()
+        assert str(caught.value) == message
+    assert store.get_user("alice").email == "" and store.get_wiki(WikiName("alice", "w")).title == ""
+    assert store.find_token("h2") is None
 
 
-def test_limits_are_checked_inside_the_write_lock(tmp_path):
-    store = TinyStore(tmp_path / "db.json")
-    store.add_user(User(name="a", email="", password_hash="x"))
-    store.add_wiki(Wiki(owner="a", slug="one"), max_owned=1)
-    try:
-        store.add_wiki(Wiki(owner="a", slug="two"), max_owned=1)
-    except Exception as exc:
-        assert "limit" in str(exc)
-    else:
-        raise AssertionError("second wiki accepted past the limit")
-
-
-def _user(name: str) -> User:
-    return User(name=name, email="", password_hash="x")
-
-
-def test_records_naming_a_missing_user_or_wiki_are_refused(tmp_path):
-    store = TinyStore(tmp_path / "db.json")
+def test_records_naming_a_missing_user_or_wiki_are_refused(store):
     store.add_user(_user("host"))
     store.add_wiki(Wiki(owner="host", slug="w"))
     host_w, host_nope = WikiName("host", "w"), WikiName("host", "nope")
     refusals = {
-        "token": lambda: store.add_token(Token(id="t", user="ghost", hash="h")),
-        "grant to a missing user": lambda: store.set_grant(Grant(wiki=host_w, user="ghost", role="viewer")),
-        "grant on a missing wiki": lambda: store.set_grant(Grant(wiki=host_nope, user="host", role="viewer")),
-        "wiki": lambda: store.add_wiki(Wiki(owner="ghost", slug="w")),
+        "user 'ghost' does not exist": [
+            lambda: store.add_token(Token(id="t", user="ghost", hash="h")),
+            lambda: store.set_grant(Grant(wiki=host_w, user="ghost", role="viewer")),
+            lambda: store.add_wiki(Wiki(owner="ghost", slug="w")),
+            lambda: store.delete_user("ghost"),
+        ],
+        "wiki host/nope does not exist": [
+            lambda: store.set_grant(Grant(wiki=host_nope, user="host", role="viewer")),
+            lambda: store.set_public(host_nope, True),
+            lambda: store.set_usage(host_nope, 1, 2),
+            lambda: store.delete_wiki(host_nope),
+        ],
     }
-    for what, write in refusals.items():
-        with pytest.raises(StoreError, match="does not exist"):
-            write()
-            pytest.fail(f"{what} for something missing was accepted")
+    for message, writes in refusals.items():
+        for write in writes:
+            with pytest.raises(StoreError) as caught:
+                write()
+            assert str(caught.value) == message
     assert store.list_tokens() == [] and store.list_grants() == [] and len(store.list_wikis()) == 1
+
+
+def test_limits_are_checked_inside_the_write(store):
+    store.add_user(_user("a"))
+    store.add_wiki(Wiki(owner="a", slug="one"), max_owned=1)
+    with pytest.raises(StoreError) as caught:
+        store.add_wiki(Wiki(owner="a", slug="two"), max_owned=1)
+    assert str(caught.value) == "user 'a' already has 1 wiki(s), the limit of their tier"
+    store.add_wiki(Wiki(owner="a", slug="two"))  # no quota given: none applies
+    assert [str(w.name) for w in store.list_wikis("a")] == ["a/one", "a/two"]
+
+
+def test_a_grant_replaces_an_earlier_role_and_the_cap_holds_only_new_ones(store):
+    w = WikiName("host", "w")
+    store.add_user(_user("host"))
+    store.add_wiki(Wiki(owner="host", slug="w"))
+    for name in ("u1", "u2", "u3"):
+        store.add_user(_user(name))
+    store.set_grant(Grant(wiki=w, user="u1", role="viewer"), max_grants=2)
+    store.set_grant(Grant(wiki=w, user="u2", role="viewer"), max_grants=2)
+    store.set_grant(Grant(wiki=w, user="u1", role="editor"), max_grants=2)  # at the cap: a change is fine
+    with pytest.raises(StoreError) as caught:
+        store.set_grant(Grant(wiki=w, user="u3", role="viewer"), max_grants=2)
+    assert str(caught.value) == "wiki host/w already has 2 collaborator(s), the limit of its owner's tier"
+    assert [(g.user, g.role) for g in store.list_grants(wiki=w)] == [("u1", "editor"), ("u2", "viewer")]
+    assert store.remove_grant(w, "u1") is True and store.remove_grant(w, "u1") is False
+    assert store.list_grants(user="u2") == [Grant(wiki=w, user="u2", role="viewer")]
+    assert store.list_grants(wiki=w, user="u1") == []
+
+
+def test_deleting_a_user_needs_their_wikis_gone_and_takes_their_tokens_and_grants(store):
+    for name in ("owner", "guest"):
+        store.add_user(_user(name))
+    store.add_wiki(Wiki(owner="owner", slug="w"))
+    store.set_grant(Grant(wiki=WikiName("owner", "w"), user="guest", role="editor"))
+    store.add_token(Token(id="g", user="guest", hash="hg"))
+    store.add_token(Token(id="o", user="owner", hash="ho"))
+    with pytest.raises(StoreError) as caught:
+        store.delete_user("owner")
+    assert str(caught.value) == "user 'owner' still owns wikis"
+    assert store.get_user("owner") is not None and store.find_token("ho") is not None
+    store.delete_user("guest")
+    assert store.get_user("guest") is None and store.find_token("hg") is None
+    assert store.list_grants() == [] and [t.id for t in store.list_tokens()] == ["o"]
+    store.add_user(_user("guest"))  # a namesake inherits nothing
+    assert store.list_grants(user="guest") == [] and store.list_tokens("guest") == []
+
+
+def test_deleting_a_wiki_takes_its_grants_and_changes_touch_only_their_fields(store):
+    w, other = WikiName("host", "w"), WikiName("host", "other")
+    store.add_user(_user("host"))
+    store.add_user(_user("guest"))
+    store.add_wiki(Wiki(owner="host", slug="w", title="T"))
+    store.add_wiki(Wiki(owner="host", slug="other"))
+    store.set_grant(Grant(wiki=w, user="guest", role="viewer"))
+    store.set_grant(Grant(wiki=other, user="guest", role="editor"))
+    store.set_public(w, True)
+    store.set_usage(w, 7, 12345)
+    assert store.get_wiki(w) == Wiki(owner="host", slug="w", title="T", public=True, pages=7, bytes=12345)
+    store.delete_wiki(w)
+    assert store.get_wiki(w) is None and store.list_grants() == [Grant(wiki=other, user="guest", role="editor")]
+    store.add_wiki(Wiki(owner="host", slug="w"))  # the name is free, and has no grants
+    assert store.list_grants(wiki=w) == []
+
+
+def test_tokens_are_found_listed_touched_and_deleted(store):
+    store.add_user(_user("a"))
+    store.add_user(_user("b"))
+    store.add_token(Token(id="late", user="a", hash="h1", created=30.0))
+    store.add_token(Token(id="early", user="b", hash="h2", created=10.0))
+    store.add_token(Token(id="mid", user="a", hash="h3", created=20.0))
+    assert [t.id for t in store.list_tokens()] == ["early", "mid", "late"]
+    assert [t.id for t in store.list_tokens("a")] == ["mid", "late"] and store.list_tokens("nobody") == []
+    store.touch_token("mid", 99.5)
+    store.touch_token("absent", 1.0)  # a token revoked meanwhile: nothing to do
+    assert store.find_token("h3").last_used == 99.5 and store.find_token("h1").last_used is None
+    assert store.delete_token("mid") is True and store.delete_token("mid") is False
+    assert store.find_token("h3") is None
+
+
+def test_lists_are_in_name_order_as_the_owner_slug_strings_sort(store):
+    for name in ("b", "a-b", "a", "a0"):
+        store.add_user(_user(name))
+    for owner, slug in (("a", "z"), ("a-b", "x"), ("a", "b-c"), ("a", "b"), ("a0", "a")):
+        store.add_wiki(Wiki(owner=owner, slug=slug))
+        store.set_grant(Grant(wiki=WikiName(owner, slug), user="b", role="viewer"))
+        store.set_grant(Grant(wiki=WikiName(owner, slug), user="a-b", role="viewer"))
+    assert [u.name for u in store.list_users()] == ["a", "a-b", "a0", "b"]
+    expected = ["a-b/x", "a/b", "a/b-c", "a/z", "a0/a"]  # '-' sorts before '/', as in Python
+    assert [str(w.name) for w in store.list_wikis()] == expected
+    assert [str(w.name) for w in store.list_wikis("a")] == ["a/b", "a/b-c", "a/z"]
+    assert [(str(g.wiki), g.user) for g in store.list_grants()] == [(w, u) for w in expected for u in ("a-b", "b")]
+
+
+# concurrency
+def _writer(location: str, worker: int) -> None:
+    store = open_location(location)
+    for i in range(WRITES):
+        name = f"p{worker}-{i}"
+        store.add_user(_user(name))
+        store.add_token(Token(id=f"{worker}-{i}", user=name, hash=f"h{worker}-{i}"))
+        store.set_grant(Grant(wiki=SHARED, user=name, role="viewer"))
+        store.touch_token(f"{worker}-{i}", float(i))  # a read-modify-write of an existing record
+
+
+def test_concurrent_processes_lose_no_write(backend):
+    store = backend.open()
+    store.add_user(_user("shared"))
+    store.add_wiki(Wiki(owner="shared", slug="wiki"))
+    _in_processes(_writer, [(backend.location, w) for w in range(PROCESSES)])
+    fresh = backend.open()
+    expected = {f"p{w}-{i}" for w in range(PROCESSES) for i in range(WRITES)}
+    assert {u.name for u in fresh.list_users()} == expected | {"shared"}
+    assert {g.user for g in fresh.list_grants(wiki=SHARED)} == expected
+    tokens = fresh.list_tokens()
+    assert len(tokens) == PROCESSES * WRITES
+    assert all(t.last_used is not None for t in tokens)
+    if not backend.is_postgres:  # TINYDB ONLY: the file is whole and no temp file is left
+        db = Path(backend.location)
+        json.loads(db.read_text())
+        assert not list(db.parent.glob(".db*.tmp")), "temp files left behind"
+
+
+def test_a_reader_sees_another_processes_write(backend):
+    reader = backend.open()
+    assert reader.get_user("late") is None
+    _in_processes(_add_late_user, [(backend.location,)])
+    assert reader.get_user("late") is not None
+
+
+def _add_late_user(location: str) -> None:
+    open_location(location).add_user(_user("late"))
 
 
 def _lock_waiters(lock: Path) -> int:
@@ -111,17 +272,104 @@ def _lock_waiters(lock: Path) -> int:
                if "->" in line and any(field.endswith(inode) for field in line.split()))
 
 
-def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp_path):
-    """Creators check that the user exists, then queue on the store lock behind its deletion: each
-    must be refused once it gets the lock, or the next user called 'victim' inherits its record."""
-    from wikibot.gitd.core import Core
+@contextmanager
+def _holding(backend: StoreBackend, hold: str) -> Iterator[Callable[[], int]]:
+    """Hold up the writes a test races, so they all get as far as they can before any goes on: TinyDB's
+    whole file lock, or in PostgreSQL the lock that the `hold` statement takes in an open transaction.
+    Yields how many writers wait behind the hold (or behind each other) now."""
+    if not backend.is_postgres:
+        db = Path(backend.location)
+        lock = db.with_name(db.name + ".lock")
+        with file_lock(lock):
+            yield lambda: _lock_waiters(lock)
+        return
+    import psycopg
 
-    config = load_config(tmp_path, environ={})
-    core = Core.open(config)
+    with psycopg.connect(backend.location, autocommit=True) as watcher, \
+            psycopg.connect(backend.location, autocommit=True) as holder, holder.transaction():
+        holder.execute(hold)  # type: ignore[arg-type]
+        yield lambda: watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock'").fetchone()[0]
+
+
+def _create_wiki(location: str, slug: str, outcomes) -> None:
+    store = open_location(location)
+    try:
+        store.add_wiki(Wiki(owner="free", slug=slug), max_owned=1)
+        outcomes.put((slug, "created"))
+    except StoreError as exc:
+        outcomes.put((slug, str(exc)))
+
+
+def test_wikis_created_at_once_by_a_free_user_exactly_one_lands(backend):
+    """Processes each create a wiki for one owner with a quota of 1. Held up until all have begun (in
+    PostgreSQL an insert waits for the table while its count is made), then let go together."""
+    backend.open().add_user(_user("free"))
+    ctx = multiprocessing.get_context("spawn")
+    outcomes = ctx.Queue()
+    slugs = [f"w{i}" for i in range(PROCESSES)]
+    procs = [ctx.Process(target=_create_wiki, args=(backend.location, s, outcomes)) for s in slugs]
+    with _holding(backend, "LOCK TABLE wikis IN EXCLUSIVE MODE") as waiters:  # reads pass, inserts wait
+        for p in procs:
+            p.start()
+        wait_until(lambda: waiters() == PROCESSES, what="every creation waiting on the store")
+    results = dict(outcomes.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+    created = [s for s, r in results.items() if r == "created"]
+    assert len(created) == 1, results
+    assert all(r == "user 'free' already has 1 wiki(s), the limit of their tier"
+               for s, r in results.items() if s not in created), results
+    assert [w.slug for w in backend.open().list_wikis("free")] == created
+
+
+def test_grants_made_at_once_stop_at_the_cap(backend):
+    """Threads each give a new collaborator a role on one wiki capped at 3, held up as above."""
+    store = backend.open()
+    store.add_user(_user("host"))
+    store.add_wiki(Wiki(owner="host", slug="w"))
+    guests = [f"g{i}" for i in range(8)]
+    for g in guests:
+        store.add_user(_user(g))
+    if backend.is_postgres:  # every writer waits in the database at once, none for a pooled connection
+        from wikibot.gitd.pg_store import PostgresStore
+
+        store = backend.keep(PostgresStore(backend.location, max_connections=len(guests)))
+    refused, failed = [], []
+
+    def grant(user: str) -> None:
+        try:
+            store.set_grant(Grant(wiki=WikiName("host", "w"), user=user, role="viewer"), max_grants=3)
+        except StoreError as exc:
+            refused.append(str(exc))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=grant, args=(g,)) for g in guests]
+    with _holding(backend, "LOCK TABLE grants IN EXCLUSIVE MODE") as waiters:
+        for t in threads:
+            t.start()
+        wait_until(lambda: waiters() == len(guests), what="every grant waiting on the store")
+    for t in threads:
+        t.join(60)
+    assert not failed, failed
+    assert len(store.list_grants(wiki=WikiName("host", "w"))) == 3
+    assert refused == ["wiki host/w already has 3 collaborator(s), the limit of its owner's tier"] * 5
+
+
+# a creation racing a deletion, through the real Core
+def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(backend, tmp_path):
+    """Creators check that the user exists, then queue on the store's hold behind its deletion: each
+    must be refused once it gets through, or the next user called 'victim' inherits its record."""
+    core = Core.open(backend.config(tmp_path / "data"))
+    if backend.is_postgres:  # all five writers wait in the database at once, none for a pooled connection
+        from wikibot.gitd.pg_store import PostgresStore
+
+        core = dataclasses.replace(core, store=PostgresStore(backend.location, max_connections=8))
+    backend.keep(core.store)
     core.initialise()
     core.add_user("host", password="correct horse battery", tier="premium")
     core.create_wiki(WikiName("host", "shared"))
-    lock = config.db_path.with_name(config.db_path.name + ".lock")
     for n in range(4):
         core.add_user("victim", password="correct horse battery", tier="premium")
         creators = [partial(core.create_token, "victim", scope="write"), partial(core.create_token, "victim"),
@@ -149,15 +397,16 @@ def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp
                         break
             unexpected.append(AssertionError("victim could not be deleted"))  # noqa: B023 (called within this round)
 
-        with file_lock(lock):  # everyone passes the existence checks, then waits here, the deleter first
+        # everyone passes the existence checks, then waits on the hold, the deleter first
+        with _holding(backend, "SELECT FROM users WHERE name = 'victim' FOR UPDATE") as waiters:
             threads = [threading.Thread(target=delete)]
             threads[0].start()
-            wait_until(lambda: _lock_waiters(lock) == 1, what="the deleter queued on the store lock")
+            wait_until(lambda: waiters() == 1, what="the deleter queued on the store")  # noqa: B023
             threads += [threading.Thread(target=attempt, args=(c,)) for c in creators]
             for t in threads[1:]:
                 t.start()
             waiting = len(threads)
-            wait_until(lambda: _lock_waiters(lock) == waiting, what="the creators queued behind it")  # noqa: B023
+            wait_until(lambda: waiters() == waiting, what="the creators queued behind it")  # noqa: B023
         for t in threads:
             t.join(60)
         assert not unexpected and not any(t.is_alive() for t in threads), unexpected
@@ -168,7 +417,8 @@ def test_creations_racing_a_user_deletion_leave_nothing_for_a_later_namesake(tmp
         core.delete_user("victim")
 
 
-def test_a_write_never_starts_from_a_stale_cached_copy(tmp_path):
+# TINYDB ONLY: what only a JSON file with a cached copy can get wrong
+def test_tinydb_write_never_starts_from_a_stale_cached_copy(tmp_path):
     """B revokes a leaked token and issues its replacement; the file then shows A the inode, size and
     mtime A cached (a filesystem reusing inodes, with coarse timestamps, can). A's next write must
     still start from B's version, not bring the revoked token back."""
@@ -191,3 +441,11 @@ def test_a_write_never_starts_from_a_stale_cached_copy(tmp_path):
     fresh = TinyStore(db)
     assert fresh.find_token("h1") is None, "A's write brought the revoked token back"
     assert fresh.find_token("h2").last_used == 5.0
+
+
+def test_tinydb_is_the_default_and_keeps_its_file_in_the_data_dir(tmp_path):
+    config = load_config(tmp_path, environ={})
+    core = Core.open(config)
+    assert isinstance(core.store, TinyStore)
+    core.store.add_user(_user("alice"))
+    assert "alice" in config.db_path.read_text()

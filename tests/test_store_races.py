@@ -1,18 +1,20 @@
 """A wiki created while its owner is being deleted leaves nothing behind for a later user of the
 same name. The real Core, store and repositories; the test only holds `Repos.create` at the
-moment the race needs (a slow disk), so the interleaving is the same on every run."""
+moment the race needs (a slow disk), so the interleaving is the same on every run. Each test runs
+on both store backends (TinyDB, and PostgreSQL: a real server, a database per test)."""
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from wikibot.config import load_config
 from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
+from wikibot.testing.postgres import PostgresServer, StoreBackend, postgres_backend, shared_postgres
 from wikibot.wiring import open_core
 
 WAIT = 30.0  # seconds: only reached when the code under test deadlocks
@@ -32,14 +34,30 @@ class HeldRepos(Repos):
         return super().create(name)
 
 
-def _core(data: Path) -> Core:
-    core = open_core(load_config(data, environ={}))
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
+
+
+@pytest.fixture(params=["tinydb", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    if request.param == "postgres":
+        backend = postgres_backend(request.getfixturevalue("postgres"))
+    else:
+        backend = StoreBackend("tinydb", str(tmp_path / "data" / "db.json"))
+    yield backend
+    backend.close()
+
+
+def _core(data: Path, backend: StoreBackend) -> Core:
+    core = open_core(backend.config(data))
+    backend.keep(core.store)
     core.initialise()
     return dataclasses.replace(core, repos=HeldRepos(core.repos.root, core.repos.locks, core.repos.hook_scripts))
 
 
-def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path):
-    core = _core(tmp_path / "data")
+def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path, backend):
+    core = _core(tmp_path / "data", backend)
     notes = WikiName("alice", "notes")
     core.add_user("alice", password="correct horse battery")
     outcome: dict[str, object] = {}
@@ -69,8 +87,8 @@ def test_wiki_created_while_its_owner_is_deleted_leaves_no_repository(tmp_path):
     assert wiki.name == notes and str(wiki.name) == "alice/notes" and core.repos.exists(notes)
 
 
-def test_deleting_a_wiki_whose_record_is_gone_removes_its_repository(tmp_path):
-    core = _core(tmp_path / "data")
+def test_deleting_a_wiki_whose_record_is_gone_removes_its_repository(tmp_path, backend):
+    core = _core(tmp_path / "data", backend)
     notes = WikiName("bob", "notes")
     core.repos.go.set()
     core.add_user("bob", password="correct horse battery")

@@ -18,6 +18,8 @@ from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.permissions import keep_private, repair
 from wikibot.gitd.repository import RepoError
+from wikibot.gitd.store import POSTGRES_SCHEMES, Store, open_postgres
+from wikibot.redaction import redact
 from wikibot.wiring import open_core
 
 ADMIN_NAME = "admin"
@@ -47,6 +49,9 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 def cmd_init(core: Core, args: argparse.Namespace) -> None:
     core.initialise()
+    if core.config.store_url:  # TinyDB's file needs no schema; PostgreSQL's is created or upgraded here
+        version = core.store.migrate()  # type: ignore[attr-defined]
+        print(f"PostgreSQL store {redact(core.config.store_url)} at schema version {version}")
     repaired = repair(core.config.data_dir)  # left readable by a version that did not set the umask
     if repaired:
         print(f"made {repaired} file(s) and folder(s) in {core.config.data_dir} private to this account")
@@ -149,6 +154,53 @@ def cmd_token_list(core: Core, args: argparse.Namespace) -> None:
 def cmd_token_revoke(core: Core, args: argparse.Namespace) -> None:
     core.revoke_token(args.id)
     print(f"revoked token {args.id}")
+
+
+def _store_at(location: str) -> Store:
+    """The store `wikibot store copy --to` names: a PostgreSQL URL, `tinydb:PATH`, or a PATH ending in .json."""
+    if location.startswith(POSTGRES_SCHEMES):
+        store = open_postgres(location)
+        store.migrate()  # type: ignore[attr-defined]
+        return store
+    if location.startswith("tinydb:") or location.endswith(".json"):
+        from wikibot.gitd.tiny_store import TinyStore
+
+        return TinyStore(Path(location.removeprefix("tinydb:")).absolute())
+    raise UsageError(f"--to takes a postgresql:// URL, tinydb:PATH or a PATH ending in .json, not {redact(location)!r}")
+
+
+def _records(store: Store) -> dict[str, list]:
+    return {"users": store.list_users(), "wikis": store.list_wikis(), "grants": store.list_grants(),
+            "tokens": store.list_tokens()}
+
+
+def cmd_store_copy(core: Core, args: argparse.Namespace) -> None:
+    target = _store_at(args.to)
+    where, into_postgres = redact(args.to), args.to.startswith(POSTGRES_SCHEMES)
+    held = {kind: len(records) for kind, records in _records(target).items()}
+    if any(held.values()):
+        raise CoreError(f"the store at {where} already has records ({', '.join(f'{n} {k}' for k, n in held.items())});"
+                        " copy only into an empty store")
+    source = _records(core.store)
+    if into_postgres:  # one transaction: all of it or nothing
+        target.load(source["users"], source["wikis"], source["grants"], source["tokens"])  # type: ignore[attr-defined]
+    else:  # another TinyDB file: record by record, owners before what they own
+        for user in source["users"]:
+            target.add_user(user)
+        for wiki in source["wikis"]:
+            target.add_wiki(wiki)
+        for grant in source["grants"]:
+            target.set_grant(grant)
+        for token in source["tokens"]:
+            target.add_token(token)
+    copied = _records(target)
+    _table([[kind, str(len(source[kind])), str(len(copied[kind]))] for kind in source], ["RECORDS", "SOURCE", "TARGET"])
+    differ = [kind for kind in source if set(source[kind]) != set(copied[kind])]
+    if differ:
+        raise CoreError(f"the copy at {where} differs from the source in: {', '.join(differ)}")
+    print(f"copied every record to {where}")
+    if into_postgres:
+        print("to use it, set [store] url in wikibot.toml (or WIKIBOT_STORE_URL) to that URL and restart wikibot")
 
 
 def cmd_worker(core: Core, args: argparse.Namespace) -> int:
@@ -320,6 +372,13 @@ def build_parser() -> Parser:
     p.add_argument("--mode", default="hybrid", choices=["hybrid", "keyword", "semantic"])
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    store = sub.add_parser("store", help="the platform state (users, wikis, grants, tokens)").add_subparsers(
+        dest="action", required=True, parser_class=Parser)
+    p = command(store, "copy", cmd_store_copy, "copy every record of the configured store into an empty one "
+                "(stop the server first); the counts are checked and printed")
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or tinydb:PATH or PATH.json for a TinyDB file")
 
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True, parser_class=Parser)
     p = command(user, "add", cmd_user_add, "create a user (prints a generated password)")

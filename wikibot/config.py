@@ -66,6 +66,8 @@ class Config:
     clone_timeout: int = 120  # seconds
     max_template_mb: int = 100
     template_credentials: dict[str, str] = field(default_factory=dict)  # URL prefix -> token
+    # platform state: "" = TinyDB (db.json in the data dir), else a postgresql:// URL; kept out of repr (password)
+    store_url: str = field(default="", repr=False)
 
     @property
     def public_url(self) -> str:
@@ -103,7 +105,8 @@ class Config:
             raise ConfigError(f"unknown tier {tier!r}; known: {', '.join(sorted(self.tiers))}") from None
 
 
-# Setting name -> environment variable. The TOML file uses the same names under [server]/[data].
+# Setting name -> environment variable. The TOML file uses the same names under [server]/[data], except
+# the few renamed in _TOML_NAMES.
 _ENV = {
     "data_dir": "WIKIBOT_DATA",
     "host": "WIKIBOT_HOST",
@@ -118,7 +121,9 @@ _ENV = {
     "allow_private_urls": "WIKIBOT_ALLOW_PRIVATE_URLS",
     "clone_timeout": "WIKIBOT_CLONE_TIMEOUT",
     "max_template_mb": "WIKIBOT_MAX_TEMPLATE_MB",
+    "store_url": "WIKIBOT_STORE_URL",
 }
+_TOML_NAMES = {("data", "dir"): "data_dir", ("store", "url"): "store_url"}
 _INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb"}
 _BOOLS = {"allow_private_urls"}
 
@@ -157,14 +162,14 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data", "events", "search", "bootstrap"):
+    for section in ("server", "data", "store", "events", "search", "bootstrap"):
         for key, value in raw.get(section, {}).items():
             if (section, key) == ("bootstrap", "credentials"):
                 if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                     raise ConfigError(f"{path}: [bootstrap.credentials] maps URL prefixes to tokens (strings)")
                 values["template_credentials"] = dict(value)
                 continue
-            name = "data_dir" if (section, key) == ("data", "dir") else key
+            name = _TOML_NAMES.get((section, key), key)
             if name not in _ENV:
                 raise ConfigError(f"{path}: unknown setting [{section}] {key}")
             values[name] = _coerce(name, value)

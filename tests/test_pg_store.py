@@ -1,0 +1,222 @@
+"""PostgreSQL as the platform store: chosen by config, its schema made by `wikibot init`, its pool
+opened per process, its password never shown, and `wikibot store copy` both ways. A real server
+(initdb, pg_ctl), a database per test; the answers every backend shares are in test_store.py."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from wikibot.config import ConfigError, load_config
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.pg_store import SCHEMA_VERSION, PostgresStore, SchemaMismatch, StoreUnavailable
+from wikibot.gitd.records import Grant, Token, User, Wiki
+from wikibot.gitd.store import open_store
+from wikibot.gitd.tiny_store import TinyStore
+from wikibot.testing.postgres import PostgresServer, shared_postgres
+from wikibot.testing.servers import WIKIBOT, wait_until
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
+
+
+@pytest.fixture
+def url(postgres: PostgresServer) -> str:
+    return postgres.create_database()
+
+
+def wb(data: Path, *args: str, store_url: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIKIBOT_")}
+    env.update({"WIKIBOT_DATA": str(data), **({"WIKIBOT_STORE_URL": store_url} if store_url else {})})
+    proc = subprocess.run([*WIKIBOT, *args], env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"wikibot {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+def _backends(conn: psycopg.Connection) -> int:
+    """How many other sessions are connected to this database now."""
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+# schema
+def test_migrate_creates_the_schema_once_and_a_store_without_one_says_run_init(url):
+    store = PostgresStore(url)
+    with pytest.raises(SchemaMismatch, match="schema version 0.*run 'wikibot init'"):
+        store.list_users()
+    assert store.migrate() == SCHEMA_VERSION and store.migrate() == SCHEMA_VERSION
+    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens"}
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
+    newer = PostgresStore(url)
+    with pytest.raises(SchemaMismatch, match="newer than this wikibot's"):
+        newer.migrate()
+    with pytest.raises(SchemaMismatch, match=f"schema version {SCHEMA_VERSION + 1}"):
+        newer.get_user("alice")
+    store.close()
+
+
+# connections
+_inherited: list[PostgresStore] = []  # what a forked child finds in memory, as gunicorn's workers do
+
+
+def _use_inherited_store() -> None:
+    store = _inherited[0]
+    for i in range(20):
+        store.add_user(User(name=f"child{i}", email="", password_hash="x"))
+        assert store.get_user(f"child{i}") is not None
+
+
+def test_the_pool_opens_on_first_use_and_a_forked_child_opens_its_own(url):
+    """gunicorn preloads the app, then forks: a child using the parent's pool would share its sockets."""
+    store = PostgresStore(url)
+    store.migrate()
+    with psycopg.connect(url, autocommit=True) as watcher:
+        sessions = lambda: _backends(watcher)  # noqa: E731
+        wait_until(lambda: sessions() == 0, timeout=10, what="the migration's session to end")
+        store.get_user("nobody")
+        assert 1 <= sessions() <= store.max_connections
+        _inherited[:] = [store]
+        child = multiprocessing.get_context("fork").Process(target=_use_inherited_store)
+        child.start()
+
+        def parent_work() -> None:  # the parent goes on using its pool meanwhile
+            for i in range(50):
+                store.add_user(User(name=f"parent{i}", email="", password_hash="x"))
+                assert store.get_user(f"parent{i}") is not None
+
+        parent = threading.Thread(target=parent_work, daemon=True)  # on shared sockets it would hang
+        parent.start()
+        parent.join(60)
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+        assert not parent.is_alive() and child.exitcode == 0, "parent and child got in each other's way"
+        assert len(store.list_users()) == 70 and store.get_user("child19") is not None
+        store.close()
+        wait_until(lambda: sessions() == 0, timeout=10, what="the closed pool's sessions to end")
+
+
+def test_an_unreachable_store_is_a_one_line_error_without_the_password(postgres, url, tmp_path):
+    wrong = url.replace(postgres.password, "not-the-password-x7")
+    with pytest.raises(StoreUnavailable) as caught:
+        PostgresStore(wrong).get_user("alice")
+    message = str(caught.value)
+    assert "password authentication failed" in message and "[redacted]" in message
+    assert "not-the-password-x7" not in message
+    data = tmp_path / "var"
+    wb(data, "init")
+    proc = wb(data, "user", "list", store_url=wrong, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("wikibot: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "not-the-password-x7" not in proc.stderr + proc.stdout
+
+
+# configuration
+def test_the_store_url_setting_chooses_the_backend(postgres, url, tmp_path):
+    assert isinstance(open_store(load_config(tmp_path, environ={})), TinyStore)
+    (tmp_path / "wikibot.toml").write_text(f'[store]\nurl = "{url}"\n')
+    from_file = load_config(tmp_path, environ={})
+    assert from_file.store_url == url and isinstance(open_store(from_file), PostgresStore)
+    assert postgres.password not in repr(from_file)
+    other = postgres.create_database()
+    from_env = load_config(tmp_path, environ={"WIKIBOT_STORE_URL": other})
+    assert from_env.store_url == other  # the environment overrides the file
+    assert open_store(from_env).url == other
+    short = load_config(tmp_path, environ={"WIKIBOT_STORE_URL": url.replace("postgresql://", "postgres://")})
+    assert isinstance(open_store(short), PostgresStore)
+    for bad in ("mysql://root:hunter2@db/wikibot", "/var/lib/wikibot/db.json", "postgresql:/x"):
+        with pytest.raises(ConfigError, match="is not a PostgreSQL URL") as caught:
+            open_store(load_config(tmp_path, environ={"WIKIBOT_STORE_URL": bad}))
+        assert "hunter2" not in str(caught.value)
+    (tmp_path / "wikibot.toml").write_text('[store]\nnope = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown setting \[store\] nope"):
+        load_config(tmp_path, environ={})
+
+
+def test_wikibot_init_on_postgres_creates_the_schema_and_keeps_no_db_file(url, tmp_path):
+    data = tmp_path / "var"
+    first = wb(data, "init", store_url=url).stdout
+    assert f"at schema version {SCHEMA_VERSION}" in first and "password:" in first and "[redacted]@" in first
+    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens"}
+    assert not (data / "db.json").exists() and (data / "repos" / "admin" / "notes").is_dir()
+    store = PostgresStore(url)
+    assert [u.name for u in store.list_users()] == ["admin"] and len(store.list_tokens("admin")) == 1
+    assert [str(w.name) for w in store.list_wikis()] == ["admin/notes"]
+    again = wb(data, "init", store_url=url).stdout
+    assert "already initialised" in again and "wbt_" not in again
+    assert "admin" in wb(data, "user", "list", store_url=url).stdout
+    store.close()
+
+
+# wikibot store copy
+def _fill(data: Path) -> None:
+    wb(data, "init")
+    wb(data, "user", "add", "carol", "--tier", "free")
+    wb(data, "user", "add", "dave")
+    wb(data, "wiki", "create", "carol/handbook", "--template", "empty", "--public")
+    wb(data, "wiki", "grant", "carol/handbook", "dave", "--role", "editor")
+    wb(data, "token", "create", "dave", "--wiki", "carol/handbook", "--expires-days", "3", "--note", "ci")
+
+
+def _everything(store) -> dict[str, set]:
+    return {"users": set(store.list_users()), "wikis": set(store.list_wikis()), "grants": set(store.list_grants()),
+            "tokens": set(store.list_tokens())}
+
+
+def _counts(out: str) -> dict[str, tuple[str, str]]:
+    rows = [line.split() for line in out.splitlines()]
+    return {r[0]: (r[1], r[2]) for r in rows if r and r[0] in ("users", "wikis", "grants", "tokens")}
+
+
+def test_store_copy_into_postgres_and_back_keeps_every_record(url, tmp_path):
+    data = tmp_path / "var"
+    _fill(data)
+    tiny = _everything(TinyStore(data / "db.json"))
+    assert {k: len(v) for k, v in tiny.items()} == {"users": 3, "wikis": 2, "grants": 1, "tokens": 2}
+
+    out = wb(data, "store", "copy", "--to", url).stdout
+    assert _counts(out) == {"users": ("3", "3"), "wikis": ("2", "2"), "grants": ("1", "1"), "tokens": ("2", "2")}
+    assert "[store] url" in out and "[redacted]@" in out
+    pg = PostgresStore(url)
+    assert _everything(pg) == tiny
+    refused = wb(data, "store", "copy", "--to", url, check=False)
+    assert refused.returncode == 1 and "already has records (3 users, 2 wikis, 1 grants, 2 tokens)" in refused.stderr
+    assert _everything(pg) == tiny
+
+    # the platform now on PostgreSQL: it works there, and copies back into a new TinyDB file
+    wb(data, "user", "add", "erin", store_url=url)
+    back = tmp_path / "back" / "state.json"
+    out = wb(data, "store", "copy", "--to", f"tinydb:{back}", store_url=url).stdout
+    assert _counts(out) == {"users": ("4", "4"), "wikis": ("2", "2"), "grants": ("1", "1"), "tokens": ("2", "2")}
+    assert _everything(TinyStore(back)) == _everything(pg)
+    refused = wb(data, "store", "copy", "--to", str(back), store_url=url, check=False)  # a plain .json path
+    assert refused.returncode == 1 and "already has records" in refused.stderr
+    usage = wb(data, "store", "copy", "--to", "mysql://u:hunter2@h/db", check=False)
+    assert usage.returncode == 2 and "hunter2" not in usage.stderr and "tinydb:PATH" in usage.stderr
+    pg.close()
+
+
+def test_a_copy_into_postgres_lands_whole_or_not_at_all(url):
+    source = [User(name="a", email="", password_hash="x")], [Wiki(owner="a", slug="w")]
+    target = PostgresStore(url)
+    target.migrate()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # a grant of a user that is not there
+        target.load(*source, [Grant(wiki=WikiName("a", "w"), user="ghost", role="viewer")], [])
+    assert target.list_users() == [] and target.list_wikis() == []
+    target.load(*source, [], [Token(id="t", user="a", hash="h", wikis=(WikiName("a", "w"),))])
+    assert target.find_token("h").wikis == (WikiName("a", "w"),)
+    target.close()
