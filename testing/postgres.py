@@ -77,6 +77,47 @@ class PostgresServer:
             _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "immediate", "-w"], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @classmethod
+    def start(cls, root: Path | None = None, timeout: float = START_TIMEOUT) -> PostgresServer:
+        """initdb a cluster in `root` (default: a new temp dir; `stop()` removes it) and start it;
+        PostgresUnavailable says why if it cannot."""
+        began = time.monotonic()
+        bindir = bin_dir()
+        root = Path(tempfile.mkdtemp(prefix="wikibot-pg-")) if root is None else root
+        root.mkdir(parents=True, exist_ok=True)
+        account = _as_server_account()
+        if account:
+            os.chown(root, account["user"], account["group"])
+        password = secrets.token_hex(12)
+        try:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password + "\n")
+            if account:
+                os.chown(pwfile, account["user"], account["group"])
+            _run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--pwfile", str(pwfile),
+                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
+                  "--no-instructions"])
+            pwfile.unlink()
+            log = root / "server.log"
+            for _ in range(3):  # the free port may be taken before the server binds it
+                port = free_port()
+                options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
+                           "-c full_page_writes=off -c max_connections=200")
+                proc = _run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options,
+                             "-w", "-t", str(int(timeout)), "start"], check=False, timeout=timeout + 10)
+                if proc.returncode == 0:
+                    return cls(root, port, password, bindir, time.monotonic() - began)
+                if "could not bind" not in _tail(log):
+                    break
+            said = proc.stderr.strip() or proc.stdout.strip()
+            raise PostgresUnavailable(f"the PostgreSQL test server did not start (pg_ctl, waiting up to "
+                                      f"{timeout:.0f}s: {said}); the end of its log:\n{_tail(log)}")
+        except BaseException:
+            if (root / "data" / "postmaster.pid").exists():  # started after pg_ctl gave up waiting
+                _run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "stop", "-m", "immediate"], check=False)
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+
 
 def _as_server_account() -> dict:
     """Popen arguments that run a server program as the `postgres` account when we are root."""
@@ -106,44 +147,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no server log)"
 
 
-def start_postgres(timeout: float = START_TIMEOUT) -> PostgresServer:
-    """initdb a cluster in a new temp dir and start it; PostgresUnavailable says why if it cannot."""
-    began = time.monotonic()
-    bindir = bin_dir()
-    root = Path(tempfile.mkdtemp(prefix="wikibot-pg-"))
-    account = _as_server_account()
-    if account:
-        os.chown(root, account["user"], account["group"])
-    password = secrets.token_hex(12)
-    try:
-        pwfile = root / "pwfile"
-        pwfile.write_text(password + "\n")
-        if account:
-            os.chown(pwfile, account["user"], account["group"])
-        _run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--pwfile", str(pwfile),
-              "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
-              "--no-instructions"])
-        pwfile.unlink()
-        log = root / "server.log"
-        for _ in range(3):  # the free port may be taken before the server binds it
-            port = free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
-                       "-c full_page_writes=off -c max_connections=200")
-            proc = _run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options,
-                         "-w", "-t", str(int(timeout)), "start"], check=False, timeout=timeout + 10)
-            if proc.returncode == 0:
-                return PostgresServer(root, port, password, bindir, time.monotonic() - began)
-            if "could not bind" not in _tail(log):
-                break
-        raise PostgresUnavailable(f"the PostgreSQL test server did not start (pg_ctl, waiting up to {timeout:.0f}s: "
-                                  f"{proc.stderr.strip() or proc.stdout.strip()}); the end of its log:\n{_tail(log)}")
-    except BaseException:
-        if (root / "data" / "postmaster.pid").exists():  # started after pg_ctl gave up waiting
-            _run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "stop", "-m", "immediate"], check=False)
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-
-
 _shared: PostgresServer | None = None
 
 
@@ -151,7 +154,7 @@ def shared_postgres() -> PostgresServer:
     """One server for the whole test process, started on first use and stopped when the process exits."""
     global _shared
     if _shared is None:
-        _shared = start_postgres()
+        _shared = PostgresServer.start()
         owner = os.getpid()
         atexit.register(lambda: os.getpid() == owner and _shared.stop())  # not from a forked child
     return _shared
