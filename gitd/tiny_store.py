@@ -163,6 +163,14 @@ class _Change:
         table[doc_id] = to_doc(record)
         self._changed[name][doc_id] = record
 
+    def load(self, name: str, records: list[Any]) -> None:
+        """Append `records` to table `name` (ids after the last one)."""
+        table = self._mutable(name)
+        first = max(map(int, table), default=0) + 1
+        for n, record in enumerate(records):
+            table[str(first + n)] = to_doc(record)
+            self._changed[name][str(first + n)] = record
+
     def replace(self, name: str, doc_id: str, record: Any) -> None:
         self._mutable(name)[doc_id] = to_doc(record)
         self._changed[name][doc_id] = record
@@ -409,6 +417,18 @@ class TinyStore:
             found = change.base.tokens.get(token_id)
             change.remove("tokens", [found[0]] if found else [])
             return found is not None
+
+    def migrate(self) -> int:
+        """Nothing to create: the file is its own schema (TinyDB's tables of documents)."""
+        return 1
+
+    def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token]) -> None:
+        """Fill an empty store in one write (`wikibot store copy`): all of it lands, or nothing."""
+        with self._write() as change:
+            if change.base.users:
+                raise StoreError(f"the TinyDB store at {self.path} already has records")
+            for table, records in (("users", users), ("wikis", wikis), ("grants", grants), ("tokens", tokens)):
+                change.load(table, records)
 
     def touch_token(self, token_id: str, when: float) -> None:
         with self._write() as change:

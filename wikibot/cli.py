@@ -50,7 +50,7 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 def cmd_init(core: Core, args: argparse.Namespace) -> None:
     core.initialise()
     if core.config.store_url:  # TinyDB's file needs no schema; PostgreSQL's is created or upgraded here
-        version = core.store.migrate()  # type: ignore[attr-defined]
+        version = core.store.migrate()
         print(f"PostgreSQL store {redact(core.config.store_url)} at schema version {version}")
     repaired = repair(core.config.data_dir)  # left readable by a version that did not set the umask
     if repaired:
@@ -160,7 +160,7 @@ def _store_at(location: str) -> Store:
     """The store `wikibot store copy --to` names: a PostgreSQL URL, `tinydb:PATH`, or a PATH ending in .json."""
     if location.startswith(POSTGRES_SCHEMES):
         store = open_postgres(location)
-        store.migrate()  # type: ignore[attr-defined]
+        store.migrate()
         return store
     if location.startswith("tinydb:") or location.endswith(".json"):
         from wikibot.gitd.tiny_store import TinyStore
@@ -182,17 +182,7 @@ def cmd_store_copy(core: Core, args: argparse.Namespace) -> None:
         raise CoreError(f"the store at {where} already has records ({', '.join(f'{n} {k}' for k, n in held.items())});"
                         " copy only into an empty store")
     source = _records(core.store)
-    if into_postgres:  # one transaction: all of it or nothing
-        target.load(source["users"], source["wikis"], source["grants"], source["tokens"])  # type: ignore[attr-defined]
-    else:  # another TinyDB file: record by record, owners before what they own
-        for user in source["users"]:
-            target.add_user(user)
-        for wiki in source["wikis"]:
-            target.add_wiki(wiki)
-        for grant in source["grants"]:
-            target.set_grant(grant)
-        for token in source["tokens"]:
-            target.add_token(token)
+    target.load(source["users"], source["wikis"], source["grants"], source["tokens"])  # all of it or nothing
     copied = _records(target)
     _table([[kind, str(len(source[kind])), str(len(copied[kind]))] for kind in source], ["RECORDS", "SOURCE", "TARGET"])
     differ = [kind for kind in source if set(source[kind]) != set(copied[kind])]
