@@ -28,6 +28,7 @@ bench: install
 	$(PY) bench/bench_git.py --pages 5000 --runs 3
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_mcp.py
+	$(PY) bench/bench_tenants.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
