@@ -5,10 +5,12 @@ The helpers behind them (Server, run_git, wait_until, ...) are in wikibot.testin
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from wikibot.gitd.names import WikiName
+from wikibot.testing.postgres import PostgresServer, StoreBackend, postgres_backend, shared_postgres
 from wikibot.testing.servers import Account, Server, start_server, stop_server, unique
 
 
@@ -39,3 +41,19 @@ def make_wiki(server: Server):
         wiki, _ = create_wiki(server.core, WikiName(owner.name, unique("w")), public=public, template=template)
         return wiki.name
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
+
+
+@pytest.fixture(params=["tinydb", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    """Each store test runs on both backends; TinyDB's file is where a Core on tmp_path/data has it."""
+    if request.param == "postgres":
+        backend = postgres_backend(request.getfixturevalue("postgres"))
+    else:
+        backend = StoreBackend("tinydb", str(tmp_path / "data" / "db.json"))
+    yield backend
+    backend.close()

@@ -27,27 +27,12 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Grant, Token, User, Wiki
 from wikibot.gitd.store import StoreError
 from wikibot.gitd.tiny_store import TinyStore
-from wikibot.testing.postgres import PostgresServer, StoreBackend, open_location, postgres_backend, shared_postgres
+from wikibot.testing.postgres import StoreBackend, open_location
 from wikibot.testing.servers import wait_until
 
 PROCESSES = 6
 WRITES = 25
 SHARED = WikiName("shared", "wiki")
-
-
-@pytest.fixture(scope="session")
-def postgres() -> PostgresServer:
-    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
-
-
-@pytest.fixture(params=["tinydb", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
-    if request.param == "postgres":
-        backend = postgres_backend(request.getfixturevalue("postgres"))
-    else:
-        backend = StoreBackend("tinydb", str(tmp_path / "data" / "db.json"))  # where a Core on tmp_path/data has it
-    yield backend
-    backend.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from wikibot.gitd.core import Core, CoreError
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
-from wikibot.testing.postgres import PostgresServer, StoreBackend, postgres_backend, shared_postgres
+from wikibot.testing.postgres import StoreBackend
 from wikibot.wiring import open_core
 
 WAIT = 30.0  # seconds: only reached when the code under test deadlocks
@@ -32,21 +31,6 @@ class HeldRepos(Repos):
         self.entered.set()
         assert self.go.wait(WAIT), "the test never let the creation go on"
         return super().create(name)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> PostgresServer:
-    return shared_postgres()  # PostgresUnavailable (a failure, not a skip) says what to install
-
-
-@pytest.fixture(params=["tinydb", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
-    if request.param == "postgres":
-        backend = postgres_backend(request.getfixturevalue("postgres"))
-    else:
-        backend = StoreBackend("tinydb", str(tmp_path / "data" / "db.json"))
-    yield backend
-    backend.close()
 
 
 def _core(data: Path, backend: StoreBackend) -> Core:
