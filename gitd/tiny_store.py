@@ -24,17 +24,19 @@ import os
 import secrets
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .locks import file_lock
 from .names import WikiName
 from .records import Grant, Token, User, Wiki, from_doc, to_doc
 from .store import StoreCorrupt, StoreError
 
+T = TypeVar("T")
+K = TypeVar("K")
 META = "_meta"  # a table of one document: the id of the write that made the file
 Doc = dict[str, Any]
 Tables = dict[str, dict[str, Doc]]
@@ -99,24 +101,15 @@ class _Snapshot:
 
     @cached_property
     def wikis_of(self) -> dict[str, list[Wiki]]:
-        owned: dict[str, list[Wiki]] = defaultdict(list)
-        for wiki in self.records("wikis").values():
-            owned[wiki.owner].append(wiki)
-        return owned
+        return _grouped(self.records("wikis").values(), lambda wiki: wiki.owner)
 
     @cached_property
     def grants_of_wiki(self) -> dict[WikiName, list[tuple[str, Grant]]]:
-        found: dict[WikiName, list[tuple[str, Grant]]] = defaultdict(list)
-        for doc_id, grant in self.records("grants").items():
-            found[grant.wiki].append((doc_id, grant))
-        return found
+        return _grouped(self.records("grants").items(), lambda item: item[1].wiki)
 
     @cached_property
     def grants_of_user(self) -> dict[str, list[tuple[str, Grant]]]:
-        found: dict[str, list[tuple[str, Grant]]] = defaultdict(list)
-        for doc_id, grant in self.records("grants").items():
-            found[grant.user].append((doc_id, grant))
-        return found
+        return _grouped(self.records("grants").items(), lambda item: item[1].user)
 
     @cached_property
     def tokens(self) -> dict[str, tuple[str, Token]]:
@@ -129,10 +122,14 @@ class _Snapshot:
 
     @cached_property
     def tokens_of(self) -> dict[str, list[Token]]:
-        found: dict[str, list[Token]] = defaultdict(list)
-        for token in self.records("tokens").values():
-            found[token.user].append(token)
-        return found
+        return _grouped(self.records("tokens").values(), lambda token: token.user)
+
+
+def _grouped(items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
+    found: dict[K, list[T]] = defaultdict(list)
+    for item in items:
+        found[key(item)].append(item)
+    return found
 
 
 def _json(value: object) -> str:
@@ -158,10 +155,7 @@ class _Change:
         return self.tables[name]
 
     def insert(self, name: str, record: Any) -> None:
-        table = self._mutable(name)
-        doc_id = str(max(map(int, table), default=0) + 1)
-        table[doc_id] = to_doc(record)
-        self._changed[name][doc_id] = record
+        self.load(name, [record])
 
     def load(self, name: str, records: list[Any]) -> None:
         """Append `records` to table `name` (ids after the last one)."""
