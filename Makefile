@@ -1,11 +1,11 @@
-# wikibot: `make run` starts the platform, `make test` runs the whole suite, `make bench` the benchmarks.
+# wikibot: `make run` starts the platform, `make test` runs the whole suite (`make test-postgres`: on PostgreSQL), `make bench` the benchmarks.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= var
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-postgres bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The whole suite again with every platform it starts on PostgreSQL (a throwaway server: initdb on PATH).
+test-postgres: install
+	WIKIBOT_TEST_STORE=postgres $(PY) -m pytest -q
 
 bench: install
 	$(PY) bench/bench_git.py --pages 500 --runs 5

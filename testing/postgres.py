@@ -102,7 +102,7 @@ class PostgresServer:
             for _ in range(3):  # the free port may be taken before the server binds it
                 port = free_port()
                 options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
-                           "-c full_page_writes=off -c max_connections=200")
+                           "-c full_page_writes=off -c max_connections=400")
                 proc = _run([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(log), "-o", options,
                              "-w", "-t", str(int(timeout)), "start"], check=False, timeout=timeout + 10)
                 if proc.returncode == 0:
@@ -198,7 +198,9 @@ def postgres_backend(server: PostgresServer) -> StoreBackend:
     from wikibot.gitd.store import open_postgres
 
     url = server.create_database()
-    open_postgres(url).migrate()  # type: ignore[attr-defined]
+    store = open_postgres(url)
+    store.migrate()
+    store.close()  # type: ignore[attr-defined]
     return StoreBackend("postgres", url)
 
 

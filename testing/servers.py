@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wikibot.config import load_config
+from wikibot.config import Config, load_config
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
 from wikibot.wiring import open_core
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # configured_server's signature only: the bench scripts impor
     import pytest
 
 WIKIBOT = [sys.executable, "-m", "wikibot.cli"]
+TEST_STORE = "WIKIBOT_TEST_STORE"  # "postgres": every platform a test starts keeps its state in PostgreSQL
 _names = itertools.count(1)
 
 
@@ -65,6 +66,32 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
 
 
+def on_test_store(data: Path) -> Path:
+    """Put the data dir `data` on the store backend this test run is for (`make test-postgres` sets
+    WIKIBOT_TEST_STORE=postgres): a new, migrated database of the run's PostgreSQL server, named in
+    data/wikibot.toml so every process on the data dir (server, CLI, in-process Core) uses it.
+    TinyDB, the default, needs nothing. Returns `data`."""
+    backend = os.environ.get(TEST_STORE, "tinydb")
+    if backend == "tinydb":
+        return data
+    if backend != "postgres":
+        raise RuntimeError(f"{TEST_STORE}={backend!r}: expected 'tinydb' or 'postgres'")
+    from wikibot.testing.postgres import postgres_backend, shared_postgres
+
+    settings = data / "wikibot.toml"
+    existing = settings.read_text() if settings.exists() else ""
+    if "[store]" not in existing:  # a test that names a store of its own keeps it
+        data.mkdir(parents=True, exist_ok=True)
+        url = postgres_backend(shared_postgres()).location
+        settings.write_text(f'{existing}\n[store]\nurl = "{url}"\n' if existing else f'[store]\nurl = "{url}"\n')
+    return data
+
+
+def platform_config(data: Path) -> Config:
+    """The config of a platform on `data` for an in-process test, on this run's store backend."""
+    return load_config(on_test_store(data), environ={})
+
+
 @dataclass
 class Server:
     url: str
@@ -83,6 +110,7 @@ def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
     env = {**os.environ, "WIKIBOT_DATA": str(data), "WIKIBOT_PORT": str(port), "WIKIBOT_WORKERS": "2",
            **(extra_env or {})}
+    on_test_store(data)
     init = subprocess.run([*WIKIBOT, "init"], env=env, check=True, capture_output=True, text=True)
     log = open(data / "serve.log", "wb")
     proc = subprocess.Popen([*WIKIBOT, "serve"], env=env, stdout=log, stderr=log, start_new_session=True)
@@ -93,6 +121,9 @@ def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
 
 
 def stop_server(server: Server) -> None:
+    close = getattr(server.core.store, "close", None)  # a PostgreSQL store's pool; TinyDB holds nothing open
+    if close:
+        close()
     server.proc.terminate()
     try:
         server.proc.wait(timeout=20)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from wikibot.config import load_config
 from wikibot.gitd.acl import TOUCH_INTERVAL, Action, BadToken, Verdict, authenticate, decide
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import Caller, Refusal, access, challenge, credentials
 from wikibot.gitd.names import WikiName
+from wikibot.testing.servers import platform_config
 from wikibot.wiring import open_core
 
 NOTES = WikiName("alice", "notes")  # private: alice owns it, bob edits, carol views
@@ -33,7 +33,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
-    core = open_core(load_config(tmp_path_factory.mktemp("access") / "data", environ={}))
+    core = open_core(platform_config(tmp_path_factory.mktemp("access") / "data"))
     core.initialise()
     for user in ("alice", "bob", "carol", "dave"):
         core.add_user(user, password="correct horse battery", tier="premium")

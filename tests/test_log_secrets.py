@@ -24,6 +24,7 @@ from wikibot.testing.servers import (
     Server,
     commit_files,
     free_port,
+    platform_config,
     run_git,
     start_server,
     stop_server,
@@ -207,9 +208,8 @@ def test_every_handler_of_every_logger_redacts_once_the_app_is_loaded(tmp_path: 
     import logging
 
     from wikibot.app import create_app
-    from wikibot.config import load_config
 
-    create_app(load_config(tmp_path / "data", environ={}))
+    create_app(platform_config(tmp_path / "data"))
     token = "wbt_" + secrets.token_urlsafe(32)
     library = logging.getLogger("fastmcp.server.test")
     assert not logging.getLogger("fastmcp").propagate and logging.getLogger("fastmcp").handlers

@@ -19,7 +19,7 @@ from wikibot.gitd.records import Grant, Token, User, Wiki
 from wikibot.gitd.store import open_store
 from wikibot.gitd.tiny_store import TinyStore
 from wikibot.testing.postgres import PostgresServer, shared_postgres
-from wikibot.testing.servers import WIKIBOT, wait_until
+from wikibot.testing.servers import TEST_STORE, WIKIBOT, Server, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -220,3 +220,11 @@ def test_a_copy_into_postgres_lands_whole_or_not_at_all(url):
     target.load(*source, [], [Token(id="t", user="a", hash="h", wikis=(WikiName("a", "w"),))])
     assert target.find_token("h").wikis == (WikiName("a", "w"),)
     target.close()
+
+
+def test_the_platform_suite_runs_on_the_store_it_was_asked_for(server: Server):
+    """`make test` keeps the suite's platforms on TinyDB; `make test-postgres` (WIKIBOT_TEST_STORE=postgres)
+    puts every one of them on PostgreSQL, the shared server included."""
+    expected = PostgresStore if os.environ.get(TEST_STORE) == "postgres" else TinyStore
+    assert isinstance(server.core.store, expected)
+    assert (server.data / "db.json").exists() == (expected is TinyStore)

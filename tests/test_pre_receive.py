@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 import wikibot.hooks.pre_receive as pre_receive
-from wikibot.config import MB, TierLimits, load_config
+from wikibot.config import MB, TierLimits
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.quarantine import Quarantine
 from wikibot.gitd.receive import PushContext, RefUpdate
 from wikibot.gitd.refs import ZERO
 from wikibot.hooks.pre_receive import PushPolicy
+from wikibot.testing.servers import platform_config
 from wikibot.wiring import open_core
 
 MAIN = b"refs/heads/main"
@@ -32,7 +33,7 @@ WIKI_NUMBERS = itertools.count()
 
 @pytest.fixture(scope="module")
 def core(tmp_path_factory) -> Core:
-    core = open_core(load_config(tmp_path_factory.mktemp("pre-receive") / "data", environ={}))
+    core = open_core(platform_config(tmp_path_factory.mktemp("pre-receive") / "data"))
     core.initialise()
     core.add_user("alice", password="correct horse battery", tier="premium")
     return core

@@ -9,9 +9,9 @@ import pytest
 from werkzeug.test import Client
 
 from wikibot.app import Platform, routes
-from wikibot.config import load_config
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import RESERVED_NAMES, InvalidName, WikiName
+from wikibot.testing.servers import platform_config
 from wikibot.wiring import open_core
 
 NOTES = WikiName("alice", "notes")  # private
@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def core(tmp_path_factory) -> Core:
-    core = open_core(load_config(tmp_path_factory.mktemp("router") / "data", environ={}))
+    core = open_core(platform_config(tmp_path_factory.mktemp("router") / "data"))
     core.initialise()
     for user in ("alice", "dave"):
         core.add_user(user, password=PASSWORD, tier="premium")
@@ -100,7 +100,7 @@ def test_git_serves_a_public_wiki_to_anyone(client):
 @pytest.mark.parametrize("owner", ["mcp", "api"])
 def test_git_serves_users_named_before_their_name_was_reserved(tmp_path, owner):
     """Routes match git first: `/mcp/notes.git/` is a wiki of a user called `mcp` made by an older version."""
-    core = open_core(load_config(tmp_path / "data", environ={}))
+    core = open_core(platform_config(tmp_path / "data"))
     core.initialise()
     client = Client(Platform(routes(core)))
     core.add_user(owner, password=PASSWORD, platform_account=True)  # how such a user exists today
