@@ -213,10 +213,14 @@ class Indexer:
                     self.store.drop(orphan)
         stale = []
         for wiki in wikis:
+            head = self.core.repos.head(wiki.name)
             try:
-                if self.store.indexed_sha(wiki.name) != self.core.repos.head(wiki.name):
+                if self.store.indexed_sha(wiki.name) != head:
                     stale.append(wiki.name)
-            except (IndexMissing, IndexCorrupt):
+            except IndexMissing:
+                if head is not None:  # a wiki with no commit yet has nothing to index
+                    stale.append(wiki.name)
+            except IndexCorrupt:
                 stale.append(wiki.name)
         return stale
 
