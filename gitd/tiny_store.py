@@ -23,20 +23,17 @@ import json
 import os
 import secrets
 import tempfile
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .locks import file_lock
 from .names import WikiName
 from .records import Grant, Token, User, Wiki, from_doc, to_doc
 from .store import StoreCorrupt, StoreError
 
-T = TypeVar("T")
-K = TypeVar("K")
 META = "_meta"  # a table of one document: the id of the write that made the file
 Doc = dict[str, Any]
 Tables = dict[str, dict[str, Doc]]
@@ -45,18 +42,84 @@ Tables = dict[str, dict[str, Doc]]
 TYPES: dict[str, type] = {"users": User, "wikis": Wiki, "grants": Grant, "tokens": Token}
 
 
-class _Snapshot:
-    """The parsed file with its indexes, built on first use. Never changed once built.
+@dataclass(frozen=True)
+class _Index:
+    """A lookup over one table: key -> (doc id, record) when `unique`, else key -> {doc id: record}."""
 
-    A snapshot made by a write inherits from the one before it what the write did not touch (the
-    records of unchanged documents, the JSON of unchanged documents), so a write costs what it
-    changes plus one pass over references, not a rebuild of every record."""
+    table: str
+    key: Callable[[Any], Hashable]
+    unique: bool
+
+    def build(self, records: dict[str, Any]) -> dict:
+        found: dict = {}
+        for doc_id, record in records.items():
+            if self.unique:
+                found[self.key(record)] = (doc_id, record)
+            else:
+                found.setdefault(self.key(record), {})[doc_id] = record
+        return found
+
+    def patched(self, index: dict, before: dict[str, Any], delta: dict[str, Any | None]) -> dict:
+        """`index` (over the records `before`) after `delta` (doc id -> new record, None: removed),
+        as a new dict sharing every entry the delta does not touch."""
+        result = dict(index)
+        copied: set[Hashable] = set()  # groups already copied for this change
+
+        def group(key: Hashable) -> dict[str, Any]:
+            if key not in copied:
+                result[key] = dict(result.get(key, {}))
+                copied.add(key)
+            return result[key]
+
+        for doc_id, record in delta.items():
+            old = before.get(doc_id)
+            if old is not None:
+                key = self.key(old)
+                if self.unique:
+                    if result.get(key, (None,))[0] == doc_id:
+                        del result[key]
+                else:
+                    group(key).pop(doc_id, None)
+                    if not result[key]:
+                        del result[key]
+                        copied.discard(key)
+            if record is not None:
+                if self.unique:
+                    result[self.key(record)] = (doc_id, record)
+                else:
+                    group(self.key(record))[doc_id] = record
+        return result
+
+
+INDEXES = {
+    "users": _Index("users", lambda user: user.name, unique=True),
+    # by (owner, slug): building a WikiName per wiki would validate 10,000 names per write
+    "wikis": _Index("wikis", lambda wiki: (wiki.owner, wiki.slug), unique=True),
+    "wikis_of": _Index("wikis", lambda wiki: wiki.owner, unique=False),
+    "grants_of_wiki": _Index("grants", lambda grant: grant.wiki, unique=False),
+    "grants_of_user": _Index("grants", lambda grant: grant.user, unique=False),
+    "tokens": _Index("tokens", lambda token: token.id, unique=True),
+    "token_by_hash": _Index("tokens", lambda token: token.hash, unique=True),
+    "tokens_of": _Index("tokens", lambda token: token.user, unique=False),
+}
+
+
+class _Snapshot:
+    """The parsed file with its indexes (`INDEXES`), each built on first use. Never changed once built.
+
+    A snapshot made by a write inherits from the one before it what the write did not touch (records,
+    indexes, the JSON of each document and of each table), and patches the rest with the write's
+    delta, so a write costs what it changes plus a few dict copies, not a rebuild per tenant."""
 
     def __init__(self, tables: Tables, records: dict[str, dict[str, Any]] | None = None,
-                 encoded: dict[str, dict[str, str]] | None = None) -> None:
+                 indexes: dict[str, dict] | None = None, encoded: dict[str, dict[str, str]] | None = None,
+                 bodies: dict[str, bytes] | None = None, last_ids: dict[str, int] | None = None) -> None:
         self.tables = tables
         self._records = records or {}  # table -> doc id -> record, filled per table on first use
+        self._indexes = indexes or {}  # index name -> its dict, filled on first use
         self._encoded = encoded or {}  # table -> doc id -> the document as JSON, filled when writing
+        self._bodies = bodies or {}  # table -> its documents as JSON bytes (the file's text between its braces)
+        self._last_ids = last_ids or {}  # table -> its highest document id
 
     @property
     def write_id(self) -> str | None:
@@ -72,68 +135,70 @@ class _Snapshot:
             found = self._records[name] = {doc_id: from_doc(cls, doc) for doc_id, doc in self.table(name).items()}
         return found
 
+    def index(self, name: str) -> dict:
+        found = self._indexes.get(name)
+        if found is None:
+            spec = INDEXES[name]
+            found = self._indexes[name] = spec.build(self.records(spec.table))
+        return found
+
     def encoded(self, name: str) -> dict[str, str]:
         found = self._encoded.get(name)
         if found is None:
             found = self._encoded[name] = {doc_id: _json(doc) for doc_id, doc in self.table(name).items()}
         return found
 
-    def serialized(self) -> bytes:
-        """The file's bytes, each document from its cached JSON (documents in the order they came)."""
-        parts = []
-        for name in sorted(self.tables):
-            docs = self.encoded(name)
-            body = ",".join(f'"{doc_id}":{doc}' for doc_id, doc in docs.items())
-            parts.append(f"{_json(name)}:{{{body}}}")
-        return ("{" + ",".join(parts) + "}").encode()
+    def body(self, name: str) -> bytes:
+        found = self._bodies.get(name)
+        if found is None:
+            found = self._bodies[name] = _joined(self.encoded(name))
+        return found
 
-    @cached_property
+    def last_id(self, name: str) -> int:
+        found = self._last_ids.get(name)
+        if found is None:
+            found = self._last_ids[name] = max(map(int, self.table(name)), default=0)
+        return found
+
+    def serialized(self) -> list[bytes]:
+        """The file's bytes in pieces (written one after the other, never joined), each table from its
+        cached JSON, documents in the order they came."""
+        pieces = [b"{"]
+        for n, name in enumerate(sorted(self.tables)):
+            pieces += [b"," if n else b"", _json(name).encode(), b":{", self.body(name), b"}"]
+        return [*pieces, b"}"]
+
+    # the indexes, named
+    @property
     def users(self) -> dict[str, tuple[str, User]]:
-        return {user.name: (doc_id, user) for doc_id, user in self.records("users").items()}
-
-    @cached_property
-    def wikis(self) -> dict[tuple[str, str], tuple[str, Wiki]]:
-        """By (owner, slug): building a WikiName per wiki would validate 10,000 names per write."""
-        return {(wiki.owner, wiki.slug): (doc_id, wiki) for doc_id, wiki in self.records("wikis").items()}
+        return self.index("users")
 
     def wiki(self, name: WikiName) -> tuple[str, Wiki] | None:
-        return self.wikis.get((name.owner, name.slug))
+        return self.index("wikis").get((name.owner, name.slug))
 
-    @cached_property
-    def wikis_of(self) -> dict[str, list[Wiki]]:
-        return _grouped(self.records("wikis").values(), lambda wiki: wiki.owner)
+    def wikis_of(self, owner: str) -> dict[str, Wiki]:
+        return self.index("wikis_of").get(owner, {})
 
-    @cached_property
-    def grants_of_wiki(self) -> dict[WikiName, list[tuple[str, Grant]]]:
-        return _grouped(self.records("grants").items(), lambda item: item[1].wiki)
+    def grants_of_wiki(self, wiki: WikiName) -> dict[str, Grant]:
+        return self.index("grants_of_wiki").get(wiki, {})
 
-    @cached_property
-    def grants_of_user(self) -> dict[str, list[tuple[str, Grant]]]:
-        return _grouped(self.records("grants").items(), lambda item: item[1].user)
+    def grants_of_user(self, user: str) -> dict[str, Grant]:
+        return self.index("grants_of_user").get(user, {})
 
-    @cached_property
-    def tokens(self) -> dict[str, tuple[str, Token]]:
-        """By token id."""
-        return {token.id: (doc_id, token) for doc_id, token in self.records("tokens").items()}
+    def token(self, token_id: str) -> tuple[str, Token] | None:
+        return self.index("tokens").get(token_id)
 
-    @cached_property
-    def token_by_hash(self) -> dict[str, Token]:
-        return {token.hash: token for token in self.records("tokens").values()}
-
-    @cached_property
-    def tokens_of(self) -> dict[str, list[Token]]:
-        return _grouped(self.records("tokens").values(), lambda token: token.user)
-
-
-def _grouped(items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
-    found: dict[K, list[T]] = defaultdict(list)
-    for item in items:
-        found[key(item)].append(item)
-    return found
+    def tokens_of(self, user: str) -> dict[str, Token]:
+        return self.index("tokens_of").get(user, {})
 
 
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _joined(docs: dict[str, str]) -> bytes:
+    """Documents as a table's JSON body: `"id":{...},"id":{...}`."""
+    return ",".join(f'"{doc_id}":{doc}' for doc_id, doc in docs.items()).encode()
 
 
 class _Change:
@@ -160,7 +225,7 @@ class _Change:
     def load(self, name: str, records: list[Any]) -> None:
         """Append `records` to table `name` (ids after the last one)."""
         table = self._mutable(name)
-        first = max(map(int, table), default=0) + 1
+        first = max((int(doc_id) for doc_id in self._changed[name]), default=self.base.last_id(name)) + 1
         for n, record in enumerate(records):
             table[str(first + n)] = to_doc(record)
             self._changed[name][str(first + n)] = record
@@ -169,30 +234,45 @@ class _Change:
         self._mutable(name)[doc_id] = to_doc(record)
         self._changed[name][doc_id] = record
 
-    def remove(self, name: str, doc_ids: list[str]) -> None:
-        if doc_ids:
-            table = self._mutable(name)
-            for doc_id in doc_ids:
-                del table[doc_id]
-                self._changed[name][doc_id] = None
+    def remove(self, name: str, doc_ids: Iterable[str]) -> None:
+        for doc_id in list(doc_ids):
+            del self._mutable(name)[doc_id]
+            self._changed[name][doc_id] = None
 
     def snapshot(self, write_id: str) -> _Snapshot:
         """The state after this change, reusing what the base had built for what did not change."""
+        base = self.base
         tables = {**self.tables, META: {"1": {"write": write_id}}}
         records: dict[str, dict[str, Any]] = {}
         encoded: dict[str, dict[str, str]] = {META: {"1": _json({"write": write_id})}}
+        bodies: dict[str, bytes] = {}
+        last_ids: dict[str, int] = {}
         for name in tables:
             if name == META:
                 continue
-            delta = self._changed.get(name)
+            delta = self._changed.get(name, {})
             if name in TYPES:
-                records[name] = _patched(self.base.records(name), delta)
-            encoded[name] = _patched(self.base.encoded(name), {
-                doc_id: None if record is None else _json(to_doc(record)) for doc_id, record in (delta or {}).items()})
-        return _Snapshot(tables, records, encoded)
+                records[name] = _patched(base.records(name), delta)
+            json_delta = {doc_id: None if record is None else _json(to_doc(record)) for doc_id, record in delta.items()}
+            encoded[name] = _patched(base.encoded(name), json_delta)
+            before = base.table(name)
+            if not delta:
+                bodies[name] = base.body(name)
+            elif all(value is not None and doc_id not in before for doc_id, value in json_delta.items()):
+                added = _joined(json_delta)  # only appended, the common write: no re-join of the table
+                bodies[name] = base.body(name) + b"," + added if before else added
+            ids = [int(doc_id) for doc_id, record in delta.items() if record is not None]
+            last_ids[name] = max([base.last_id(name), *ids])
+        indexes = {}
+        for index_name, spec in INDEXES.items():
+            built = base._indexes.get(index_name)
+            if built is not None:  # what the base had built is carried over, patched, never rebuilt
+                delta = self._changed.get(spec.table)
+                indexes[index_name] = spec.patched(built, base.records(spec.table), delta) if delta else built
+        return _Snapshot(tables, records, indexes, encoded, bodies, last_ids)
 
 
-def _patched(base: dict[str, Any], delta: dict[str, Any | None] | None) -> dict[str, Any]:
+def _patched(base: dict[str, Any], delta: dict[str, Any | None]) -> dict[str, Any]:
     if not delta:
         return base  # never changed in place: shared by both snapshots
     result = dict(base)
@@ -262,16 +342,16 @@ class TinyStore:
     def _commit(self, change: _Change) -> None:
         write_id = secrets.token_hex(12)
         snapshot = change.snapshot(write_id)
-        self._replace(self.pointer, write_id.encode())  # first: a reader seeing it knows its cache is old
+        self._replace(self.pointer, [write_id.encode()])  # first: a reader seeing it knows its cache is old
         self._replace(self.path, snapshot.serialized())
         self._cached = (write_id, snapshot)
 
-    def _replace(self, path: Path, data: bytes) -> None:
+    def _replace(self, path: Path, data: list[bytes]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.writelines(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o600)
@@ -310,13 +390,13 @@ class TinyStore:
         """Remove the user with their tokens and grants in one write; their wikis must be deleted first."""
         with self._write() as change:
             base = change.base
-            if base.wikis_of.get(name):
+            if base.wikis_of(name):
                 raise StoreError(f"user {name!r} still owns wikis")
             if name not in base.users:
                 raise StoreError(f"user {name!r} does not exist")
             change.remove("users", [base.users[name][0]])
-            change.remove("tokens", [base.tokens[t.id][0] for t in base.tokens_of.get(name, [])])
-            change.remove("grants", [doc_id for doc_id, _ in base.grants_of_user.get(name, [])])
+            change.remove("tokens", base.tokens_of(name))
+            change.remove("grants", base.grants_of_user(name))
 
     # wikis
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None:
@@ -325,7 +405,7 @@ class TinyStore:
             self._require_user(change, wiki.owner)
             if change.base.wiki(wiki.name) is not None:
                 raise StoreError(f"wiki {wiki.name} already exists")
-            if max_owned is not None and len(change.base.wikis_of.get(wiki.owner, [])) >= max_owned:
+            if max_owned is not None and len(change.base.wikis_of(wiki.owner)) >= max_owned:
                 raise StoreError(f"user {wiki.owner!r} already has {max_owned} wiki(s), the limit of their tier")
             change.insert("wikis", wiki)
 
@@ -335,7 +415,7 @@ class TinyStore:
 
     def list_wikis(self, owner: str | None = None) -> list[Wiki]:
         snapshot = self._snapshot()
-        wikis = [w for _, w in snapshot.wikis.values()] if owner is None else snapshot.wikis_of.get(owner, [])
+        wikis = snapshot.records("wikis").values() if owner is None else snapshot.wikis_of(owner).values()
         return sorted(wikis, key=lambda w: str(w.name))
 
     def _set_wiki_fields(self, name: WikiName, **fields: Any) -> None:
@@ -354,7 +434,7 @@ class TinyStore:
         """Remove the wiki with its grants in one write."""
         with self._write() as change:
             change.remove("wikis", [self._wiki(change, name)])
-            change.remove("grants", [doc_id for doc_id, _ in change.base.grants_of_wiki.get(name, [])])
+            change.remove("grants", change.base.grants_of_wiki(name))
 
     # grants
     def set_grant(self, grant: Grant, max_grants: int | None = None) -> None:
@@ -363,8 +443,8 @@ class TinyStore:
         with self._write() as change:
             self._require_user(change, grant.user)
             self._wiki(change, grant.wiki)
-            held = change.base.grants_of_wiki.get(grant.wiki, [])
-            earlier = [doc_id for doc_id, g in held if g.user == grant.user]
+            held = change.base.grants_of_wiki(grant.wiki)
+            earlier = [doc_id for doc_id, g in held.items() if g.user == grant.user]
             if earlier:
                 change.replace("grants", earlier[0], grant)
                 return
@@ -375,16 +455,16 @@ class TinyStore:
 
     def remove_grant(self, wiki: WikiName, user: str) -> bool:
         with self._write() as change:
-            doc_ids = [doc_id for doc_id, g in change.base.grants_of_wiki.get(wiki, []) if g.user == user]
+            doc_ids = [doc_id for doc_id, g in change.base.grants_of_wiki(wiki).items() if g.user == user]
             change.remove("grants", doc_ids)
             return bool(doc_ids)
 
     def list_grants(self, wiki: WikiName | None = None, user: str | None = None) -> list[Grant]:
         snapshot = self._snapshot()
         if wiki is not None:
-            found = [g for _, g in snapshot.grants_of_wiki.get(wiki, []) if user is None or g.user == user]
+            found = [g for g in snapshot.grants_of_wiki(wiki).values() if user is None or g.user == user]
         elif user is not None:
-            found = [g for _, g in snapshot.grants_of_user.get(user, [])]
+            found = list(snapshot.grants_of_user(user).values())
         else:
             found = list(snapshot.records("grants").values())
         return sorted(found, key=lambda g: (str(g.wiki), g.user))
@@ -394,21 +474,22 @@ class TinyStore:
         """Insert a token of an existing user."""
         with self._write() as change:
             self._require_user(change, token.user)
-            if token.id in change.base.tokens:
+            if change.base.token(token.id) is not None:
                 raise StoreError(f"token {token.id} already exists")
             change.insert("tokens", token)
 
     def find_token(self, token_hash: str) -> Token | None:
-        return self._snapshot().token_by_hash.get(token_hash)
+        found = self._snapshot().index("token_by_hash").get(token_hash)
+        return found[1] if found else None
 
     def list_tokens(self, user: str | None = None) -> list[Token]:
         snapshot = self._snapshot()
-        tokens = [t for _, t in snapshot.tokens.values()] if user is None else snapshot.tokens_of.get(user, [])
+        tokens = snapshot.records("tokens").values() if user is None else snapshot.tokens_of(user).values()
         return sorted(tokens, key=lambda t: t.created)
 
     def delete_token(self, token_id: str) -> bool:
         with self._write() as change:
-            found = change.base.tokens.get(token_id)
+            found = change.base.token(token_id)
             change.remove("tokens", [found[0]] if found else [])
             return found is not None
 
@@ -426,7 +507,7 @@ class TinyStore:
 
     def touch_token(self, token_id: str, when: float) -> None:
         with self._write() as change:
-            found = change.base.tokens.get(token_id)
+            found = change.base.token(token_id)
             if found is not None:
                 doc_id, token = found
                 change.replace("tokens", doc_id, from_doc(Token, {**to_doc(token), "last_used": when}))
