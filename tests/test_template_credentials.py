@@ -82,8 +82,10 @@ def test_a_credential_is_not_sent_outside_its_prefix_through_dot_segments(server
         run_git("clone", "-q", server.clone_url(name, owner.token), str(clone))
         commit_files(clone, {"home.md": page})
         run_git("push", "-q", "origin", "HEAD:main", cwd=clone)
-    config = tmp_path / "wikibot.toml"
-    config.write_text(f'[bootstrap.credentials]\n"{server.url}/{tpl}.git" = "{owner.token}"\n')
+    config = tmp_path / "wikibot.toml"  # the server's own settings (its store, say), plus a credential
+    own = server.data / "wikibot.toml"
+    config.write_text((own.read_text() if own.exists() else "") +
+                      f'\n[bootstrap.credentials]\n"{server.url}/{tpl}.git" = "{owner.token}"\n')
     env = {**os.environ, "WIKIBOT_DATA": str(server.data), "WIKIBOT_CONFIG": str(config),
            "WIKIBOT_ALLOW_PRIVATE_URLS": "1"}
     creator = make_user()
