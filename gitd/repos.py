@@ -97,9 +97,10 @@ class Repos:
             raise RepoError(f"a repository already exists at {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         run_git(path.parent, "init", "-q", "-b", DEFAULT_BRANCH, str(path))
-        # A wiki is written by many paths; none of them should trip over a missing identity.
-        git(path, "config", "user.name", "wikibot")
-        git(path, "config", "user.email", "wikibot@localhost")
+        # A wiki is written by many paths; none of them should trip over a missing identity. Appended
+        # to the config git init just wrote, instead of two more `git config` processes.
+        with open(path / ".git" / "config", "a") as config:
+            config.write("[user]\n\tname = wikibot\n\temail = wikibot@localhost\n")
         self.repair(name)
         return path
 
