@@ -1,12 +1,14 @@
 """Password hashing, personal access token secrets and the platform secret key."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "wbt_"
 _hasher = PasswordHasher()
@@ -14,6 +16,29 @@ _hasher = PasswordHasher()
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Does `password` match the stored hash? A malformed hash matches nothing."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """Verified against when the user does not exist, so a sign-in takes as long for a missing user
+    (made on first use: hashing costs ~130 ms, which no process should pay at import)."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
+def check_password(password_hash: str | None, password: str) -> bool:
+    """`verify_password`, spending the same time when there is no user (`password_hash` None)."""
+    if password_hash is None:
+        verify_password(_decoy_hash(), password)
+        return False
+    return verify_password(password_hash, password)
 
 
 def generate_password() -> str:

@@ -55,14 +55,18 @@ def bearer(secret: str) -> dict[str, str]:
 # the table
 def test_landing(client):
     got = client.get("/")
-    assert got.status_code == 200
-    assert got.text.startswith("wikibot is running. Clone a wiki with: git clone http://127.0.0.1:8080/OWNER/WIKI.git")
+    assert got.status_code == 200 and got.mimetype == "text/html"
+    assert "git clone http://127.0.0.1:8080/OWNER/WIKI.git" in got.text and 'href="/-/login"' in got.text
 
 
-@pytest.mark.parametrize("path", ["/nothing", "/alice", "/alice/notes", "/alice/notes.git", "/-/x", "/mcp"])
+@pytest.mark.parametrize("path", ["/nothing", "/alice", "/alice/notes.git", "/mcp", "/Alice/notes/"])
 def test_unknown_paths_are_not_found(client, path):
     got = client.get(path)
     assert (got.status_code, got.text) == (404, "not found\n")
+
+
+def test_unknown_platform_pages_are_not_found(client):
+    assert client.get("/-/x").status_code == 404
 
 
 # git smart HTTP

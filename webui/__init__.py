@@ -1,1 +1,72 @@
-"""wikibot."""
+"""The web: the platform's pages (`/`, `/-/...`) and every wiki's Otterwiki (`/OWNER/WIKI/...`).
+
+`create_webui(core)` builds it with explicit arguments and no side effects at import; Otterwiki
+itself is imported when the first wiki is served (see `otterwiki/loader.py`).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from wikibot.gitd.core import Core
+from wikibot.gitd.http_access import Answer, StartResponse
+from wikibot.gitd.names import InvalidName, WikiName
+from wikibot.gitd.secrets import ensure_secret_key
+
+from .pages import create_pages
+from .sessions import LoginLimiter, Sessions
+
+
+class WebUI:
+    """Routes `/` and `/-/…` to the platform's pages, `/OWNER/WIKI…` to the wiki's Otterwiki."""
+
+    def __init__(self, core: Core) -> None:
+        secret = ensure_secret_key(core.config.secret_key_path)
+        self.sessions = Sessions(_derived(secret, "sessions"), core.store,
+                                 secure=core.config.public_url.startswith("https://"))
+        self.pages = create_pages(core, self.sessions, LoginLimiter(core.config.cache_dir / "logins.sqlite3"))
+        self.core = core
+        self._secret = _derived(secret, "otterwiki")
+        self._wikis: Any = None  # the OtterwikiHost, made on first use: importing Otterwiki takes a while
+        self._making = threading.Lock()
+
+    @property
+    def wikis(self) -> Any:
+        with self._making:
+            if self._wikis is None:
+                from .otterwiki import OtterwikiHost
+
+                self._wikis = OtterwikiHost(self.core, self.sessions, secret=self._secret)
+            return self._wikis
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if path == "/" or path.startswith("/-/"):
+            return self.pages(environ, start_response)
+        if not is_wiki_path(path):  # answered without loading Otterwiki
+            return Answer.text(404, "not found").send(start_response)
+        return self.wikis(environ, start_response)
+
+
+def is_wiki_path(path: str) -> bool:
+    """`/OWNER/WIKI` or anything under it, for names that can exist."""
+    parts = path.split("/", 3)
+    if len(parts) < 3:
+        return False
+    try:
+        WikiName(parts[1], parts[2])
+    except InvalidName:
+        return False
+    return True
+
+
+def _derived(secret: bytes, purpose: str) -> bytes:
+    """A key of its own per use of the platform secret."""
+    return hmac.new(secret, f"wikibot-webui:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def create_webui(core: Core) -> WebUI:
+    return WebUI(core)

@@ -19,6 +19,7 @@ from wikibot.gitd.smart_http import GitHTTP
 from wikibot.indexer.http import SearchAPI
 from wikibot.mcp.endpoint import McpEndpoint
 from wikibot.redaction import redact_every_logger
+from wikibot.webui import create_webui
 from wikibot.wiring import open_core
 
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -31,26 +32,13 @@ class Route:
     errors: Style = "text"  # how a WikibotError the app lets through is answered
 
 
-class Landing:
-    """`/`: what a visitor (or `curl`) sees until the web UI serves a dashboard there."""
-
-    def __init__(self, public_url: str) -> None:
-        self.public_url = public_url
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") not in ("", "/"):
-            return Answer.text(404, "not found").send(start_response)
-        return Answer.text(200, f"wikibot is running. Clone a wiki with: git clone {self.public_url}/OWNER/WIKI.git"
-                           ).send(start_response)
-
-
 def routes(core: Core) -> list[Route]:
     """The platform's URL table, in the order it is matched."""
     return [  # git first: `/mcp/notes.git/` is the git URL of a user named before `mcp` was reserved
         Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
         Route(re.compile(r"/mcp/"), McpEndpoint(core), "rpc"),
         Route(re.compile(r"/api/wikis/"), SearchAPI(core), "json"),
-        Route(re.compile(r""), Landing(core.config.public_url)),
+        Route(re.compile(r""), create_webui(core)),  # `/`, `/-/…` and every wiki's web pages
     ]
 
 

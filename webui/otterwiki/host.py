@@ -1,0 +1,321 @@
+"""Every wiki's Otterwiki, served from the one Otterwiki app of this process.
+
+Process model: Otterwiki is not thread-safe, even for one wiki, and keeps its state in module-level
+singletons. So each request holds one process-wide lock from re-pointing those singletons at its
+wiki (repository, preferences database, config) until its response is complete: web-wiki requests
+of one process run one at a time, while git, MCP and search requests keep the other threads (see
+the note on issue 13 for the measurements behind this choice).
+
+Per request, in order: who the visitor is (the platform session), what they may do (`gitd.acl`, as
+every surface), Otterwiki pages that are the platform's business (sign-in, registration, users,
+mail, repository management, its git server) answered or refused before Otterwiki sees them,
+every client-sent `x-otterwiki-*` header dropped and the platform's own set (READ always with
+WRITE), writes under the wiki's writer lock, saves through `save.py`, and root-relative URLs in
+the HTML rewritten into the wiki's prefix.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from wikibot.gitd.acl import Action, Verdict, decide
+from wikibot.gitd.core import Core
+from wikibot.gitd.http_access import StartResponse
+from wikibot.gitd.locks import file_lock
+from wikibot.gitd.names import InvalidName, WikiName
+from wikibot.gitd.records import Role, User, Wiki
+
+from ..sessions import Sessions
+from . import loader
+from .save import BASE_FIELD, SaveRequest, normalise, save_page
+
+PERMISSIONS: dict[Role | None, str] = {
+    None: "READ",  # anonymous on a public wiki, or a signed-in reader without a grant
+    "viewer": "READ",
+    "editor": "READ,WRITE,UPLOAD",
+    "owner": "READ,WRITE,UPLOAD,ADMIN",
+}
+ANONYMOUS = ("Anonymous", "anonymous@wikibot.invalid")
+# Otterwiki pages that are the platform's: where each goes instead
+TO_LOGIN = re.compile(r"/-/(login|register|lost_password|confirm_email|recover_password|request_confirmation_link)"
+                      r"(/.*)?$")
+TO_HOME = re.compile(r"/-/(logout|settings|user)(/.*)?$")
+REFUSED = re.compile(r"/(\.git(/.*)?|-/api(/.*)?|-/admin/(user_management|permissions_and_registration|"
+                     r"repository_management|mail_preferences)(/.*)?|-/housekeeping(/.*)?)$")
+OWNER_ONLY = re.compile(r"/-/admin(/.*)?$")
+URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["'])/(?!/)""")
+EDITOR = re.compile(r"/edit(/[^/]*)?$")
+SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
+STATE_FILE = "otterwiki.sqlite3"  # in the wiki's .git/wikibot/: goes when the wiki goes
+FORCED = {  # whatever a wiki's preferences say
+    "AUTH_METHOD": "PROXY_HEADER", "DISABLE_REGISTRATION": True, "GIT_WEB_SERVER": False,
+    "GIT_REMOTE_PUSH_ENABLED": False, "GIT_REMOTE_PULL_ENABLED": False, "MAIL_SERVER": "",
+    "EMAIL_NEEDS_CONFIRMATION": False, "SERVER_NAME": None, "DEBUG": False, "TESTING": False,
+    "SESSION_COOKIE_NAME": "otterwiki_session", "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax", "WTF_CSRF_ENABLED": True,
+}
+
+
+@dataclass(frozen=True)
+class _Visit:
+    """The request Otterwiki is serving now (one at a time per process): what the save hook needs."""
+
+    core: Core
+    wiki: Wiki
+    user: User | None
+    author: tuple[str, str]
+    head: str | None  # HEAD before Otterwiki read anything: an editor opened now is based on it
+
+
+class OtterwikiHost:
+    """The WSGI app for `/OWNER/WIKI/...`."""
+
+    def __init__(self, core: Core, sessions: Sessions, *, secret: bytes, max_open: int = 16) -> None:
+        self.core = core
+        self.sessions = sessions
+        self.secret = secret
+        self.max_open = max_open
+        self.otterwiki = loader.load(core.config.cache_dir / "otterwiki")
+        self._repos: OrderedDict[WikiName, Any] = OrderedDict()  # git.Repo per wiki, least recently used first
+        self._engines: OrderedDict[WikiName, Any] = OrderedDict()
+        self._configs: dict[WikiName, tuple[tuple, dict]] = {}
+        _install_hooks(self.otterwiki)
+
+    # routing and access
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        owner, slug, rest = _split(environ.get("PATH_INFO", ""))
+        try:
+            name = WikiName(owner, slug)
+        except InvalidName:
+            return _plain(start_response, 404, "not found")
+        if rest == "":
+            return _redirect(start_response, f"/{name}/" + _query(environ))
+        session = self.sessions.load(environ)
+        user = self.sessions.user_of(session)
+        decision = decide(self.core.store, user, None, name, Action.READ)
+        full_path = f"/{name}{rest}"
+        if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
+            return _redirect(start_response, "/-/login?next=" + quote(full_path + _query(environ)))
+        if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
+            return _plain(start_response, 404, f"wiki {name} not found")
+        if TO_LOGIN.match(rest):
+            return _redirect(start_response, "/-/login?next=" + quote(f"/{name}/"))
+        if TO_HOME.match(rest):
+            return _redirect(start_response, "/")
+        if REFUSED.match(rest) or (OWNER_ONLY.match(rest) and decision.role != "owner"):
+            return _plain(start_response, 404, "not found")
+        return self._serve(environ, start_response, decision.wiki, user, decision.role, rest)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse, wiki: Wiki, user: User | None,
+               role: Role | None, rest: str) -> Iterable[bytes]:
+        inner = {key: value for key, value in environ.items() if not key.upper().startswith("HTTP_X_OTTERWIKI")}
+        author = (user.name, user.email or f"{user.name}@users.wikibot") if user else ANONYMOUS
+        inner.update(SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + f"/{wiki.name}", PATH_INFO=rest,
+                     HTTP_X_OTTERWIKI_NAME=author[0], HTTP_X_OTTERWIKI_EMAIL=author[1],
+                     HTTP_X_OTTERWIKI_PERMISSIONS=PERMISSIONS[role])
+        writes = environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD", "OPTIONS")
+        otter = self.otterwiki
+        with otter.lock:
+            head = self.core.repos.head(wiki.name)
+            self._point_at(wiki)
+            _visit.current = _Visit(self.core, wiki, user, author, head)
+            try:
+                if writes and not rest.endswith("/save"):  # saves take the lock inside the commit
+                    with self.core.repos.lock(wiki.name, timeout=60):
+                        status, headers, body = _run(otter.app, inner)
+                else:
+                    status, headers, body = _run(otter.app, inner)
+            finally:
+                _visit.current = None
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        if content_type.startswith("text/html"):
+            body = _into_prefix(body, f"/{wiki.name}/".encode())
+            if EDITOR.search(rest):  # the save form remembers the HEAD this editor was opened at
+                field = f'<input type="hidden" name="{BASE_FIELD}" value="{head or ""}">'.encode()
+                body = SAVE_FORM.sub(lambda m: m.group(1) + field, body)
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    # one wiki's state in Otterwiki's singletons
+    def _point_at(self, wiki: Wiki) -> None:
+        otter = self.otterwiki
+        path = self.core.repos.path(wiki.name)
+        storage = otter.storage
+        storage.path = str(path)
+        storage.repo = self._repo(wiki.name, path)
+        otter.server.githttpserver.path = str(path)
+        otter.db._app_engines[otter.app][None] = self._engine(wiki.name, path)
+        otter.app.config.clear()
+        otter.app.config.update(self._config(wiki, path))
+
+    def _repo(self, name: WikiName, path: Path) -> Any:
+        import git
+
+        repo = self._repos.pop(name, None)
+        if repo is None:
+            repo = git.Repo(str(path))
+        self._repos[name] = repo
+        while len(self._repos) > self.max_open:
+            _, old = self._repos.popitem(last=False)
+            old.close()  # ends its `git cat-file` processes
+        return repo
+
+    def _engine(self, name: WikiName, path: Path) -> Any:
+        import sqlalchemy
+
+        engine = self._engines.pop(name, None)
+        if engine is None:
+            state = path / ".git" / "wikibot"
+            state.mkdir(parents=True, exist_ok=True)
+            engine = sqlalchemy.create_engine(f"sqlite:///{state / STATE_FILE}")
+            self._engines[name] = engine
+            otter = self.otterwiki
+            otter.db._app_engines[otter.app][None] = engine
+            with file_lock(state / f"{STATE_FILE}.lock"), otter.app.app_context():
+                otter.db.create_all()  # two processes opening a new wiki at once: one creates the tables
+        self._engines[name] = engine
+        while len(self._engines) > self.max_open:
+            old_name, old = self._engines.popitem(last=False)
+            old.dispose()
+            self._configs.pop(old_name, None)
+        return engine
+
+    def _config(self, wiki: Wiki, path: Path) -> dict:
+        """Otterwiki's config for this wiki: its defaults, the wiki's title, its preferences (read
+        again whenever its database file changed, by this process or another), the platform's rules."""
+        state = path / ".git" / "wikibot" / STATE_FILE
+        try:
+            stat = state.stat()
+            stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title)
+        except FileNotFoundError:
+            stamp = (None, None, wiki.title)
+        cached = self._configs.get(wiki.name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        otter = self.otterwiki
+        config = otter.app.config
+        config.clear()
+        config.update(otter.defaults)
+        config.update(SITE_NAME=wiki.title or wiki.slug, REPOSITORY=str(path),
+                      SQLALCHEMY_DATABASE_URI=f"sqlite:///{state}")
+        otter.server.update_app_config()  # applies the preferences stored in the wiki's database
+        config.update(FORCED, SECRET_KEY=hmac.new(self.secret, f"otterwiki:{wiki.name}".encode(), "sha256").hexdigest(),
+                      SESSION_COOKIE_PATH=f"/{wiki.name}/",
+                      SESSION_COOKIE_SECURE=self.core.config.public_url.startswith("https://"))
+        made = dict(config)
+        self._configs[wiki.name] = (stamp, made)
+        return made
+
+
+class _VisitHolder(threading.local):
+    current: _Visit | None = None
+
+
+_visit = _VisitHolder()
+
+
+def _install_hooks(otter: loader.Otterwiki) -> None:
+    """Once per process: the save hook in Otterwiki's app (after its CSRF check, which runs first)."""
+    if getattr(otter.app, "_wikibot_hooks", False):
+        return
+    app = otter.app
+
+    @app.before_request
+    def wikibot_save() -> Any:
+        from flask import redirect, render_template, request
+
+        visit = _visit.current
+        if visit is None or request.endpoint != "save" or request.method != "POST":
+            return None
+        if not otter.auth.has_permission("WRITE"):
+            return render_template("page404.html"), 403
+        pagepath = (request.view_args or {}).get("path", "")
+        page = otter.wiki.Page(pagepath)
+        content = normalise(request.form.get("content", ""))
+        message = request.form.get("commit", "").strip() or f"Update {page.pagename}"
+        outcome = save_page(visit.core, SaveRequest(
+            wiki=visit.wiki.name, filename=page.filename, pagename=page.pagename, content=content,
+            message=message, base=request.form.get(BASE_FIELD, visit.head or ""), author=visit.author,
+            actor=visit.user.name if visit.user else visit.author[0]))
+        if outcome.saved:
+            page.discard_draft(visit.author)
+            otter.helper.toast(f"{page.pagename} saved." if outcome.changed else "Nothing changed.",
+                               "success" if outcome.changed else "warning")
+            return redirect(otter.helper.url_for("view", path=page.pagepath))
+        status = 409 if outcome.conflict else 422
+        return render_template("wikibot_refused_save.html", title=f"{page.pagename} was not saved",
+                               pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
+                               reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
+                               base_field=BASE_FIELD, base=outcome.head or ""), status
+
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")), app.jinja_loader])
+    app._wikibot_hooks = True
+
+
+def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call a WSGI app and read its whole answer (so the caller can release the lock after)."""
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"], answer["headers"] = status, list(headers)
+        return lambda data: answer.setdefault("early", []).append(data)
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join([*answer.get("early", []), *result])
+    finally:
+        close = getattr(result, "close", None)
+        if close:
+            close()
+    return answer["status"], answer["headers"], body
+
+
+def _into_prefix(html: bytes, prefix: bytes) -> bytes:
+    """Root-relative URLs in attributes (`href="/Page"`) point into the wiki, unless already there."""
+    out = []
+    last = 0
+    for match in URL_ATTRIBUTE.finditer(html):
+        end = match.end()  # just after the URL's leading "/"
+        out.append(html[last:end])
+        if not html.startswith(prefix, end - 1):
+            out.append(prefix[1:])
+        last = end
+    out.append(html[last:])
+    return b"".join(out)
+
+
+def _split(path: str) -> tuple[str, str, str]:
+    parts = path.split("/", 3)
+    if len(parts) < 3:
+        return "", "", ""
+    return parts[1], parts[2], ("/" + parts[3]) if len(parts) > 3 else ""
+
+
+def _query(environ: dict[str, Any]) -> str:
+    query = environ.get("QUERY_STRING", "")
+    return f"?{query}" if query else ""
+
+
+def _redirect(start_response: StartResponse, location: str) -> Iterable[bytes]:
+    start_response("303 See Other", [("Location", location), ("Content-Length", "0"), ("Cache-Control", "no-store")])
+    return [b""]
+
+
+def _plain(start_response: StartResponse, status: int, text: str) -> Iterable[bytes]:
+    from http import HTTPStatus
+
+    body = (text + "\n").encode()
+    start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "text/plain; charset=utf-8"),
+                                                             ("Content-Length", str(len(body)))])
+    return [body]

@@ -1,0 +1,128 @@
+"""Web sign-in: a signed session cookie, CSRF tokens bound to it, and limits on login attempts.
+
+The cookie holds a random session id, the signed-in user's name (None before sign-in) and when it
+was issued, signed with the platform secret key (itsdangerous); HttpOnly, SameSite=Lax, Secure when
+the public URL is https. Every visitor gets one, so the login form has a CSRF token too; signing in
+issues a new id (no session fixation). A form's CSRF token is an HMAC of the session id: a page of
+another site can neither read nor forge it. Who may do what on a wiki is decided by `gitd.acl`,
+as for every other surface: this module only says who the visitor is.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from wikibot.gitd.records import User
+from wikibot.gitd.store import Store
+
+COOKIE = "wikibot_session"
+MAX_AGE = 14 * 24 * 3600  # seconds a sign-in lasts
+
+
+@dataclass(frozen=True)
+class WebSession:
+    sid: str
+    user: str | None = None
+    issued: float = 0.0
+    fresh: bool = False  # made for this request: the response must set the cookie
+
+
+class Sessions:
+    """Reads and writes the session cookie; `user_of` checks the user still exists."""
+
+    def __init__(self, secret: bytes, store: Store, *, secure: bool, max_age: int = MAX_AGE) -> None:
+        self._signer = URLSafeTimedSerializer(secret, salt="wikibot-session")
+        self._csrf_key = hmac.new(secret, b"wikibot-csrf", hashlib.sha256).digest()
+        self.store = store
+        self.secure = secure
+        self.max_age = max_age
+
+    def load(self, environ: dict[str, Any]) -> WebSession:
+        """The request's session, or a new anonymous one when it has none (or a bad or old one)."""
+        cookie = SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:  # a malformed Cookie header is no session, not an error page
+            return self.new()
+        morsel = cookie.get(COOKIE)
+        if morsel is None:
+            return self.new()
+        try:
+            data = self._signer.loads(morsel.value, max_age=self.max_age)
+            return WebSession(sid=str(data["s"]), user=data.get("u"), issued=float(data["t"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return self.new()
+
+    @staticmethod
+    def new(user: str | None = None) -> WebSession:
+        return WebSession(sid=secrets.token_urlsafe(18), user=user, issued=time.time(), fresh=True)
+
+    def user_of(self, session: WebSession) -> User | None:
+        """The signed-in user, None if anonymous or deleted since."""
+        return self.store.get_user(session.user) if session.user else None
+
+    def set_cookie(self, session: WebSession) -> tuple[str, str]:
+        value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued})
+        return ("Set-Cookie", f"{COOKIE}={value}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax"
+                + ("; Secure" if self.secure else ""))
+
+    def clear_cookie(self) -> tuple[str, str]:
+        return ("Set-Cookie", f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+                + ("; Secure" if self.secure else ""))
+
+    def csrf_token(self, session: WebSession) -> str:
+        return hmac.new(self._csrf_key, session.sid.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, session: WebSession, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
+
+
+class LoginLimiter:
+    """Failed sign-ins per account and per client address in a sliding window, shared by every
+    process on the data dir (one small SQLite file), so a password cannot be guessed at speed."""
+
+    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, window: float = 900.0) -> None:
+        self.path = path
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window = window
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)")
+            self._local.conn = conn
+        return conn
+
+    def retry_after(self, account: str, address: str, now: float | None = None) -> float:
+        """Seconds until another attempt is allowed (0: now)."""
+        now = time.time() if now is None else now
+        db = self._db()
+        db.execute("DELETE FROM failures WHERE at < ?", (now - self.window,))
+        wait = 0.0
+        for key, limit in ((f"user:{account.lower()}", self.per_account), (f"addr:{address}", self.per_address)):
+            rows = db.execute("SELECT at FROM failures WHERE key = ? ORDER BY at DESC LIMIT 1 OFFSET ?",
+                              (key, limit - 1)).fetchone()
+            if rows is not None:  # `limit` failures within the window: wait until the oldest of them expires
+                wait = max(wait, rows[0] + self.window - now)
+        return wait
+
+    def failed(self, account: str, address: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
+                               [(f"user:{account.lower()}", now), (f"addr:{address}", now)])
