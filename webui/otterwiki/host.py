@@ -53,6 +53,7 @@ OWNER_ONLY = re.compile(r"/-/admin(/.*)?$")
 URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["'])/(?!/)""")
 EDITOR = re.compile(r"/edit(/[^/]*)?$")
 SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
+SEARCH_LIMIT = 20
 STATE_FILE = "otterwiki.sqlite3"  # in the wiki's .git/wikibot/: goes when the wiki goes
 FORCED = {  # whatever a wiki's preferences say
     "AUTH_METHOD": "PROXY_HEADER", "DISABLE_REGISTRATION": True, "GIT_WEB_SERVER": False,
@@ -134,6 +135,8 @@ class OtterwikiHost:
                     status, headers, body = _run(otter.app, inner)
             finally:
                 _visit.current = None
+        if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
+            return _redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + _query(environ)))
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if content_type.startswith("text/html"):
             body = _into_prefix(body, f"/{wiki.name}/".encode())
@@ -230,37 +233,73 @@ def _install_hooks(otter: loader.Otterwiki) -> None:
     app = otter.app
 
     @app.before_request
-    def wikibot_save() -> Any:
-        from flask import redirect, render_template, request
+    def wikibot_pages() -> Any:
+        from flask import request
 
         visit = _visit.current
-        if visit is None or request.endpoint != "save" or request.method != "POST":
+        if visit is None:
             return None
-        if not otter.auth.has_permission("WRITE"):
-            return render_template("page404.html"), 403
-        pagepath = (request.view_args or {}).get("path", "")
-        page = otter.wiki.Page(pagepath)
-        content = normalise(request.form.get("content", ""))
-        message = request.form.get("commit", "").strip() or f"Update {page.pagename}"
-        outcome = save_page(visit.core, SaveRequest(
-            wiki=visit.wiki.name, filename=page.filename, pagename=page.pagename, content=content,
-            message=message, base=request.form.get(BASE_FIELD, visit.head or ""), author=visit.author,
-            actor=visit.user.name if visit.user else visit.author[0]))
-        if outcome.saved:
-            page.discard_draft(visit.author)
-            otter.helper.toast(f"{page.pagename} saved." if outcome.changed else "Nothing changed.",
-                               "success" if outcome.changed else "warning")
-            return redirect(otter.helper.url_for("view", path=page.pagepath))
-        status = 409 if outcome.conflict else 422
-        return render_template("wikibot_refused_save.html", title=f"{page.pagename} was not saved",
-                               pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
-                               reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
-                               base_field=BASE_FIELD, base=outcome.head or ""), status
+        if request.endpoint == "save" and request.method == "POST":
+            return _save(otter, visit)
+        if request.endpoint == "search":
+            return _search(otter, visit)
+        return None
 
     from jinja2 import ChoiceLoader, FileSystemLoader
 
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")), app.jinja_loader])
     app._wikibot_hooks = True
+
+
+def _save(otter: loader.Otterwiki, visit: _Visit) -> Any:
+    """A save from the editor (or from the refusal page): committed by the platform, or refused with
+    the user's text kept."""
+    from flask import redirect, render_template, request
+
+    if not otter.auth.has_permission("WRITE"):
+        return render_template("page404.html"), 403
+    page = otter.wiki.Page((request.view_args or {}).get("path", ""))
+    content = normalise(request.form.get("content", ""))
+    message = request.form.get("commit", "").strip() or f"Update {page.pagename}"
+    outcome = save_page(visit.core, SaveRequest(
+        wiki=visit.wiki.name, filename=page.filename, pagename=page.pagename, content=content, message=message,
+        base=request.form.get(BASE_FIELD, visit.head or ""), author=visit.author,
+        actor=visit.user.name if visit.user else visit.author[0]))
+    if outcome.saved:
+        page.discard_draft(visit.author)
+        otter.helper.toast(f"{page.pagename} saved." if outcome.changed else "Nothing changed.",
+                           "success" if outcome.changed else "warning")
+        return redirect(otter.helper.url_for("view", path=page.pagepath))
+    return render_template("wikibot_refused_save.html", title=f"{page.pagename} was not saved",
+                           pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
+                           reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
+                           base_field=BASE_FIELD, base=outcome.head or ""), 409 if outcome.conflict else 422
+
+
+def _search(otter: loader.Otterwiki, visit: _Visit) -> Any:
+    """The wiki's search box, answered by the indexer (the worker's query service)."""
+    from flask import render_template, request
+
+    from wikibot.indexer.search import MODES, SearchError
+    from wikibot.indexer.service import SearchUnavailable, remote_search
+
+    query = (request.values.get("query") or (request.view_args or {}).get("query") or "").strip()
+    mode = request.values.get("mode", "hybrid")
+    mode = mode if mode in MODES else "hybrid"
+    hits: list[dict[str, Any]] = []
+    error = ""
+    if query:
+        try:
+            found = remote_search(visit.core.config.data_dir, visit.wiki.name, query, mode, SEARCH_LIMIT)
+        except SearchError as exc:
+            error = str(exc)
+        except SearchUnavailable:
+            error = "Search is starting up or unavailable right now; try again in a moment."
+        else:
+            hits = [{**hit, "pagepath": otter.helper.get_pagename(hit["page"], full=True)} for hit in found["hits"]]
+    modes = [("hybrid", "Meaning and words"), ("semantic", "Meaning"), ("keyword", "Words")]
+    return render_template("wikibot_search.html", title="Search", query=query, mode=mode, modes=modes, hits=hits,
+                           error=error)
 
 
 def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

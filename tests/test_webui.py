@@ -1,0 +1,271 @@
+"""The web wiki in-process (werkzeug test client over the platform's router, real Otterwiki, real
+repositories): sign-in, every role on public and private wikis, spoofed headers, saves through
+the platform (conflicts, limits, events), Otterwiki pages that are the platform's."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from wikibot.app import Platform, routes
+from wikibot.bootstrap.create import create_wiki
+from wikibot.config import DEFAULT_TIERS, TierLimits
+from wikibot.gitd.commits import FileChange
+from wikibot.gitd.core import Core
+from wikibot.gitd.names import WikiName
+from wikibot.gitd.records import Grant
+from wikibot.hooks.post_receive import Publisher
+from wikibot.testing.servers import platform_config
+from wikibot.wiring import open_core
+
+PASSWORD = "correct horse battery"
+PRIVATE = WikiName("olga", "priv")
+PUBLIC = WikiName("olga", "pub")
+SMALL = WikiName("tina", "small")  # its owner's tier allows 4 pages: the starter pages
+ROLES = (None, "sam", "vera", "eddie", "olga")  # anonymous, stranger, viewer, editor, owner
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory) -> Core:
+    config = platform_config(tmp_path_factory.mktemp("webui") / "data")
+    config = dataclasses.replace(config, tiers={**DEFAULT_TIERS, "tiny": TierLimits(1, 4, 3, 50, 1)})
+    core = open_core(config)
+    core.initialise()
+    for user in ("olga", "eddie", "vera", "sam"):
+        core.add_user(user, email=f"{user}@example.org", password=PASSWORD, tier="premium")
+    core.add_user("tina", password=PASSWORD, tier="tiny")
+    create_wiki(core, PRIVATE, template="default")
+    create_wiki(core, PUBLIC, template="default", public=True)
+    create_wiki(core, SMALL, template="default")
+    for wiki in (PRIVATE, PUBLIC):
+        core.store.set_grant(Grant(wiki=wiki, user="eddie", role="editor"))
+        core.store.set_grant(Grant(wiki=wiki, user="vera", role="viewer"))
+    return core
+
+
+@pytest.fixture(scope="module")
+def app(core) -> Platform:
+    return Platform(routes(core))
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def sign_in(app: Platform, user: str | None, password: str = PASSWORD) -> Client:
+    client = Client(app)
+    if user is not None:
+        form = client.get("/-/login")
+        got = client.post("/-/login", data={"username": user, "password": password, "csrf_token": csrf(form.text)})
+        assert got.status_code == 303, got.text
+    return client
+
+
+@pytest.fixture(scope="module")
+def clients(app) -> dict[str | None, Client]:
+    return {user: sign_in(app, user) for user in ROLES}
+
+
+def editor_form(client: Client, wiki: WikiName, page: str) -> dict[str, str]:
+    got = client.get(f"/{wiki}/{page}/edit")
+    assert got.status_code == 200, got.text
+    base = re.search(r'name="wikibot_base" value="([0-9a-f]*)"', got.text)
+    assert base, "the editor's save form does not carry the revision it was opened at"
+    return {"csrf_token": csrf(got.text), "wikibot_base": base.group(1)}
+
+
+# sign-in
+def test_login_form_has_the_contract_fields_and_signs_in_to_next(app):
+    client = Client(app)
+    form = client.get("/-/login?next=/olga/priv/")
+    assert form.status_code == 200
+    assert 'name="username"' in form.text and 'type="password"' in form.text
+    got = client.post("/-/login", data={"username": "olga", "password": PASSWORD, "csrf_token": csrf(form.text),
+                                        "next": "/olga/priv/"})
+    assert (got.status_code, got.headers["Location"]) == (303, "/olga/priv/")
+    cookie = got.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie and "Secure" not in cookie
+    assert client.get("/olga/priv/").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_next_never_leaves_the_site(app, target):
+    client = Client(app)
+    form = client.get("/-/login")
+    got = client.post("/-/login", data={"username": "olga", "password": PASSWORD, "csrf_token": csrf(form.text),
+                                        "next": target})
+    assert (got.status_code, got.headers["Location"]) == (303, "/")
+
+
+def test_a_form_without_the_csrf_token_is_refused(app):
+    client = Client(app)
+    client.get("/-/login")
+    assert client.post("/-/login", data={"username": "olga", "password": PASSWORD}).status_code == 400
+    signed_in = sign_in(app, "olga")
+    assert signed_in.post("/-/logout").status_code == 400  # a cross-site sign-out is refused too
+
+
+def test_wrong_passwords_are_refused_then_limited_per_account(core, app):
+    core.add_user("guessed", password=PASSWORD)
+    client = Client(app)
+    token = csrf(client.get("/-/login").text)
+    statuses = [client.post("/-/login", data={"username": "guessed", "password": f"wrong {i}", "csrf_token": token},
+                            environ_base={"REMOTE_ADDR": f"10.0.0.{i}"}).status_code for i in range(11)]
+    assert statuses == [401] * 10 + [429]
+    right = client.post("/-/login", data={"username": "guessed", "password": PASSWORD, "csrf_token": token},
+                        environ_base={"REMOTE_ADDR": "10.0.1.1"})
+    assert right.status_code == 429 and "try again in" in right.text  # even the right password waits
+
+
+def test_sign_out_ends_the_session(app):
+    client = sign_in(app, "vera")
+    assert client.get("/olga/priv/").status_code == 200
+    home = client.get("/")
+    got = client.post("/-/logout", data={"csrf_token": csrf(home.text)})
+    assert got.status_code == 303 and "Max-Age=0" in got.headers["Set-Cookie"]
+    assert client.get("/olga/priv/").status_code == 303  # to the sign-in page again
+
+
+def test_a_forged_session_cookie_is_anonymous(app):
+    client = Client(app)
+    client.set_cookie("wikibot_session", "eyJzIjoieCIsInUiOiJvbGdhIiwidCI6MX0.forged.sig")
+    assert client.get("/olga/priv/").headers["Location"].startswith("/-/login")
+
+
+# roles
+PAGES = ["/", "/Home", "/Home/history", "/Home/blame", "/Home/attachments", "/-/changelog", "/-/index",
+         "/Home/source"]
+EDITING = ["/Home/edit", "/Home/rename", "/Home/delete"]
+OWNING = ["/-/admin", "/-/admin/sidebar_preferences", "/-/admin/content_and_editing"]
+
+
+def expected(user: str | None, wiki: WikiName, path: str) -> int:
+    role = {"vera": "viewer", "eddie": "editor", "olga": "owner"}.get(user or "")
+    if wiki == PRIVATE and role is None:
+        return 303 if user is None else 404  # anonymous: sign in; a stranger: no such wiki
+    if path in OWNING:
+        return 200 if role == "owner" else 404
+    if path in EDITING:
+        return 200 if role in ("editor", "owner") else (303 if user is None else 403)
+    return 200
+
+
+@pytest.mark.parametrize("wiki", [PRIVATE, PUBLIC], ids=str)
+@pytest.mark.parametrize("user", ROLES, ids=lambda u: u or "anonymous")
+def test_every_page_answers_each_role_as_the_acl_says(clients, user, wiki):
+    got = {path: clients[user].get(f"/{wiki}{path}").status_code for path in PAGES + EDITING + OWNING}
+    assert got == {path: expected(user, wiki, path) for path in got}
+
+
+def test_a_private_wiki_answers_a_stranger_as_a_missing_one(clients):
+    for path in ["/", "/Home", "/Home/edit", "/-/admin"]:
+        private, missing = clients["sam"].get(f"/olga/priv{path}"), clients["sam"].get(f"/olga/nothing{path}")
+        assert (private.status_code, private.text.replace("priv", "X")) == \
+            (missing.status_code, missing.text.replace("nothing", "X"))
+        private, missing = clients[None].get(f"/olga/priv{path}"), clients[None].get(f"/olga/nothing{path}")
+        assert private.status_code == missing.status_code == 303
+        assert private.headers["Location"].replace("priv", "X") == missing.headers["Location"].replace("nothing", "X")
+
+
+SPOOFED = {"X-Otterwiki-Name": "olga", "X-Otterwiki-Email": "olga@example.org",
+           "X-Otterwiki-Permissions": "READ,WRITE,UPLOAD,ADMIN"}
+
+
+@pytest.mark.parametrize("user", [None, "sam", "vera"], ids=lambda u: u or "anonymous")
+def test_spoofed_otterwiki_headers_grant_nothing(clients, user):
+    for wiki in (PRIVATE, PUBLIC):
+        for path in EDITING + OWNING + ["/", "/Home"]:
+            got = clients[user].get(f"/{wiki}{path}", headers=SPOOFED)
+            assert got.status_code == expected(user, wiki, path), (wiki, path)
+
+
+def test_a_viewer_cannot_save_even_with_a_valid_form(clients, core):
+    head = core.repos.head(PUBLIC)
+    form = clients["vera"].get(f"/{PUBLIC}/Home")
+    got = clients["vera"].post(f"/{PUBLIC}/Home/save", data={"content": "vandalised", "csrf_token": csrf(form.text),
+                                                             "wikibot_base": head}, headers=SPOOFED)
+    assert got.status_code == 403 and core.repos.head(PUBLIC) == head
+
+
+def test_otterwikis_own_account_pages_go_to_the_platform(clients):
+    for path, location in [("/-/login", f"/-/login?next=/{PUBLIC}/"), ("/-/register", f"/-/login?next=/{PUBLIC}/"),
+                           ("/-/lost_password", f"/-/login?next=/{PUBLIC}/"), ("/-/logout", "/"),
+                           ("/-/settings", "/")]:
+        got = clients["eddie"].get(f"/{PUBLIC}{path}")
+        assert (got.status_code, got.headers.get("Location", "").replace("%2F", "/")) == (303, location), path
+    for path in ["/-/admin/user_management", "/-/admin/permissions_and_registration", "/-/admin/mail_preferences",
+                 "/-/admin/repository_management", "/.git/info/refs", "/-/api/v1/pull/x", "/-/housekeeping"]:
+        assert clients["olga"].get(f"/{PUBLIC}{path}").status_code == 404, path
+
+
+# saves
+def test_a_web_save_is_one_commit_by_the_user_announced_as_a_web_event(core, clients):
+    before = core.repos.head(PRIVATE)
+    form = editor_form(clients["eddie"], PRIVATE, "Home")
+    assert form["wikibot_base"] == before
+    got = clients["eddie"].post(f"/{PRIVATE}/Home/save", data={**form, "content": "# Home\n\nSaved from the web.\n",
+                                                                "commit": "a web edit"})
+    assert (got.status_code, got.headers["Location"]) == (302, f"/{PRIVATE}/Home")
+    repo = core.repo(PRIVATE)
+    commit = repo.log(core.repos.head(PRIVATE), limit=1)[0]
+    assert (commit.author, commit.email, commit.message.strip()) == ("eddie", "eddie@example.org", "a web edit")
+    assert repo.first_parent(commit.revision) == before
+    assert repo.read(commit.revision, "home.md") == b"# Home\n\nSaved from the web.\n"
+    events = [e for e in Publisher(core.config.data_dir).queue.events_of(PRIVATE) if e.new_sha == commit.revision]
+    assert [(e.source, e.actor) for e in events] == [("web", "eddie")]
+    assert "Saved from the web." in clients["vera"].get(f"/{PRIVATE}/Home").text
+
+
+def test_a_stale_save_is_a_conflict_that_keeps_the_text_and_changes_nothing(core, clients):
+    form = editor_form(clients["eddie"], PUBLIC, "Home")
+    pushed = core.commit(PUBLIC, [FileChange("home.md", b"# Home\n\nChanged by a push meanwhile.\n")],
+                         message="meanwhile", author=("someone", "s@example.org"), actor="olga", source="mcp")
+    mine = "# Home\n\nMy web text, typed for an hour.\n"
+    got = clients["eddie"].post(f"/{PUBLIC}/Home/save", data={**form, "content": mine, "commit": "mine"})
+    assert got.status_code == 409
+    assert core.repos.head(PUBLIC) == pushed
+    assert "My web text, typed for an hour." in got.text and "Changed by a push meanwhile." in got.text
+    assert 'id="wikibot-diff"' in got.text
+    again = re.search(r'name="wikibot_base" value="([0-9a-f]+)"', got.text).group(1)
+    assert again == pushed  # saving from the conflict page is based on the page as it is now
+    resaved = clients["eddie"].post(f"/{PUBLIC}/Home/save", data={"csrf_token": csrf(got.text), "wikibot_base": again,
+                                                                  "content": mine, "commit": "mine, merged"})
+    assert resaved.status_code == 302
+    assert core.repo(PUBLIC).read(core.repos.head(PUBLIC), "home.md") == mine.encode()
+
+
+def test_a_save_of_another_page_is_no_conflict(core, clients):
+    form = editor_form(clients["olga"], PUBLIC, "Getting Started")
+    core.commit(PUBLIC, [FileChange("home.md", b"# Home\n\nAnother page moved on.\n")], message="other",
+                author=("someone", "s@example.org"), actor="olga", source="mcp")
+    got = clients["olga"].post(f"/{PUBLIC}/Getting Started/save", data={**form, "content": "# Getting started\n\nok\n"})
+    assert got.status_code == 302
+
+
+def test_a_save_over_the_page_limit_is_refused_and_keeps_the_text(core, app):
+    client = sign_in(app, "tina")
+    head = core.repos.head(SMALL)
+    form = editor_form(client, SMALL, "A Fifth Page")
+    text = "# A fifth page\n\nWords I do not want to lose.\n"
+    got = client.post(f"/{SMALL}/A Fifth Page/save", data={**form, "content": text, "commit": "new"})
+    assert got.status_code == 422
+    assert "4" in got.text and "page" in got.text.lower()  # the limit, said in the page
+    assert "Words I do not want to lose." in got.text
+    assert core.repos.head(SMALL) == head
+
+
+def test_the_wiki_state_lives_in_its_repository_and_goes_with_it(core, clients):
+    core.add_user("gone", password=PASSWORD, tier="premium")
+    wiki = WikiName("gone", "w")
+    create_wiki(core, wiki, template="default")
+    client = sign_in(Platform(routes(core)), "gone")
+    assert client.get(f"/{wiki}/").status_code == 200
+    state = core.repos.path(wiki) / ".git" / "wikibot" / "otterwiki.sqlite3"
+    assert state.is_file()
+    core.delete_wiki(wiki)
+    assert not state.exists() and not Path(core.repos.path(wiki)).exists()
