@@ -3,19 +3,21 @@
 Reads cost the same at 10 or 10,000 tenants. The file is parsed once per change into a `_Snapshot`
 that indexes it (user by name, wiki by name and by owner, token by hash, id and user, grants by wiki
 and by user) and holds immutable records, handed out as they are: no copy per lookup. Whether the
-cached snapshot is current is told by a small pointer file (`db.json.gen`) holding the id of the
-last write, read on every lookup (one tiny read, whatever the size of the state); the id is also
-inside the data (`_meta`), so a snapshot is labelled by what it holds, never by file stamps that
-coarse timestamps and reused inodes can fool.
+cached snapshot is current is told, on every lookup, by a small pointer file (`db.json.gen`: the id
+of the last write) together with the file's inode, mtime and size (one tiny read and one stat,
+whatever the size of the state). Each write changes both; a file put back from a backup changes the
+stamp, and a pointer rewritten over a file that coarse timestamps and a reused inode make look the
+same changes the id.
 
-Every write is one transaction under an exclusive file lock, made on the current data (the cached
-snapshot when its id is the pointer's, else the file parsed afresh), with every check it depends on
-(that the user or wiki it names exists, quotas) made on that data, and written once: the pointer
-first, then the data (temp file, fsync, rename). A writer that dies between the two leaves a pointer
-no data matches, so every reader and the next writer read the file afresh: nothing is lost. Records
-are never changed in place (tables are copied on write, one level deep), so a refused write leaves
-the cached snapshot as it was. The file stays TinyDB's format (tables of documents by id): TinyDB
-itself can open it.
+Every write is one transaction under an exclusive file lock (held for milliseconds; writers wait for
+it, except the best-effort last-used touch of a token, which gives up after a second), made on the
+current data, with every check it depends on (that the user or wiki it names exists, quotas) made on
+that data, and written once: the pointer first, then the data
+(temp file, fsync, rename). A writer that dies between the two leaves a pointer its data does not
+carry (`_meta`); readers see a label they have not cached and read the file afresh once, and
+nothing is lost. Records are never changed in place (tables are copied on write, one level deep), so
+a refused write leaves the cached snapshot as it was. The file stays TinyDB's format (tables of
+documents by id): TinyDB itself can open it. A file of another shape is StoreCorrupt, never rewritten.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .locks import file_lock
+from .locks import LockTimeout, file_lock
 from .names import WikiName
 from .records import Grant, Token, User, Wiki, from_doc, to_doc
 from .store import StoreCorrupt, StoreError
 
+TOUCH_LOCK_TIMEOUT = 1.0  # a token's last-used time is not worth a longer wait
 META = "_meta"  # a table of one document: the id of the write that made the file
 Doc = dict[str, Any]
 Tables = dict[str, dict[str, Doc]]
@@ -73,6 +76,12 @@ class _Index:
 
         for doc_id, record in delta.items():
             old = before.get(doc_id)
+            if old is not None and record is not None and self.key(old) == self.key(record):
+                if self.unique:  # the same key: replaced where it is, so the order stays a fresh parse's
+                    result[self.key(record)] = (doc_id, record)
+                else:
+                    group(self.key(record))[doc_id] = record
+                continue
             if old is not None:
                 key = self.key(old)
                 if self.unique:
@@ -132,7 +141,12 @@ class _Snapshot:
         found = self._records.get(name)
         if found is None:
             cls = TYPES[name]
-            found = self._records[name] = {doc_id: from_doc(cls, doc) for doc_id, doc in self.table(name).items()}
+            try:
+                found = {doc_id: from_doc(cls, doc) for doc_id, doc in self.table(name).items()}
+            except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                raise StoreCorrupt(f"a {name} record in the platform state is malformed ({exc}); restore the "
+                                   "file from a backup") from None
+            self._records[name] = found
         return found
 
     def index(self, name: str) -> dict:
@@ -225,7 +239,7 @@ class _Change:
     def load(self, name: str, records: list[Any]) -> None:
         """Append `records` to table `name` (ids after the last one)."""
         table = self._mutable(name)
-        first = max((int(doc_id) for doc_id in self._changed[name]), default=self.base.last_id(name)) + 1
+        first = max([self.base.last_id(name), *map(int, self._changed[name])]) + 1
         for n, record in enumerate(records):
             table[str(first + n)] = to_doc(record)
             self._changed[name][str(first + n)] = record
@@ -294,28 +308,30 @@ class TinyStore:
         self._cached: tuple[str, _Snapshot] | None = None  # (label, snapshot): one attribute, for threads
 
     # reading
-    def _label(self) -> str | None:
-        """The id of the last write (the pointer), or for a file written before pointers existed, its
-        stamp; None when there is no state yet."""
+    def _label(self) -> tuple[str, int, int, int] | None:
+        """What the current state is told by: the id of the last write (the pointer) and the file's
+        inode, mtime and size. Either changes with every write, so neither a file put back from a backup
+        (pointer untouched) nor a pointer ahead of its data (a writer died between the two, or is
+        between them now) is mistaken for a cached state. None when there is no state yet."""
         try:
-            return self.pointer.read_text() or None
+            pointer = self.pointer.read_text()
         except FileNotFoundError:
-            pass
+            pointer = ""  # a file written before pointers existed
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
-        return f"stamp:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+        return (pointer, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _snapshot(self) -> _Snapshot:
-        """The current state: the cached snapshot while the pointer names it, else the file parsed."""
+        """The current state: the cached snapshot while the label names it, else the file parsed."""
         label = self._label()
         cached = self._cached
         if cached is not None and label is not None and cached[0] == label:
             return cached[1]
         snapshot = self._parse()
-        if label is not None and (label.startswith("stamp:") or snapshot.write_id == label):
-            self._cached = (label, snapshot)  # a pointer ahead of the data (a writer died) is never cached
+        if label is not None and self._label() == label:  # unchanged while it was read
+            self._cached = (label, snapshot)
         return snapshot
 
     def _parse(self) -> _Snapshot:
@@ -324,16 +340,23 @@ class TinyStore:
         except FileNotFoundError:
             return _Snapshot({})
         try:
-            return _Snapshot(json.loads(raw) if raw.strip() else {})
+            tables = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
             raise StoreCorrupt(f"the platform state in {self.path} is unreadable ({exc}); restore it from a "
                                "backup") from None
+        shapely = isinstance(tables, dict) and all(
+            isinstance(table, dict) and all(isinstance(doc, dict) and doc_id.isdigit() for doc_id, doc in table.items())
+            for table in tables.values())
+        if not shapely:
+            raise StoreCorrupt(f"the platform state in {self.path} is not tables of records; restore it from a "
+                               "backup")
+        return _Snapshot(tables)
 
     # writing
     @contextmanager
-    def _write(self) -> Iterator[_Change]:
+    def _write(self, lock_timeout: float | None = None) -> Iterator[_Change]:
         """A transaction on the current data; committed if nothing raised and something changed."""
-        with file_lock(self._lock_path):
+        with file_lock(self._lock_path, timeout=lock_timeout):
             change = _Change(self._snapshot())
             yield change
             if change.changed:
@@ -344,7 +367,8 @@ class TinyStore:
         snapshot = change.snapshot(write_id)
         self._replace(self.pointer, [write_id.encode()])  # first: a reader seeing it knows its cache is old
         self._replace(self.path, snapshot.serialized())
-        self._cached = (write_id, snapshot)
+        st = os.stat(self.path)  # no other writer can have changed it: the lock is still held
+        self._cached = ((write_id, st.st_ino, st.st_mtime_ns, st.st_size), snapshot)
 
     def _replace(self, path: Path, data: list[bytes]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -506,8 +530,13 @@ class TinyStore:
                 change.load(table, records)
 
     def touch_token(self, token_id: str, when: float) -> None:
-        with self._write() as change:
-            found = change.base.token(token_id)
-            if found is not None:
-                doc_id, token = found
-                change.replace("tokens", doc_id, from_doc(Token, {**to_doc(token), "last_used": when}))
+        """Best effort: the last-used time is informational, so a busy lock skips it rather than keep
+        an authenticated request waiting."""
+        try:
+            with self._write(lock_timeout=TOUCH_LOCK_TIMEOUT) as change:
+                found = change.base.token(token_id)
+                if found is not None:
+                    doc_id, token = found
+                    change.replace("tokens", doc_id, from_doc(Token, {**to_doc(token), "last_used": when}))
+        except LockTimeout:
+            pass
