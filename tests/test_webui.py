@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from werkzeug.test import Client
@@ -269,3 +270,52 @@ def test_the_wiki_state_lives_in_its_repository_and_goes_with_it(core, clients):
     assert state.is_file()
     core.delete_wiki(wiki)
     assert not state.exists() and not Path(core.repos.path(wiki)).exists()
+
+
+# the prefix: every URL on every page type stays under /OWNER/WIKI/ or /-/
+LINKED = {
+    "links.md": b"# Links\n\n[[Home]], [[Getting Started|a wiki link with a label]], [absolute](/Home),\n"
+                b"[into a folder](/Sub/Page), ![an image](/links/a/pic.png), <a href=\"/raw\">raw html</a>\n",
+    "sub/page.md": b"# Sub page\n\nIn a folder, back to [[Links]].\n",
+    "links/pic.png": b"\x89PNG\r\n\x1a\n" + bytes(64),
+}
+ATTRIBUTE_URL = re.compile(r"""\s(?:href|src|action|formaction|data-[\w-]+)\s*=\s*["']([^"']*)["']""")
+SCRIPT_PATH = re.compile(r"""["'`](/[\w\-.][^"'`\s]*)["'`]""")
+DESTRUCTIVE = ("/delete", "/rename", "/revert", "/logout")
+
+
+def test_no_link_on_any_page_type_leaves_the_wiki(core, app):
+    wiki = WikiName("olga", "crawl")
+    create_wiki(core, wiki, template="default")
+    core.commit(wiki, [FileChange(path, data) for path, data in LINKED.items()], message="pages with links",
+                author=("olga", "olga@example.org"), actor="olga", source="mcp")
+    client = sign_in(app, "olga")
+    prefix = f"/{wiki}/"
+    start = ["", "Links", "Sub/Page", "Links/edit", "Links/history", "Links/blame", "Links/attachments", "-/changelog",
+             "-/index", "-/help", "-/about", "-/syntax", "-/admin", "-/admin/sidebar_preferences",
+             "-/admin/content_and_editing", "-/search?query=links", "-/create", "Links/source", "Nothing Here"]
+    queue, seen, escapes = [prefix + page for page in start], set(), {}
+    while queue and len(seen) < 160:
+        url = queue.pop(0)
+        if url in seen:
+            continue
+        seen.add(url)
+        got = client.get(url)
+        if not got.headers.get("Content-Type", "").startswith("text/html"):
+            continue
+        found = ATTRIBUTE_URL.findall(got.text)
+        for script in re.findall(r"<script\b[^>]*>(.*?)</script>", got.text, flags=re.S):
+            found += [literal for literal in SCRIPT_PATH.findall(script) if literal != "/--/"]  # a JS regex
+        for link in found:
+            link = link.strip()
+            if not link or link.startswith(("#", "javascript:", "mailto:", "data:", "blob:")):
+                continue
+            parts = urlsplit(urljoin("http://localhost" + url, link))
+            if parts.netloc not in ("", "localhost"):
+                continue  # another site
+            if not parts.path.startswith((prefix, "/-/")):
+                escapes.setdefault(parts.path, url)
+            elif parts.path.startswith(prefix) and not any(word in parts.path for word in DESTRUCTIVE):
+                queue.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+    assert len(seen) > 60, f"the crawl reached only {len(seen)} pages"
+    assert escapes == {}, f"URLs outside the wiki's prefix (url: the page it was on): {escapes}"
