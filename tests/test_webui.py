@@ -4,6 +4,7 @@ the platform (conflicts, limits, events), Otterwiki pages that are the platform'
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -319,3 +320,33 @@ def test_no_link_on_any_page_type_leaves_the_wiki(core, app):
                 queue.append(parts.path + (f"?{parts.query}" if parts.query else ""))
     assert len(seen) > 60, f"the crawl reached only {len(seen)} pages"
     assert escapes == {}, f"URLs outside the wiki's prefix (url: the page it was on): {escapes}"
+
+
+# uploads and Otterwiki's own commits
+def upload(client: Client, wiki: WikiName, page: str, name: str, data: bytes):
+    form = client.get(f"/{wiki}/{page}/attachments")
+    assert form.status_code == 200, form.text
+    return client.post(f"/{wiki}/{page}/attachments", content_type="multipart/form-data",
+                       data={"csrf_token": csrf(form.text), "message": f"upload {name}",
+                             "file": (io.BytesIO(data), name)})
+
+
+def test_an_upload_is_committed_by_the_user_and_announced(core, clients):
+    head = core.repos.head(PRIVATE)
+    got = upload(clients["eddie"], PRIVATE, "Home", "notes.txt", b"attached words\n")
+    assert got.status_code in (200, 302, 303), got.text
+    new = core.repos.head(PRIVATE)
+    assert new != head and core.repo(PRIVATE).read(new, "home/notes.txt") == b"attached words\n"
+    assert core.repo(PRIVATE).log(new, limit=1)[0].author == "eddie"
+    events = [e for e in Publisher(core.config.data_dir).queue.events_of(PRIVATE) if e.new_sha == new]
+    assert [(e.source, e.actor) for e in events] == [("web", "eddie <eddie@example.org>")]
+
+
+def test_an_upload_over_the_per_file_limit_is_refused_and_changes_nothing(core, app):
+    client = sign_in(app, "tina")  # her tier: 1 MB per file
+    head = core.repos.head(SMALL)
+    got = upload(client, SMALL, "Home", "big.bin", b"x" * (1024 * 1024 + 1))
+    assert got.status_code == 303
+    assert core.repos.head(SMALL) == head
+    page = client.get(got.headers["Location"])
+    assert "over the 1 MB per-file limit" in page.text

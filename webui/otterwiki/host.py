@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from wikibot.config import MB, TierLimits
 from wikibot.gitd.acl import Action, Verdict, decide
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import StartResponse
@@ -54,6 +55,7 @@ URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["
 EDITOR = re.compile(r"/edit(/[^/]*)?$")
 SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
 SEARCH_LIMIT = 20
+UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
 STATE_FILE = "otterwiki.sqlite3"  # in the wiki's .git/wikibot/: goes when the wiki goes
 FORCED = {  # whatever a wiki's preferences say
     "AUTH_METHOD": "PROXY_HEADER", "DISABLE_REGISTRATION": True, "GIT_WEB_SERVER": False,
@@ -73,6 +75,7 @@ class _Visit:
     user: User | None
     author: tuple[str, str]
     head: str | None  # HEAD before Otterwiki read anything: an editor opened now is based on it
+    limits: TierLimits  # the wiki owner's tier
 
 
 class OtterwikiHost:
@@ -126,7 +129,7 @@ class OtterwikiHost:
         with otter.lock:
             head = self.core.repos.head(wiki.name)
             self._point_at(wiki)
-            _visit.current = _Visit(self.core, wiki, user, author, head)
+            _visit.current = _Visit(self.core, wiki, user, author, head, self._limits(wiki))
             try:
                 if writes and not rest.endswith("/save"):  # saves take the lock inside the commit
                     with self.core.repos.lock(wiki.name, timeout=60):
@@ -147,6 +150,10 @@ class OtterwikiHost:
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    def _limits(self, wiki: Wiki) -> TierLimits:
+        owner = self.core.store.get_user(wiki.owner)
+        return self.core.config.limits(owner.tier if owner else "free")
 
     # one wiki's state in Otterwiki's singletons
     def _point_at(self, wiki: Wiki) -> None:
@@ -196,11 +203,12 @@ class OtterwikiHost:
         """Otterwiki's config for this wiki: its defaults, the wiki's title, its preferences (read
         again whenever its database file changed, by this process or another), the platform's rules."""
         state = path / ".git" / "wikibot" / STATE_FILE
+        limits = self._limits(wiki)
         try:
             stat = state.stat()
-            stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title)
+            stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title, limits)
         except FileNotFoundError:
-            stamp = (None, None, wiki.title)
+            stamp = (None, None, wiki.title, limits)
         cached = self._configs.get(wiki.name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -211,9 +219,10 @@ class OtterwikiHost:
         config.update(SITE_NAME=wiki.title or wiki.slug, REPOSITORY=str(path),
                       SQLALCHEMY_DATABASE_URI=f"sqlite:///{state}")
         otter.server.update_app_config()  # applies the preferences stored in the wiki's database
-        config.update(FORCED, SECRET_KEY=hmac.new(self.secret, f"otterwiki:{wiki.name}".encode(), "sha256").hexdigest(),
-                      SESSION_COOKIE_PATH=f"/{wiki.name}/",
-                      SESSION_COOKIE_SECURE=self.core.config.public_url.startswith("https://"))
+        key = hmac.new(self.secret, f"otterwiki:{wiki.name}".encode(), "sha256").hexdigest()  # one per wiki
+        config.update(FORCED, SECRET_KEY=key, SESSION_COOKIE_PATH=f"/{wiki.name}/",
+                      SESSION_COOKIE_SECURE=self.core.config.public_url.startswith("https://"),
+                      MAX_CONTENT_LENGTH=limits.max_repo_bytes + MB)  # a bigger upload is cut off at once
         made = dict(config)
         self._configs[wiki.name] = (stamp, made)
         return made
@@ -243,6 +252,8 @@ def _install_hooks(otter: loader.Otterwiki) -> None:
             return _save(otter, visit)
         if request.endpoint == "search":
             return _search(otter, visit)
+        if request.endpoint in UPLOADS and request.method == "POST":
+            return _check_upload(otter, visit)
         return None
 
     from jinja2 import ChoiceLoader, FileSystemLoader
@@ -274,6 +285,32 @@ def _save(otter: loader.Otterwiki, visit: _Visit) -> Any:
                            pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
                            reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
                            base_field=BASE_FIELD, base=outcome.head or ""), 409 if outcome.conflict else 422
+
+
+def _check_upload(otter: loader.Otterwiki, visit: _Visit) -> Any:
+    """Uploads obey the owner's per-file and repository limits, as a push would; None lets one through."""
+    from flask import jsonify, redirect, request
+
+    files = [f for f in request.files.values() if f.filename]
+    sizes = []
+    for upload in files:
+        upload.stream.seek(0, 2)
+        sizes.append(upload.stream.tell())
+        upload.stream.seek(0)
+    limits = visit.limits
+    reason = next((f"{f.filename} is {size / MB:.1f} MB, over the {limits.max_file_mb} MB per-file limit"
+                   for f, size in zip(files, sizes, strict=True) if size > limits.max_file_bytes), None)
+    if reason is None and visit.head:
+        used = visit.core.repo(visit.wiki.name).tree_usage(visit.head).disk_bytes
+        if used + sum(sizes) > limits.max_repo_bytes:
+            reason = (f"repository size limit {limits.max_repo_mb} MB reached: the upload would make it "
+                      f"{(used + sum(sizes)) / MB:.1f} MB")
+    if reason is None:
+        return None
+    if request.endpoint == "inline_attachment":  # the editor's paste/drop upload reads JSON
+        return jsonify({"error": reason}), 413
+    otter.helper.toast(f"Not uploaded: {reason}.", "error")
+    return redirect(otter.helper.url_for("attachments", pagepath=(request.view_args or {}).get("pagepath", ""))), 303
 
 
 def _search(otter: loader.Otterwiki, visit: _Visit) -> Any:
