@@ -9,11 +9,19 @@ and a user who still owns wikis cannot be deleted.
 
 The pool is opened on first use, by the process that uses it (gunicorn preloads the app and forks:
 a pool inherited from the parent is never touched), and the schema version is checked then, once.
-`migrate()` (run by `wikibot init`) creates or upgrades the schema. The URL's password is never
-shown: messages name the store by its redacted URL.
+`migrate()` (run by `wikibot init`) creates or upgrades the schema.
+
+Pooled connections carry a statement and a lock timeout and TCP keepalives, so a stuck transaction
+or a vanished server frees the request thread as a 503 instead of holding it; each connection is
+checked as it leaves the pool, so a restarted server costs no request an error.
+
+What failed reaches HTTP clients as a fixed sentence (`str(exc)`): no host, port, database or libpq
+text. The detail, named by the redacted URL (never the password), is logged and kept as the
+exception's `detail`, which the CLI prints for the admin.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,7 +33,8 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from wikibot.errors import InternalError, Unavailable
+from wikibot.config import ConfigError
+from wikibot.errors import InternalError, Unavailable, WikibotError
 from wikibot.redaction import redact
 
 from .names import WikiName
@@ -33,8 +42,19 @@ from .records import Grant, Token, User, Wiki
 from .store import StoreError
 
 T = TypeVar("T")
+E = TypeVar("E", bound="_Detailed")
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())  # the CLI prints the detail itself; a server's root handler logs it
+
 CONNECT_TIMEOUT = 10  # seconds to reach the server
 POOL_TIMEOUT = 30.0  # seconds a request waits for a free connection
+STATEMENT_TIMEOUT_MS = 30_000  # a statement running longer is cancelled (a 503)
+LOCK_TIMEOUT_MS = 10_000  # a statement waiting longer for a row or table lock is cancelled (a 503)
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3  # seconds, seconds, probes: a dead peer in ~1 min
+TCP_USER_TIMEOUT_MS = 30_000  # data unacknowledged this long: the connection is dead (libpq 12+)
+UNREACHABLE = "the platform state (PostgreSQL) is unreachable; try again shortly"
+NOT_READY = "the platform state (PostgreSQL) does not match this version of wikibot; the administrator must fix it"
+FAILED = "the platform state (PostgreSQL) failed; the server log says why"
 _MIGRATE_LOCK = 0x77696B69  # pg_advisory_xact_lock key: two `wikibot init` at once migrate one after the other
 
 # Each entry upgrades the schema by one version; never edit one that has shipped, append another.
@@ -102,12 +122,62 @@ _COLUMNS = {"users": _USER, "wikis": _WIKI, "grants": _GRANT, "tokens": _TOKEN}
 _WIKI_ORDER = "(owner || '/' || slug) COLLATE \"C\""
 
 
-class StoreUnavailable(Unavailable):
-    """The PostgreSQL server cannot be reached or gave up on a transaction; try again."""
+class _Detailed(WikibotError):
+    """An error whose message is a fixed public sentence; `detail` (redacted) is for the log and the CLI."""
+
+    public = FAILED
+
+    def __init__(self, detail: str, public: str | None = None) -> None:
+        super().__init__(public or self.public)
+        self.detail = detail
 
 
-class SchemaMismatch(InternalError):
+class StoreUnavailable(_Detailed, Unavailable):
+    """The PostgreSQL server cannot be reached or gave up on a transaction (a timeout); try again."""
+
+    public = UNREACHABLE
+
+
+class SchemaMismatch(_Detailed, InternalError):
     """The database's schema is not the one this version of wikibot works with."""
+
+    public = NOT_READY
+
+
+class StoreFailed(_Detailed, InternalError):
+    """PostgreSQL refused a statement for a reason other than being unreachable (a bug, a permission)."""
+
+    public = FAILED
+
+
+def _logged(exc: E) -> E:
+    log.log(logging.WARNING if isinstance(exc, StoreUnavailable) else logging.ERROR, "%s", exc.detail)
+    return exc
+
+
+def check_url(url: str) -> dict[str, str]:
+    """The parameters of a postgresql:// URL as libpq reads it; a one-line ConfigError (the URL redacted,
+    none of libpq's text, which quotes the bad part) if libpq cannot parse it."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        raise ConfigError(f"store url {redact(url)!r} cannot be read as a PostgreSQL URL (a bad %-escape or an "
+                          "unknown ?parameter): percent-encode '%', '@', '/', ':' and spaces in the user "
+                          "name and password") from None
+
+
+def connection_kwargs(params: dict[str, str]) -> dict[str, Any]:
+    """Timeouts and keepalives for every connection to the store at a URL of `params`: the URL's own
+    settings win, and its `options` (or PGOPTIONS) come after ours, so they can override them."""
+    defaults: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE,
+                                "keepalives_interval": KEEPALIVE_INTERVAL, "keepalives_count": KEEPALIVE_COUNT}
+    if psycopg.pq.version() >= 120000:
+        defaults["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
+    kwargs = {name: value for name, value in defaults.items() if name not in params}
+    theirs = params.get("options", os.environ.get("PGOPTIONS", ""))
+    ours = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+    kwargs["options"] = f"{ours} {theirs}".strip()
+    return kwargs
 
 
 def _user(row: tuple) -> User:
@@ -146,8 +216,9 @@ class PostgresStore:
 
     def __init__(self, url: str, max_connections: int = 4) -> None:
         self.url = url
-        self.max_connections = max_connections  # per process: gunicorn's threads are 4 by default
+        self.max_connections = max_connections  # per process: open_store gives the server's threads and a few
         self.where = redact(url)  # how messages name the store: no password
+        self._kwargs = connection_kwargs(check_url(url))
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pid = 0  # the process that opened `_pool`
@@ -156,9 +227,22 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection:
         """One connection outside the pool (migrations, the first check); a clear error if it fails."""
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {self.where}: {_first_line(exc)}") from None
+            return psycopg.connect(self.url, autocommit=True, **self._kwargs)
+        except psycopg.Error as exc:
+            raise _logged(StoreUnavailable(f"cannot reach the PostgreSQL store at {self.where}: "
+                                           f"{_first_line(exc)}")) from None
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """psycopg's errors as the store's: unreachable or timed out is a 503, any other a 500."""
+        try:
+            yield
+        except (psycopg.OperationalError, PoolTimeout) as exc:  # timeouts and deadlocks are operational
+            raise _logged(StoreUnavailable(f"{doing} the PostgreSQL store at {self.where} failed: "
+                                           f"{_first_line(exc)}")) from None
+        except psycopg.Error as exc:
+            raise _logged(StoreFailed(f"{doing} the PostgreSQL store at {self.where} failed: "
+                                      f"{_first_line(exc)}")) from None
 
     def _open_pool(self) -> ConnectionPool:
         """This process's pool, opened on first use once the schema is known to be current."""
@@ -167,14 +251,20 @@ class PostgresStore:
             return pool
         with self._lock:
             if self._pool is None or self._pid != pid:  # none yet, or the parent's: never touch a forked one
-                with self._connect() as conn:
+                with self._connect() as conn, self._errors("reading the schema version of"):
                     version = _schema_version(conn)
+                if version > SCHEMA_VERSION:
+                    raise _logged(SchemaMismatch(
+                        f"the PostgreSQL store at {self.where} has schema version {version}, newer than this "
+                        f"wikibot's {SCHEMA_VERSION}: this wikibot is older than the database, upgrade it"))
                 if version != SCHEMA_VERSION:
-                    raise SchemaMismatch(f"the PostgreSQL store at {self.where} has schema version {version}, this "
-                                         f"wikibot uses {SCHEMA_VERSION}: run 'wikibot init' to create or upgrade it")
+                    raise _logged(SchemaMismatch(
+                        f"the PostgreSQL store at {self.where} has schema version {version}, this wikibot uses "
+                        f"{SCHEMA_VERSION}: run 'wikibot init' to create or upgrade it"))
                 self._pool = ConnectionPool(self.url, min_size=1, max_size=self.max_connections, num_workers=2,
                                             timeout=POOL_TIMEOUT, name="wikibot-store", open=False,
-                                            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT})
+                                            check=ConnectionPool.check_connection,  # a server restart costs no request
+                                            kwargs={"autocommit": True, **self._kwargs})
                 self._pool.open(wait=False)
                 self._pid = pid
             return self._pool
@@ -182,11 +272,8 @@ class PostgresStore:
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
         """A pooled connection in autocommit: a read is one round trip."""
-        try:
-            with self._open_pool().connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreUnavailable(f"the PostgreSQL store at {self.where} failed: {_first_line(exc)}") from None
+        with self._errors("using"), self._open_pool().connection() as conn:
+            yield conn
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection]:
@@ -212,22 +299,45 @@ class PostgresStore:
     # schema
     def migrate(self) -> int:
         """Create the schema or bring it up to this version's, idempotently; returns the version."""
-        with self._connect() as conn, conn.transaction():
+        with self._connect() as conn, self._errors("migrating"), conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")  # a migration may take long; lock waits still end
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
                          "(version integer PRIMARY KEY, applied double precision NOT NULL)")
             current = _schema_version(conn)
             if current > SCHEMA_VERSION:
-                raise SchemaMismatch(f"the PostgreSQL store at {self.where} has schema version {current}, newer "
-                                     f"than this wikibot's {SCHEMA_VERSION}: upgrade wikibot")
+                raise _logged(SchemaMismatch(
+                    f"the PostgreSQL store at {self.where} has schema version {current}, newer than this "
+                    f"wikibot's {SCHEMA_VERSION}: this wikibot is older than the database, upgrade it"))
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                conn.execute(MIGRATIONS[version - 1])  # type: ignore[arg-type]
+                try:
+                    conn.execute(MIGRATIONS[version - 1])  # type: ignore[arg-type]
+                except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
+                    raise _logged(SchemaMismatch(
+                        f"migrating the PostgreSQL store at {self.where} to schema version {version} failed: "
+                        f"{_first_line(exc)}; the database holds tables wikibot did not make (another "
+                        "application's?): give wikibot an empty database of its own")) from None
                 conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
         return SCHEMA_VERSION
+
+    def count_records(self) -> dict[str, int]:
+        """The records of each table, read without migrating anything (`wikibot store copy` checks its
+        target first); a StoreError if the database has tables but no wikibot schema."""
+        with self._connect() as conn, self._errors("reading"):
+            tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables "
+                                                     "WHERE schemaname = current_schema()")}
+            if tables and "schema_version" not in tables:
+                shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+                raise StoreError(f"the database at {self.where} has tables but is no wikibot store ({shown}): "
+                                 "copy only into an empty database")
+            return {table: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                                        ).fetchone()[0] if table in tables else 0
+                    for table in _TABLES}
 
     def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token]) -> None:
         """Fill an empty store in one transaction (`wikibot store copy`): all of it lands, or nothing."""
         with self._tx() as conn:
+            conn.execute("SET LOCAL statement_timeout = 0")  # a big copy may take long
             conn.execute("LOCK TABLE users, wikis, grants, tokens IN EXCLUSIVE MODE")
             if conn.execute("SELECT EXISTS (SELECT FROM users)").fetchone()[0]:  # every other record has a user
                 raise StoreError(f"the PostgreSQL store at {self.where} already has records")
@@ -235,10 +345,15 @@ class PostgresStore:
                 for table, records in zip(_TABLES, (users, wikis, grants, tokens), strict=True):
                     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table),
                                                                         sql.SQL(_COLUMNS[table]))
-                    with cur.copy(copy_sql) as copy:
-                        copy.set_types(_TYPES[table])
-                        for row in _rows(table, records):
-                            copy.write_row(row)
+                    try:
+                        with cur.copy(copy_sql) as copy:
+                            copy.set_types(_TYPES[table])
+                            for row in _rows(table, records):
+                                copy.write_row(row)
+                    except psycopg.IntegrityError as exc:  # a record naming one that is not there, or twice
+                        said = "; ".join(filter(None, (exc.diag.message_primary, exc.diag.message_detail)))
+                        raise StoreError(f"the {table} to copy do not fit the other records, so nothing was "
+                                         f"copied: {said or _first_line(exc)}") from None
 
     # users
     def add_user(self, user: User) -> None:

@@ -52,26 +52,32 @@ class Store(Protocol):
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SPARE_CONNECTIONS = 2  # pooled connections beyond one per request thread (the worker's, a slow return)
 
 
 def open_store(config: Config) -> Store:
     """The configured backend: TinyDB in the data dir unless a store URL (`[store] url`) says otherwise."""
     if config.store_url:
-        return open_postgres(config.store_url)
+        return open_postgres(config.store_url, max_connections=config.threads + SPARE_CONNECTIONS)
     from .tiny_store import TinyStore
 
     return TinyStore(config.db_path)
 
 
-def open_postgres(url: str) -> Store:
-    """The PostgreSQL store at `url`; a ConfigError for any other kind of URL. No connection yet, and
-    psycopg is imported only here: a TinyDB platform needs no libpq."""
+def open_postgres(url: str, max_connections: int = 4) -> Store:
+    """The PostgreSQL store at `url`, pooling up to `max_connections` per process; a ConfigError for any
+    other kind of URL or one libpq cannot read. No connection yet, and psycopg is imported only here:
+    a TinyDB platform needs no libpq."""
     if not url.startswith(POSTGRES_SCHEMES):
-        raise ConfigError(f"store url {redact(url)!r} is not a PostgreSQL URL: use "
+        # redact() hides a URL's user info, not a keyword conninfo's (`host=... password=...`) or a
+        # schemeless `user:password@host`: those are not shown
+        safe = "://" in url or not {"=", "@"} & set(url)
+        shown = f" {redact(url)!r}" if safe else " (not shown: it may hold a password)"
+        raise ConfigError(f"store url{shown} is not a PostgreSQL URL: use "
                           "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or no store url for TinyDB in the data dir")
     try:
         from .pg_store import PostgresStore
     except ImportError as exc:  # psycopg finds no libpq
         raise ConfigError(f"the PostgreSQL store needs libpq, which psycopg cannot load ({exc}): install libpq5 "
                           "or psycopg[binary]") from None
-    return PostgresStore(url)
+    return PostgresStore(url, max_connections=max_connections)

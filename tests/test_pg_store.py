@@ -3,8 +3,10 @@ opened per process, its password never shown, and `wikibot store copy` both ways
 (initdb, pg_ctl), a database per test; the answers every backend shares are in test_store.py."""
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -12,14 +14,26 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from wikibot.cli import cmd_store_copy
 from wikibot.config import ConfigError, load_config
+from wikibot.errors import WikibotError
+from wikibot.gitd import pg_store
+from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
-from wikibot.gitd.pg_store import SCHEMA_VERSION, PostgresStore, SchemaMismatch, StoreUnavailable
+from wikibot.gitd.pg_store import (
+    NOT_READY,
+    SCHEMA_VERSION,
+    UNREACHABLE,
+    PostgresStore,
+    SchemaMismatch,
+    StoreUnavailable,
+)
 from wikibot.gitd.records import Grant, Token, User, Wiki
-from wikibot.gitd.store import open_store
+from wikibot.gitd.store import StoreError, open_store
 from wikibot.gitd.tiny_store import TinyStore
 from wikibot.testing.postgres import PostgresServer, shared_postgres
 from wikibot.testing.servers import TEST_STORE, WIKIBOT, Server, wait_until
+from wikibot.wiring import open_core
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +66,37 @@ def _tables(url: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
+def _mismatch(pattern: str, call, *args) -> None:
+    """`call(*args)` raises SchemaMismatch: its detail (the CLI's line) matches, its message (what an
+    HTTP client gets) is the fixed sentence."""
+    with pytest.raises(SchemaMismatch) as caught:
+        call(*args)
+    assert re.search(pattern, caught.value.detail), caught.value.detail
+    assert str(caught.value) == NOT_READY
+
+
 # schema
 def test_migrate_creates_the_schema_once_and_a_store_without_one_says_run_init(url):
     store = PostgresStore(url)
-    with pytest.raises(SchemaMismatch, match="schema version 0.*run 'wikibot init'"):
-        store.list_users()
+    _mismatch("schema version 0.*run 'wikibot init'", store.list_users)
     assert store.migrate() == SCHEMA_VERSION and store.migrate() == SCHEMA_VERSION
     assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens"}
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
     newer = PostgresStore(url)
-    with pytest.raises(SchemaMismatch, match="newer than this wikibot's"):
-        newer.migrate()
-    with pytest.raises(SchemaMismatch, match=f"schema version {SCHEMA_VERSION + 1}"):
-        newer.get_user("alice")
+    _mismatch("newer than this wikibot's.*older than the database, upgrade it", newer.migrate)
+    _mismatch(f"schema version {SCHEMA_VERSION + 1}.*older than the database, upgrade it", newer.get_user, "alice")
     store.close()
+
+
+def test_init_into_another_applications_database_is_a_one_line_error(url, tmp_path):
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE users (id integer)")
+    proc = wb(tmp_path / "var", "init", store_url=url, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert 'relation "users" already exists' in proc.stderr and "empty database of its own" in proc.stderr
+    assert _tables(url) == {"users"}  # the migration rolled back whole: not even schema_version
 
 
 # connections
@@ -111,18 +140,87 @@ def test_the_pool_opens_on_first_use_and_a_forked_child_opens_its_own(url):
         wait_until(lambda: sessions() == 0, timeout=10, what="the closed pool's sessions to end")
 
 
-def test_an_unreachable_store_is_a_one_line_error_without_the_password(postgres, url, tmp_path):
+def test_an_unreachable_store_is_a_one_line_error_without_the_password(postgres, url, tmp_path, caplog):
     wrong = url.replace(postgres.password, "not-the-password-x7")
     with pytest.raises(StoreUnavailable) as caught:
         PostgresStore(wrong).get_user("alice")
-    message = str(caught.value)
-    assert "password authentication failed" in message and "[redacted]" in message
-    assert "not-the-password-x7" not in message
+    detail = caught.value.detail  # for the log and the CLI
+    assert "password authentication failed" in detail and "[redacted]" in detail
+    assert "not-the-password-x7" not in detail
+    assert str(caught.value) == UNREACHABLE  # HTTP clients learn no host, port, database or libpq text
+    assert detail in [r.getMessage() for r in caplog.records if r.name == "wikibot.gitd.pg_store"]  # the log does
     data = tmp_path / "var"
     wb(data, "init")
     proc = wb(data, "user", "list", store_url=wrong, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("wikibot: error: ")
     assert len(proc.stderr.strip().splitlines()) == 1 and "not-the-password-x7" not in proc.stderr + proc.stdout
+    assert "password authentication failed" in proc.stderr  # the admin is told why
+
+
+@pytest.mark.parametrize("bad", ["postgresql://u:s3cr3t%zz@127.0.0.1:1/db", "postgresql://u:s3cr3t@127.0.0.1:1/db?nope=1",
+                                 "host=127.0.0.1 password=s3cr3t dbname=db", "u:s3cr3t@127.0.0.1/db"])
+def test_a_url_libpq_cannot_read_is_a_one_line_config_error_without_its_password(bad):
+    with pytest.raises(ConfigError) as caught:
+        open_store(load_config(Path("/nonexistent"), environ={"WIKIBOT_STORE_URL": bad}))
+    assert "s3cr3t" not in str(caught.value) and len(str(caught.value).splitlines()) == 1
+
+
+# timeouts and restarts
+def test_a_lock_or_statement_that_does_not_end_is_a_503_and_the_store_goes_on(url, monkeypatch):
+    monkeypatch.setattr(pg_store, "LOCK_TIMEOUT_MS", 300)
+    monkeypatch.setattr(pg_store, "STATEMENT_TIMEOUT_MS", 600)
+    store = PostgresStore(url)
+    store.migrate()
+    store.add_user(User(name="alice", email="", password_hash="x"))
+    with psycopg.connect(url) as holder:  # a transaction stuck while it holds alice's row
+        holder.execute("SELECT FROM users WHERE name = 'alice' FOR UPDATE")
+        with pytest.raises(StoreUnavailable) as caught:
+            store.add_wiki(Wiki(owner="alice", slug="w"))
+        assert "lock timeout" in caught.value.detail and str(caught.value) == UNREACHABLE
+    with pytest.raises(StoreUnavailable, match=re.escape(UNREACHABLE)) as caught, store._conn() as conn:
+        conn.execute("SELECT pg_sleep(5)")
+    assert "statement timeout" in caught.value.detail
+    store.add_wiki(Wiki(owner="alice", slug="w"))  # nothing left behind
+    assert [str(w.name) for w in store.list_wikis()] == ["alice/w"]
+    with store._conn() as conn:
+        assert "keepalives_idle=" in conn.info.dsn and "tcp_user_timeout=" in conn.info.dsn
+    store.close()
+
+
+def test_a_urls_own_options_come_after_the_timeouts(url):
+    store = PostgresStore(url + "?options=-c%20lock_timeout%3D1234&keepalives_idle=7")
+    store.migrate()
+    with store._conn() as conn:
+        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in ("lock_timeout", "statement_timeout")}
+        assert shown == {"lock_timeout": "1234ms", "statement_timeout": "30s"}
+        assert "keepalives_idle=7" in conn.info.dsn
+    store.close()
+
+
+def test_connections_the_server_dropped_cost_no_request_an_error(url):
+    """As after a PostgreSQL restart: each pooled connection is checked before a request gets it."""
+    store = PostgresStore(url, max_connections=3)
+    store.migrate()
+    barrier = threading.Barrier(3)
+
+    def hold() -> None:  # three requests at once: three pooled connections
+        with store._conn() as conn:
+            conn.execute("SELECT 1")
+            barrier.wait(10)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert _backends(admin) == 3
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND pid <> pg_backend_pid()")
+        wait_until(lambda: _backends(admin) == 0, timeout=10, what="the pooled sessions to end")
+    for i in range(6):
+        assert store.get_user(f"u{i}") is None
+    store.close()
 
 
 # configuration
@@ -138,6 +236,8 @@ def test_the_store_url_setting_chooses_the_backend(postgres, url, tmp_path):
     assert open_store(from_env).url == other
     short = load_config(tmp_path, environ={"WIKIBOT_STORE_URL": url.replace("postgresql://", "postgres://")})
     assert isinstance(open_store(short), PostgresStore)
+    threads = load_config(tmp_path, environ={"WIKIBOT_STORE_URL": url, "WIKIBOT_THREADS": "9"})
+    assert open_store(threads).max_connections == 11  # the pool follows the request threads
     for bad in ("mysql://root:hunter2@db/wikibot", "/var/lib/wikibot/db.json", "postgresql:/x"):
         with pytest.raises(ConfigError, match="is not a PostgreSQL URL") as caught:
             open_store(load_config(tmp_path, environ={"WIKIBOT_STORE_URL": bad}))
@@ -214,12 +314,41 @@ def test_a_copy_into_postgres_lands_whole_or_not_at_all(url):
     source = [User(name="a", email="", password_hash="x")], [Wiki(owner="a", slug="w")]
     target = PostgresStore(url)
     target.migrate()
-    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # a grant of a user that is not there
-        target.load(*source, [Grant(wiki=WikiName("a", "w"), user="ghost", role="viewer")], [])
+    with pytest.raises(StoreError, match=r"nothing was copied.*Key \(username\)=\(ghost\) is not present"):
+        target.load(*source, [Grant(wiki=WikiName("a", "w"), user="ghost", role="viewer")], [])  # no such user
     assert target.list_users() == [] and target.list_wikis() == []
     target.load(*source, [], [Token(id="t", user="a", hash="h", wikis=(WikiName("a", "w"),))])
     assert target.find_token("h").wikis == (WikiName("a", "w"),)
     target.close()
+
+
+def test_store_copy_gives_a_database_that_is_not_empty_no_tables(url, tmp_path):
+    data = tmp_path / "var"
+    wb(data, "init")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE invoices (id integer)")
+    refused = wb(data, "store", "copy", "--to", url, check=False)
+    assert refused.returncode == 1 and "has tables but is no wikibot store (invoices)" in refused.stderr
+    assert _tables(url) == {"invoices"}
+
+
+def test_store_copy_fails_if_the_source_changed_meanwhile(url, tmp_path, monkeypatch):
+    """A server left running writes during the copy: what it wrote is not in the target."""
+    data = tmp_path / "var"
+    wb(data, "init")
+    core: Core = open_core(load_config(data, environ={}))
+    load = PostgresStore.load
+
+    def load_while_a_user_signs_up(self, *records) -> None:
+        load(self, *records)
+        core.store.add_user(User(name="late", email="", password_hash="x"))
+
+    monkeypatch.setattr(PostgresStore, "load", load_while_a_user_signs_up)
+    with pytest.raises(WikibotError, match=r"source changed during the copy \(users 1 -> 2\).*Stop the server"):
+        cmd_store_copy(core, argparse.Namespace(to=url))
+    for store in (PostgresStore(url),):
+        assert [u.name for u in store.list_users()] == ["admin"]
+        store.close()
 
 
 def test_the_platform_suite_runs_on_the_store_it_was_asked_for(server: Server):

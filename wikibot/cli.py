@@ -156,17 +156,31 @@ def cmd_token_revoke(core: Core, args: argparse.Namespace) -> None:
     print(f"revoked token {args.id}")
 
 
+def _refuse_held(where: str, held: dict[str, int]) -> None:
+    if any(held.values()):
+        raise CoreError(f"the store at {where} already has records ({', '.join(f'{n} {k}' for k, n in held.items())});"
+                        " copy only into an empty store")
+
+
 def _store_at(location: str) -> Store:
-    """The store `wikibot store copy --to` names: a PostgreSQL URL, `tinydb:PATH`, or a PATH ending in .json."""
+    """The empty store `wikibot store copy --to` names: a PostgreSQL URL, `tinydb:PATH`, or a PATH ending
+    in .json. A database is checked before its schema is made, so a wrong one is given no tables."""
+    where = redact(location)
     if location.startswith(POSTGRES_SCHEMES):
         store = open_postgres(location)
+        from wikibot.gitd.pg_store import PostgresStore  # importable: open_postgres succeeded
+
+        assert isinstance(store, PostgresStore)
+        _refuse_held(where, store.count_records())  # refuses another application's tables too
         store.migrate()
-        return store
-    if location.startswith("tinydb:") or location.endswith(".json"):
+    elif location.startswith("tinydb:") or location.endswith(".json"):
         from wikibot.gitd.tiny_store import TinyStore
 
-        return TinyStore(Path(location.removeprefix("tinydb:")).absolute())
-    raise UsageError(f"--to takes a postgresql:// URL, tinydb:PATH or a PATH ending in .json, not {redact(location)!r}")
+        store = TinyStore(Path(location.removeprefix("tinydb:")).absolute())
+    else:
+        raise UsageError(f"--to takes a postgresql:// URL, tinydb:PATH or a PATH ending in .json, not {where!r}")
+    _refuse_held(where, {kind: len(records) for kind, records in _records(store).items()})
+    return store
 
 
 def _records(store: Store) -> dict[str, list]:
@@ -177,17 +191,18 @@ def _records(store: Store) -> dict[str, list]:
 def cmd_store_copy(core: Core, args: argparse.Namespace) -> None:
     target = _store_at(args.to)
     where, into_postgres = redact(args.to), args.to.startswith(POSTGRES_SCHEMES)
-    held = {kind: len(records) for kind, records in _records(target).items()}
-    if any(held.values()):
-        raise CoreError(f"the store at {where} already has records ({', '.join(f'{n} {k}' for k, n in held.items())});"
-                        " copy only into an empty store")
     source = _records(core.store)
     target.load(source["users"], source["wikis"], source["grants"], source["tokens"])  # all of it or nothing
-    copied = _records(target)
+    copied, after = _records(target), _records(core.store)
     _table([[kind, str(len(source[kind])), str(len(copied[kind]))] for kind in source], ["RECORDS", "SOURCE", "TARGET"])
     differ = [kind for kind in source if set(source[kind]) != set(copied[kind])]
     if differ:
         raise CoreError(f"the copy at {where} differs from the source in: {', '.join(differ)}")
+    changed = [kind for kind in source if set(source[kind]) != set(after[kind])]
+    if changed:  # a running server wrote meanwhile: the copy misses that, and the platform would lose it
+        counts = ", ".join(f"{kind} {len(source[kind])} -> {len(after[kind])}" for kind in changed)
+        raise CoreError(f"the source changed during the copy ({counts}): something wrote to it meanwhile. Stop the "
+                        f"server (and the worker), empty the store at {where} and copy again")
     print(f"copied every record to {where}")
     if into_postgres:
         print("to use it, set [store] url in wikibot.toml (or WIKIBOT_STORE_URL) to that URL and restart wikibot")
@@ -436,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CoreError(f"no data directory at {config.data_dir}; run 'wikibot init' first")
         return args.fn(core, args) or 0
     except WikibotError as exc:  # every refusal and failure the platform reports
-        print(f"wikibot: error: {exc}", file=sys.stderr)
+        detail = getattr(exc, "detail", None)  # the store's: what HTTP clients are not told, for the admin
+        print(f"wikibot: error: {detail or exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
     except OSError as exc:  # the machine refused (permissions, a full disk): its message names the file
         print(f"wikibot: error: {exc}", file=sys.stderr)

@@ -19,8 +19,9 @@ _SECRET_KEYS = "(?:http_)?(?:" + "|".join(name.replace("-", "[-_]")
                                          for name in sorted(SECRET_HEADERS, key=len, reverse=True)) + ")"
 _REPLACEMENTS = (
     (re.compile(r"wbt_[A-Za-z0-9_-]+"), f"wbt_{HIDDEN}"),  # a token anywhere, even in a path
-    # URL user info, up to the host's '@' (the last one before the path: a password may hold '@' or quotes)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@"), rf"\1{HIDDEN}@"),
+    # URL user info: everything up to the last '@' before the first '/' (on one line), as libpq reads it:
+    # a password may hold '@', quotes, '#', '?' or spaces
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\r\n]*@"), rf"\1{HIDDEN}@"),
     # `Cookie: v`, `cookie=v`, and quoted keys as dicts and header pairs print: `'Cookie': 'v'`, `(b'cookie', b'v')`;
     # the rest of the line goes with the value (a query parameter of that name is left to `_QUERY`)
     (re.compile(rf"(?i)(?<![?&])\b({_SECRET_KEYS})(['\"]\s*[:,]\s*|\s*[:=]\s*)[^\r\n]+"), rf"\1\2{HIDDEN}"),
