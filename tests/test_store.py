@@ -218,7 +218,8 @@ def _writer(location: str, worker: int) -> None:
         store.add_user(_user(name))
         store.add_token(Token(id=f"{worker}-{i}", user=name, hash=f"h{worker}-{i}"))
         store.set_grant(Grant(wiki=SHARED, user=name, role="viewer"))
-        store.touch_token(f"{worker}-{i}", float(i))  # a read-modify-write of an existing record
+        store.add_wiki(Wiki(owner=name, slug="w"))
+        store.set_usage(WikiName(name, "w"), pages=i + 1, bytes=worker)  # a read-modify-write of an existing record
 
 
 def test_concurrent_processes_lose_no_write(backend):
@@ -230,9 +231,9 @@ def test_concurrent_processes_lose_no_write(backend):
     expected = {f"p{w}-{i}" for w in range(PROCESSES) for i in range(WRITES)}
     assert {u.name for u in fresh.list_users()} == expected | {"shared"}
     assert {g.user for g in fresh.list_grants(wiki=SHARED)} == expected
-    tokens = fresh.list_tokens()
-    assert len(tokens) == PROCESSES * WRITES
-    assert all(t.last_used is not None for t in tokens)
+    assert len(fresh.list_tokens()) == PROCESSES * WRITES
+    usage = {(w.owner, w.pages, w.bytes) for w in fresh.list_wikis() if w.slug == "w"}
+    assert usage == {(f"p{w}-{i}", i + 1, w) for w in range(PROCESSES) for i in range(WRITES)}
     if not backend.is_postgres:  # TINYDB ONLY: the file is whole and no temp file is left
         db = Path(backend.location)
         json.loads(db.read_text())
