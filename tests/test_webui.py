@@ -350,3 +350,12 @@ def test_an_upload_over_the_per_file_limit_is_refused_and_changes_nothing(core, 
     assert core.repos.head(SMALL) == head
     page = client.get(got.headers["Location"])
     assert "over the 1 MB per-file limit" in page.text
+
+
+def test_an_uploaded_html_file_runs_no_script_on_the_platforms_origin(core, clients):
+    got = upload(clients["eddie"], PRIVATE, "Home", "evil.html", b"<script>fetch('/olga/pub/')</script>")
+    assert got.status_code in (200, 302, 303)
+    served = clients["vera"].get(f"/{PRIVATE}/Home/a/evil.html")
+    assert served.status_code == 200 and b"<script>" in served.data
+    assert all("sandbox" in policy for policy in served.headers.getlist("Content-Security-Policy"))
+    assert served.headers.getlist("Content-Security-Policy")  # whichever Otterwiki sends, ours is there

@@ -63,7 +63,10 @@ FORCED = {  # whatever a wiki's preferences say
     "EMAIL_NEEDS_CONFIRMATION": False, "SERVER_NAME": None, "DEBUG": False, "TESTING": False,
     "SESSION_COOKIE_NAME": "otterwiki_session", "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax", "WTF_CSRF_ENABLED": True,
+    # every wiki shares one origin: no wiki may run HTML or script of its own in another's visitors' pages
+    "HTML_EXTRA_HEAD": "", "HTML_EXTRA_BODY": "", "RENDERER_HTML_ALLOWLIST": "",
 }
+ATTACHMENT = re.compile(r"/a/[^/]+(/[^/]+)?$")  # an uploaded file, served as it is
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class OtterwikiHost:
                 _visit.current = None
         if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
             return _redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + _query(environ)))
+        if ATTACHMENT.search(rest):  # an uploaded HTML or SVG file must not run script on this origin
+            headers = [*headers, ("Content-Security-Policy", "sandbox"), ("X-Content-Type-Options", "nosniff")]
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if content_type.startswith("text/html"):
             body = _into_prefix(body, f"/{wiki.name}/".encode())
