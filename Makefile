@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_mcp.py
 	$(PY) bench/bench_tenants.py
+	$(PY) bench/bench_web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

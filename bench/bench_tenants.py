@@ -34,9 +34,7 @@ from wikibot.bootstrap.create import create_wiki
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Token, User, Wiki, to_doc
 from wikibot.gitd.secrets import hash_password
-from wikibot.hooks.post_receive import Publisher
-from wikibot.indexer.service import SearchUnavailable, remote_status
-from wikibot.testing.servers import Server, run_git, start_server, stop_server, wait_until
+from wikibot.testing.servers import run_git, start_server, stop_server, wait_until, worker_idle
 
 COUNTS = (10, 1000, 10000)
 PASSWORD = "correct horse battery"
@@ -51,19 +49,6 @@ def fill(db: Path, tenants: int) -> None:
     tokens = {str(i + 1): to_doc(Token(id=f"{i:08x}", user=f"t{i}", hash=f"{i:064x}", scope="write", created=1.0))
               for i in range(tenants)}
     db.write_text(json.dumps({"users": users, "wikis": wikis, "tokens": tokens}))
-
-
-def idle(server: Server) -> bool:
-    """The worker has delivered every event and has no index to refresh: nothing competes with the
-    requests timed (its start-up walk over every wiki, the measured wiki's first indexing)."""
-    queue = Publisher(server.data).queue
-    if any(queue.cursor(name) < queue.last_id() for name in queue.consumers()):
-        return False
-    try:
-        status = remote_status(server.data)
-    except SearchUnavailable:  # the worker is still starting
-        return False
-    return not (status["running"] or status["waiting"] or status["retrying"])
 
 
 def timed(fn: Callable[[int], object], runs: int) -> list[float]:
@@ -93,7 +78,8 @@ def platform(tenants: int, backend: str, pg) -> Iterator[tuple]:
             core.add_user("bench", password=PASSWORD, tier="premium")
             create_wiki(core, WikiName("bench", "pages"), template="default")
             token = core.create_token("bench", "write")[1]
-            wait_until(lambda: idle(server), timeout=600, what="the worker to finish its start-up work", server=server)
+            wait_until(lambda: worker_idle(server), timeout=600, what="the worker to finish its start-up work",
+                       server=server)
             yield server, core, token
         finally:
             stop_server(server)

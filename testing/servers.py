@@ -164,6 +164,22 @@ def wait_until(predicate, timeout: float = 120.0, interval: float = 0.1, what: s
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (diagnose(server) if server else ""))
 
 
+def worker_idle(server: Server) -> bool:
+    """The worker has delivered every event and has no index to refresh: nothing competes with what
+    a benchmark times (its start-up walk over every wiki, indexing a wiki just pushed)."""
+    from wikibot.hooks.post_receive import Publisher
+    from wikibot.indexer.service import SearchUnavailable, remote_status
+
+    queue = Publisher(server.data).queue
+    if any(queue.cursor(name) < queue.last_id() for name in queue.consumers()):
+        return False
+    try:
+        status = remote_status(server.data)
+    except SearchUnavailable:  # the worker is still starting
+        return False
+    return not (status["running"] or status["waiting"] or status["retrying"])
+
+
 def diagnose(server: Server, log_lines: int = 40) -> str:
     """Where the platform's background work stands, for a test's failure message."""
     from wikibot.hooks.post_receive import Publisher
