@@ -359,3 +359,18 @@ def test_an_uploaded_html_file_runs_no_script_on_the_platforms_origin(core, clie
     assert served.status_code == 200 and b"<script>" in served.data
     assert all("sandbox" in policy for policy in served.headers.getlist("Content-Security-Policy"))
     assert served.headers.getlist("Content-Security-Policy")  # whichever Otterwiki sends, ours is there
+
+
+def test_the_first_page_of_an_empty_wiki_is_saved_from_the_web(core, app):
+    core.add_user("nell", email="nell@example.org", password=PASSWORD, tier="premium")
+    wiki, first = create_wiki(core, WikiName("nell", "blank"), template="empty")
+    assert first is None and core.repos.head(wiki.name) is None
+    client = sign_in(app, "nell")
+    assert client.get(f"/{wiki.name}/").status_code in (200, 404)  # Otterwiki offers to create the page
+    form = editor_form(client, wiki.name, "Home")
+    assert form["wikibot_base"] == ""
+    got = client.post(f"/{wiki.name}/Home/save", data={**form, "content": "# Home\n\nThe first words.\n"})
+    assert got.status_code == 302
+    head = core.repos.head(wiki.name)
+    assert core.repo(wiki.name).read(head, "home.md") == b"# Home\n\nThe first words.\n"
+    assert "The first words." in client.get(f"/{wiki.name}/").text
