@@ -374,3 +374,23 @@ def test_the_first_page_of_an_empty_wiki_is_saved_from_the_web(core, app):
     head = core.repos.head(wiki.name)
     assert core.repo(wiki.name).read(head, "home.md") == b"# Home\n\nThe first words.\n"
     assert "The first words." in client.get(f"/{wiki.name}/").text
+
+
+def test_a_resumed_draft_is_based_on_the_revision_it_was_started_at(core, clients):
+    client = clients["eddie"]
+    wiki = PRIVATE
+    form = editor_form(client, wiki, "Getting_Started")
+    draft = client.post(f"/{wiki}/Getting_Started/draft", headers={"X-CSRFToken": form["csrf_token"]},
+                        data={"content": "# Getting started\n\nmy draft\n", "cursor_line": "0", "cursor_ch": "0",
+                              "revision": re.search(r'formData\.append\("revision", "([0-9a-f]*)"\)',
+                                                    client.get(f"/{wiki}/Getting_Started/edit").text).group(1)})
+    assert draft.status_code == 200, draft.text
+    pushed = core.commit(wiki, [FileChange("getting_started.md", b"# Getting started\n\nchanged meanwhile\n")],
+                         message="meanwhile", author=("olga", "olga@example.org"), actor="olga", source="mcp")
+    resumed = client.post(f"/{wiki}/Getting_Started/edit", data={"draft": "edit", "csrf_token": form["csrf_token"]})
+    assert resumed.status_code == 200 and "my draft" in resumed.text
+    base = re.search(r'name="wikibot_base" value="([0-9a-f]*)"', resumed.text).group(1)
+    assert base != pushed
+    got = client.post(f"/{wiki}/Getting_Started/save", data={"csrf_token": csrf(resumed.text), "wikibot_base": base,
+                                                            "content": "# Getting started\n\nmy draft\n"})
+    assert got.status_code == 409 and core.repos.head(wiki) == pushed

@@ -32,6 +32,7 @@ from wikibot.gitd.http_access import StartResponse
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import Role, User, Wiki
+from wikibot.gitd.repository import RevisionNotFound
 
 from ..sessions import Sessions
 from . import loader
@@ -53,6 +54,7 @@ REFUSED = re.compile(r"/(\.git(/.*)?|-/api(/.*)?|-/admin/(user_management|permis
 OWNER_ONLY = re.compile(r"/-/admin(/.*)?$")
 URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["'])/(?!/)""")
 EDITOR = re.compile(r"/edit(/[^/]*)?$")
+EDITOR_REVISION = re.compile(rb'formData\.append\("revision", "([0-9a-f]*)"\)')  # Otterwiki's, in the editor
 SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
 SEARCH_LIMIT = 20
 UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
@@ -148,13 +150,26 @@ class OtterwikiHost:
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if content_type.startswith("text/html"):
             body = _into_prefix(body, f"/{wiki.name}/".encode())
-            if EDITOR.search(rest):  # the save form remembers the HEAD this editor was opened at
-                field = f'<input type="hidden" name="{BASE_FIELD}" value="{head or ""}">'.encode()
+            if EDITOR.search(rest):  # the save form remembers the revision this editor's text is based on
+                field = f'<input type="hidden" name="{BASE_FIELD}" value="{self._base(wiki, body, head)}">'.encode()
                 body = SAVE_FORM.sub(lambda m: m.group(1) + field, body)
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    def _base(self, wiki: Wiki, editor: bytes, head: str | None) -> str:
+        """The commit an editor's text is based on: the page's revision Otterwiki opened it at (a
+        resumed draft's, which may be older than HEAD), resolved; "" for a page that did not exist."""
+        found = EDITOR_REVISION.search(editor)
+        if found is None:
+            return head or ""
+        if not found.group(1):
+            return ""  # a new page (or a draft of one): when saved, it must still not exist
+        try:
+            return self.core.repo(wiki.name).resolve(found.group(1).decode())
+        except RevisionNotFound:  # an ambiguous short id: HEAD, read before Otterwiki read the page
+            return head or ""
 
     def _limits(self, wiki: Wiki) -> TierLimits:
         owner = self.core.store.get_user(wiki.owner)
