@@ -394,3 +394,22 @@ def test_a_resumed_draft_is_based_on_the_revision_it_was_started_at(core, client
     got = client.post(f"/{wiki}/Getting_Started/save", data={"csrf_token": csrf(resumed.text), "wikibot_base": base,
                                                             "content": "# Getting started\n\nmy draft\n"})
     assert got.status_code == 409 and core.repos.head(wiki) == pushed
+
+
+def test_a_wiki_deleted_and_made_again_under_its_name_shows_nothing_of_the_old_one(core, app):
+    core.add_user("remy", email="remy@example.org", password=PASSWORD, tier="premium")
+    name = WikiName("remy", "again")
+    client = sign_in(app, "remy")
+    create_wiki(core, name, template="empty")
+    core.commit(name, [FileChange("home.md", b"# Home\n\nthe first life\n")], message="one",
+                author=("remy", "remy@example.org"), actor="remy", source="mcp")
+    admin = client.get(f"/{name}/-/admin")
+    client.post(f"/{name}/-/admin", data={"csrf_token": csrf(admin.text), "update_preferences": "1",
+                                          "site_name": "First Life Site"})
+    assert "the first life" in client.get(f"/{name}/").text
+    core.delete_wiki(name)
+    create_wiki(core, name, template="empty")
+    core.commit(name, [FileChange("home.md", b"# Home\n\nthe second life\n")], message="two",
+                author=("remy", "remy@example.org"), actor="remy", source="mcp")
+    page = client.get(f"/{name}/").text
+    assert "the second life" in page and "the first life" not in page and "First Life Site" not in page

@@ -71,6 +71,9 @@ FORCED = {  # whatever a wiki's preferences say
 ATTACHMENT = re.compile(r"/a/[^/]+(/[^/]+)?$")  # an uploaded file, served as it is
 
 
+_Key = tuple[WikiName, float]  # a wiki's name and creation time
+
+
 @dataclass(frozen=True)
 class _Visit:
     """The request Otterwiki is serving now (one at a time per process): what the save hook needs."""
@@ -92,9 +95,11 @@ class OtterwikiHost:
         self.secret = secret
         self.max_open = max_open
         self.otterwiki = loader.load(core.config.cache_dir / "otterwiki")
-        self._repos: OrderedDict[WikiName, Any] = OrderedDict()  # git.Repo per wiki, least recently used first
-        self._engines: OrderedDict[WikiName, Any] = OrderedDict()
-        self._configs: dict[WikiName, tuple[tuple, dict]] = {}
+        # per wiki, least recently used first; keyed by the wiki's name and creation time, so a wiki
+        # deleted and made again under its name never meets the old one's repository or database
+        self._repos: OrderedDict[_Key, Any] = OrderedDict()  # git.Repo
+        self._engines: OrderedDict[_Key, Any] = OrderedDict()  # its Otterwiki database
+        self._configs: dict[_Key, tuple[tuple, dict]] = {}
         _install_hooks(self.otterwiki)
 
     # routing and access
@@ -181,42 +186,41 @@ class OtterwikiHost:
         path = self.core.repos.path(wiki.name)
         storage = otter.storage
         storage.path = str(path)
-        storage.repo = self._repo(wiki.name, path)
+        storage.repo = self._repo((wiki.name, wiki.created), path)
         otter.server.githttpserver.path = str(path)
-        otter.db._app_engines[otter.app][None] = self._engine(wiki.name, path)
+        otter.db._app_engines[otter.app][None] = self._engine((wiki.name, wiki.created), path)
         otter.app.config.clear()
         otter.app.config.update(self._config(wiki, path))
 
-    def _repo(self, name: WikiName, path: Path) -> Any:
+    def _repo(self, key: _Key, path: Path) -> Any:
         import git
 
-        repo = self._repos.pop(name, None)
+        repo = self._repos.pop(key, None)
         if repo is None:
             repo = git.Repo(str(path))
-        self._repos[name] = repo
+        self._repos[key] = repo
         while len(self._repos) > self.max_open:
             _, old = self._repos.popitem(last=False)
             old.close()  # ends its `git cat-file` processes
         return repo
 
-    def _engine(self, name: WikiName, path: Path) -> Any:
+    def _engine(self, key: _Key, path: Path) -> Any:
         import sqlalchemy
 
-        engine = self._engines.pop(name, None)
+        engine = self._engines.pop(key, None)
         if engine is None:
             state = path / ".git" / "wikibot"
             state.mkdir(parents=True, exist_ok=True)
             engine = sqlalchemy.create_engine(f"sqlite:///{state / STATE_FILE}")
-            self._engines[name] = engine
             otter = self.otterwiki
             otter.db._app_engines[otter.app][None] = engine
             with file_lock(state / f"{STATE_FILE}.lock"), otter.app.app_context():
                 otter.db.create_all()  # two processes opening a new wiki at once: one creates the tables
-        self._engines[name] = engine
+        self._engines[key] = engine
         while len(self._engines) > self.max_open:
-            old_name, old = self._engines.popitem(last=False)
+            old_key, old = self._engines.popitem(last=False)
             old.dispose()
-            self._configs.pop(old_name, None)
+            self._configs.pop(old_key, None)
         return engine
 
     def _config(self, wiki: Wiki, path: Path) -> dict:
@@ -229,7 +233,7 @@ class OtterwikiHost:
             stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title, limits)
         except FileNotFoundError:
             stamp = (None, None, wiki.title, limits)
-        cached = self._configs.get(wiki.name)
+        cached = self._configs.get((wiki.name, wiki.created))
         if cached is not None and cached[0] == stamp:
             return cached[1]
         otter = self.otterwiki
@@ -244,7 +248,7 @@ class OtterwikiHost:
                       SESSION_COOKIE_SECURE=self.core.config.public_url.startswith("https://"),
                       MAX_CONTENT_LENGTH=limits.max_repo_bytes + MB)  # a bigger upload is cut off at once
         made = dict(config)
-        self._configs[wiki.name] = (stamp, made)
+        self._configs[(wiki.name, wiki.created)] = (stamp, made)
         return made
 
 
