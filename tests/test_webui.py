@@ -413,3 +413,10 @@ def test_a_wiki_deleted_and_made_again_under_its_name_shows_nothing_of_the_old_o
                 author=("remy", "remy@example.org"), actor="remy", source="mcp")
     page = client.get(f"/{name}/").text
     assert "the second life" in page and "the first life" not in page and "First Life Site" not in page
+
+
+@pytest.mark.parametrize("path", ["/olga/priv/../pub/Home", "/olga/pub/../priv/Home", "/olga/pub/./Home",
+                                  "/olga/pub/Home/../../priv/Home"])
+def test_dot_segments_are_not_found(clients, path):
+    for user in (None, "vera"):
+        assert clients[user].get(path).status_code == 404

@@ -111,6 +111,8 @@ class OtterwikiHost:
             return _plain(start_response, 404, "not found")
         if rest == "":
             return _redirect(start_response, f"/{name}/" + _query(environ))
+        if any(part in (".", "..") for part in rest.split("/")):  # no page or route has them: a traversal
+            return _plain(start_response, 404, "not found")
         session = self.sessions.load(environ)
         user = self.sessions.user_of(session)
         decision = decide(self.core.store, user, None, name, Action.READ)
