@@ -16,6 +16,7 @@ from wikibot.gitd.secrets import check_password
 from .sessions import LoginLimiter, Sessions, WebSession
 
 HERE = Path(__file__).parent
+MAX_NAME = 100  # characters of a typed user name that count (no user name is longer)
 
 
 def safe_next(target: str | None) -> str:
@@ -70,7 +71,7 @@ def create_pages(core: Core, sessions: Sessions, limiter: LoginLimiter) -> Flask
 
     @app.post("/-/login")
     def login() -> Response | tuple[str, int]:
-        name = request.form.get("username", "").strip()
+        name = request.form.get("username", "").strip()[:MAX_NAME]
         password = request.form.get("password", "")
         target = safe_next(request.form.get("next"))
         address = request.remote_addr or "-"
@@ -84,7 +85,7 @@ def create_pages(core: Core, sessions: Sessions, limiter: LoginLimiter) -> Flask
             limiter.failed(name, address)
             return render_template("login.html", next=target, name=name,
                                    error="Wrong user name or password."), 401
-        g.session = sessions.new(user.name)  # a new id: a session planted before sign-in is worth nothing
+        g.session = sessions.new(user)  # a new id: a session planted before sign-in is worth nothing
         return redirect(target, 303)
 
     @app.post("/-/logout")

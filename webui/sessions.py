@@ -34,6 +34,7 @@ class WebSession:
     sid: str
     user: str | None = None
     issued: float = 0.0
+    account: str = ""  # binds the session to the account as it was at sign-in (see `Sessions.account_mark`)
     fresh: bool = False  # made for this request: the response must set the cookie
 
 
@@ -43,6 +44,7 @@ class Sessions:
     def __init__(self, secret: bytes, store: Store, *, secure: bool, max_age: int = MAX_AGE) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="wikibot-session")
         self._csrf_key = hmac.new(secret, b"wikibot-csrf", hashlib.sha256).digest()
+        self._mark_key = hmac.new(secret, b"wikibot-account", hashlib.sha256).digest()
         self.store = store
         self.secure = secure
         self.max_age = max_age
@@ -59,20 +61,30 @@ class Sessions:
             return self.new()
         try:
             data = self._signer.loads(morsel.value, max_age=self.max_age)
-            return WebSession(sid=str(data["s"]), user=data.get("u"), issued=float(data["t"]))
+            return WebSession(sid=str(data["s"]), user=data.get("u"), issued=float(data["t"]),
+                              account=str(data.get("a", "")))
         except (BadSignature, KeyError, TypeError, ValueError):
             return self.new()
 
-    @staticmethod
-    def new(user: str | None = None) -> WebSession:
-        return WebSession(sid=secrets.token_urlsafe(18), user=user, issued=time.time(), fresh=True)
+    def new(self, user: User | None = None) -> WebSession:
+        return WebSession(sid=secrets.token_urlsafe(18), user=user.name if user else None, issued=time.time(),
+                          account=self.account_mark(user) if user else "", fresh=True)
+
+    def account_mark(self, user: User) -> str:
+        """Changes when the account is made again under its name or its password changes: a cookie
+        from before then signs in no one."""
+        return hmac.new(self._mark_key, f"{user.name}\0{user.created!r}\0{user.password_hash}".encode(),
+                        hashlib.sha256).hexdigest()[:32]
 
     def user_of(self, session: WebSession) -> User | None:
-        """The signed-in user, None if anonymous or deleted since."""
-        return self.store.get_user(session.user) if session.user else None
+        """The signed-in user, None if anonymous, or deleted, re-created or given a new password since."""
+        user = self.store.get_user(session.user) if session.user else None
+        if user is None or not hmac.compare_digest(self.account_mark(user), session.account):
+            return None
+        return user
 
     def set_cookie(self, session: WebSession) -> tuple[str, str]:
-        value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued})
+        value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued, "a": session.account})
         return ("Set-Cookie", f"{COOKIE}={value}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax"
                 + ("; Secure" if self.secure else ""))
 
@@ -106,6 +118,7 @@ class LoginLimiter:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)")
             conn.execute("CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)")
+            conn.execute("CREATE INDEX IF NOT EXISTS failures_by_time ON failures (at)")
             self._local.conn = conn
         return conn
 
@@ -115,7 +128,8 @@ class LoginLimiter:
         db = self._db()
         db.execute("DELETE FROM failures WHERE at < ?", (now - self.window,))
         wait = 0.0
-        for key, limit in ((f"user:{account.lower()}", self.per_account), (f"addr:{address}", self.per_address)):
+        limits = ((_key("user", account.lower()), self.per_account), (_key("addr", address), self.per_address))
+        for key, limit in limits:
             rows = db.execute("SELECT at FROM failures WHERE key = ? ORDER BY at DESC LIMIT 1 OFFSET ?",
                               (key, limit - 1)).fetchone()
             if rows is not None:  # `limit` failures within the window: wait until the oldest of them expires
@@ -125,4 +139,9 @@ class LoginLimiter:
     def failed(self, account: str, address: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
-                               [(f"user:{account.lower()}", now), (f"addr:{address}", now)])
+                               [(_key("user", account.lower()), now), (_key("addr", address), now)])
+
+
+def _key(kind: str, value: str) -> str:
+    """A fixed-size key: whatever a client types as a user name, a row stays small."""
+    return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'replace')).hexdigest()[:32]}"

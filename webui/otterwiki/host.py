@@ -16,21 +16,28 @@ the HTML rewritten into the wiki's prefix.
 from __future__ import annotations
 
 import hmac
+import io
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import IO, Any
+from urllib.parse import parse_qs, quote, unquote
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+from werkzeug.wrappers import Request
 
 from wikibot.config import MB, TierLimits
 from wikibot.gitd.acl import Action, Verdict, decide
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import StartResponse
-from wikibot.gitd.locks import file_lock
-from wikibot.gitd.names import InvalidName, WikiName
+from wikibot.gitd.locks import LockTimeout, file_lock
+from wikibot.gitd.names import InvalidName, WikiName, path_problem
 from wikibot.gitd.records import Role, User, Wiki
 from wikibot.gitd.repository import RevisionNotFound
 
@@ -45,18 +52,22 @@ PERMISSIONS: dict[Role | None, str] = {
     "owner": "READ,WRITE,UPLOAD,ADMIN",
 }
 ANONYMOUS = ("Anonymous", "anonymous@wikibot.invalid")
-# Otterwiki pages that are the platform's: where each goes instead
-TO_LOGIN = re.compile(r"/-/(login|register|lost_password|confirm_email|recover_password|request_confirmation_link)"
-                      r"(/.*)?$")
-TO_HOME = re.compile(r"/-/(logout|settings|user)(/.*)?$")
-REFUSED = re.compile(r"/(\.git(/.*)?|-/api(/.*)?|-/admin/(user_management|permissions_and_registration|"
-                     r"repository_management|mail_preferences)(/.*)?|-/housekeeping(/.*)?)$")
-OWNER_ONLY = re.compile(r"/-/admin(/.*)?$")
+# Otterwiki's endpoints that are the platform's business: where each goes instead
+TO_LOGIN = {"login", "register", "lost_password", "confirm_email", "recover_password", "request_confirmation_link"}
+TO_HOME = {"logout", "settings", "user", "well_known_change_password"}
+REFUSED = {"dotgit", "git_info_refs", "git_upload_pack", "git_receive_pack", "pull_webhook", "housekeeping",
+           "security_check", "admin_user_management", "admin_permissions_and_registration",
+           "admin_repository_management", "admin_mail_preferences", "plugin_url_request", "plugin_url_admin_request"}
+OWNER_ONLY = {"admin", "admin_sidebar_preferences", "admin_content_and_editing"}
+READER_POSTS = {"search"}  # the navigation bar's search box posts its form
+FILES = {"get_attachment", "get_attachment_thumbnail"}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+WIKI_LOCK_TIMEOUT = 30.0  # seconds an editor or an Otterwiki write waits for a push or another write
 URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["'])/(?!/)""")
-EDITOR = re.compile(r"/edit(/[^/]*)?$")
 EDITOR_REVISION = re.compile(rb'formData\.append\("revision", "([0-9a-f]*)"\)')  # Otterwiki's, in the editor
 SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
 SEARCH_LIMIT = 20
+SEARCH_TIMEOUT = 15.0  # seconds the search page waits for the worker
 UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
 STATE_FILE = "otterwiki.sqlite3"  # in the wiki's .git/wikibot/: goes when the wiki goes
 FORCED = {  # whatever a wiki's preferences say
@@ -68,7 +79,6 @@ FORCED = {  # whatever a wiki's preferences say
     # every wiki shares one origin: no wiki may run HTML or script of its own in another's visitors' pages
     "HTML_EXTRA_HEAD": "", "HTML_EXTRA_BODY": "", "RENDERER_HTML_ALLOWLIST": "",
 }
-ATTACHMENT = re.compile(r"/a/[^/]+(/[^/]+)?$")  # an uploaded file, served as it is
 
 
 _Key = tuple[WikiName, float]  # a wiki's name and creation time
@@ -82,8 +92,9 @@ class _Visit:
     wiki: Wiki
     user: User | None
     author: tuple[str, str]
-    head: str | None  # HEAD before Otterwiki read anything: an editor opened now is based on it
+    head: str | None  # HEAD before Otterwiki read anything
     limits: TierLimits  # the wiki owner's tier
+    search: dict[str, Any] | None  # the search page's query and answer, asked before the lock was taken
 
 
 class OtterwikiHost:
@@ -116,54 +127,104 @@ class OtterwikiHost:
         session = self.sessions.load(environ)
         user = self.sessions.user_of(session)
         decision = decide(self.core.store, user, None, name, Action.READ)
-        full_path = f"/{name}{rest}"
+        login = "/-/login?next=" + quote(f"/{name}{rest}" + _query(environ))
         if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
-            return _redirect(start_response, "/-/login?next=" + quote(full_path + _query(environ)))
+            return _redirect(start_response, login)
         if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
             return _plain(start_response, 404, f"wiki {name} not found")
-        if TO_LOGIN.match(rest):
+        method = environ.get("REQUEST_METHOD", "GET")
+        endpoint, canonical = self._route(rest, method)
+        if canonical is not None:  # Otterwiki's own spelling of the URL (`//` merged, a slash added)
+            return _redirect(start_response, f"/{name}{canonical}" + _query(environ))
+        if endpoint in TO_LOGIN:
             return _redirect(start_response, "/-/login?next=" + quote(f"/{name}/"))
-        if TO_HOME.match(rest):
+        if endpoint in TO_HOME:
             return _redirect(start_response, "/")
-        if REFUSED.match(rest) or (OWNER_ONLY.match(rest) and decision.role != "owner"):
+        if endpoint in REFUSED or (endpoint in OWNER_ONLY and decision.role != "owner"):
             return _plain(start_response, 404, "not found")
-        return self._serve(environ, start_response, decision.wiki, user, decision.role, rest)
+        if endpoint == "draft" and method != "POST":  # Otterwiki saves (an empty) draft on GET too
+            return _plain(start_response, 405, "drafts are saved with POST")
+        writer = decision.role in ("owner", "editor")
+        if method not in SAFE_METHODS and not writer and endpoint not in READER_POSTS:
+            # answered before any lock and before the body is read: a reader cannot hold them up
+            if user is None:
+                return _redirect(start_response, login)
+            return _plain(start_response, 403, decision.write_refusal or "you have read-only access to this wiki")
+        limits = self._limits(decision.wiki)
+        try:
+            body_stream = _buffered_body(environ, limits.max_repo_bytes + MB)
+        except _TooLarge:
+            return _plain(start_response, 413, f"too large: at most {limits.max_repo_mb} MB per request")
+        environ = {**environ, "wsgi.input": body_stream}
+        search = _run_search(self.core, decision.wiki.name, environ, rest) if endpoint == "search" else None
+        return self._serve(environ, start_response, decision.wiki, user, decision.role, rest, endpoint, limits,
+                           search)
+
+    def _route(self, rest: str, method: str) -> tuple[str | None, str | None]:
+        """(the Otterwiki endpoint `rest` reaches or None, None), or (None, the path Otterwiki would
+        redirect to) for another spelling of an endpoint's URL."""
+        adapter = self.otterwiki.app.url_map.bind("localhost", script_name="/")
+        try:
+            endpoint, _ = adapter.match(rest, method)
+        except RequestRedirect as moved:
+            return None, "/" + moved.new_url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+        except HTTPException:
+            return None, None
+        return endpoint, None
 
     def _serve(self, environ: dict[str, Any], start_response: StartResponse, wiki: Wiki, user: User | None,
-               role: Role | None, rest: str) -> Iterable[bytes]:
+               role: Role | None, rest: str, endpoint: str | None, limits: TierLimits,
+               search: dict[str, Any] | None) -> Iterable[bytes]:
         inner = {key: value for key, value in environ.items() if not key.upper().startswith("HTTP_X_OTTERWIKI")}
         author = (user.name, user.email or f"{user.name}@users.wikibot") if user else ANONYMOUS
         inner.update(SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + f"/{wiki.name}", PATH_INFO=rest,
                      HTTP_X_OTTERWIKI_NAME=author[0], HTTP_X_OTTERWIKI_EMAIL=author[1],
                      HTTP_X_OTTERWIKI_PERMISSIONS=PERMISSIONS[role])
-        writes = environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD", "OPTIONS")
+        method = environ.get("REQUEST_METHOD", "GET")
+        editor = endpoint == "edit" or (endpoint == "view" and "edit" in parse_qs(environ.get("QUERY_STRING", ""),
+                                                                                keep_blank_values=True))
+        # Otterwiki's own writes, and every editor (its text and its base must come from one state of
+        # the wiki, never from between a push's ref update and its worktree sync), hold the wiki's lock;
+        # a save takes it inside its commit
+        locked = editor or (method not in SAFE_METHODS and endpoint != "save")
         otter = self.otterwiki
-        with otter.lock:
-            head = self.core.repos.head(wiki.name)
-            self._point_at(wiki)
-            _visit.current = _Visit(self.core, wiki, user, author, head, self._limits(wiki))
-            try:
-                if writes and not rest.endswith("/save"):  # saves take the lock inside the commit
-                    with self.core.repos.lock(wiki.name, timeout=60):
-                        status, headers, body = _run(otter.app, inner)
-                else:
+        try:
+            with self.core.repos.lock(wiki.name, timeout=WIKI_LOCK_TIMEOUT) if locked else nullcontext(), \
+                    otter.lock:
+                head = self.core.repos.head(wiki.name)
+                self._point_at(wiki)
+                _visit.current = _Visit(self.core, wiki, user, author, head, limits, search)
+                try:
                     status, headers, body = _run(otter.app, inner)
-            finally:
-                _visit.current = None
+                finally:
+                    _visit.current = None
+                if editor:
+                    base = self._base(wiki, body, head)
+        except LockTimeout:
+            return _plain(start_response, 503, "the wiki is busy with another write; try again in a moment")
         if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
             return _redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + _query(environ)))
-        if ATTACHMENT.search(rest):  # an uploaded HTML or SVG file must not run script on this origin
-            headers = [*headers, ("Content-Security-Policy", "sandbox"), ("X-Content-Type-Options", "nosniff")]
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        if content_type.startswith("text/html"):
+        if endpoint in FILES or self._is_file(wiki, rest):  # an uploaded file: served as it was, and no script
+            # of it runs on this origin
+            headers = [*headers, ("Content-Security-Policy", "sandbox"), ("X-Content-Type-Options", "nosniff")]
+        elif content_type.startswith("text/html"):
             body = _into_prefix(body, f"/{wiki.name}/".encode())
-            if EDITOR.search(rest):  # the save form remembers the revision this editor's text is based on
-                field = f'<input type="hidden" name="{BASE_FIELD}" value="{self._base(wiki, body, head)}">'.encode()
+            if editor:  # the save form remembers the revision this editor's text is based on
+                field = f'<input type="hidden" name="{BASE_FIELD}" value="{base}">'.encode()
                 body = SAVE_FORM.sub(lambda m: m.group(1) + field, body)
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    def _is_file(self, wiki: Wiki, rest: str) -> bool:
+        """Does `rest` name a file of the wiki other than a page (Otterwiki serves those as they are)?"""
+        relative = rest.strip("/")  # PATH_INFO is decoded already
+        if not relative or relative.lower().endswith(".md"):
+            return False
+        root = self.core.repos.path(wiki.name)
+        return any((root / candidate).is_file() for candidate in (relative, relative.lower()))
 
     def _base(self, wiki: Wiki, editor: bytes, head: str | None) -> str:
         """The commit an editor's text is based on: the page's revision Otterwiki opened it at (a
@@ -278,8 +339,10 @@ def _install_hooks(otter: loader.Otterwiki) -> None:
             return _save(otter, visit)
         if request.endpoint == "search":
             return _search(otter, visit)
-        if request.endpoint in UPLOADS and request.method == "POST":
+        if request.endpoint in UPLOADS and request.method == "POST" and request.files:
             return _check_upload(otter, visit)
+        if request.endpoint in ("rename", "edit_attachment") and request.method == "POST":
+            return _check_rename(otter, visit)
         return None
 
     from jinja2 import ChoiceLoader, FileSystemLoader
@@ -300,7 +363,7 @@ def _save(otter: loader.Otterwiki, visit: _Visit) -> Any:
     message = request.form.get("commit", "").strip() or f"Update {page.pagename}"
     outcome = save_page(visit.core, SaveRequest(
         wiki=visit.wiki.name, filename=page.filename, pagename=page.pagename, content=content, message=message,
-        base=request.form.get(BASE_FIELD, visit.head or ""), author=visit.author,
+        base=request.form.get(BASE_FIELD), author=visit.author,
         actor=visit.user.name if visit.user else visit.author[0]))
     if outcome.saved:
         page.discard_draft(visit.author)
@@ -314,55 +377,131 @@ def _save(otter: loader.Otterwiki, visit: _Visit) -> Any:
 
 
 def _check_upload(otter: loader.Otterwiki, visit: _Visit) -> Any:
-    """Uploads obey the owner's per-file and repository limits, as a push would; None lets one through."""
+    """Uploads obey what a push obeys: the owner's per-file, page and repository limits and the rules
+    for paths. None lets one through."""
     from flask import jsonify, redirect, request
+    from otterwiki.util import sanitize_filename
+    from werkzeug.utils import secure_filename
 
+    page = otter.wiki.Page((request.view_args or {}).get("pagepath", ""))
     files = [f for f in request.files.values() if f.filename]
-    sizes = []
+    named = request.form.get("filename") or ""
+    limits = visit.limits
+    reason = None
+    total = 0
     for upload in files:
         upload.stream.seek(0, 2)
-        sizes.append(upload.stream.tell())
+        size = upload.stream.tell()
         upload.stream.seek(0)
-    limits = visit.limits
-    reason = next((f"{f.filename} is {size / MB:.1f} MB, over the {limits.max_file_mb} MB per-file limit"
-                   for f, size in zip(files, sizes, strict=True) if size > limits.max_file_bytes), None)
+        total += size
+        stored = sanitize_filename(named or upload.filename) or secure_filename(named or upload.filename)
+        problem = path_problem(f"{page.attachment_directoryname}/{stored}".encode())
+        if problem:
+            reason = f"the file name {stored!r} {problem}"
+        elif size > limits.max_file_bytes:
+            reason = f"{upload.filename} is {size / MB:.1f} MB, over the {limits.max_file_mb} MB per-file limit"
+        if reason:
+            break
     if reason is None and visit.head:
-        used = visit.core.repo(visit.wiki.name).tree_usage(visit.head).disk_bytes
-        if used + sum(sizes) > limits.max_repo_bytes:
+        usage = visit.core.repo(visit.wiki.name).tree_usage(visit.head)
+        pages = sum(1 for f in files if (named or f.filename).lower().endswith(".md"))
+        if pages and usage.pages + pages > limits.max_pages:
+            reason = f"page limit {limits.max_pages} reached: a .md upload is a page"
+        elif usage.disk_bytes + total > limits.max_repo_bytes:
             reason = (f"repository size limit {limits.max_repo_mb} MB reached: the upload would make it "
-                      f"{(used + sum(sizes)) / MB:.1f} MB")
+                      f"{(usage.disk_bytes + total) / MB:.1f} MB")
     if reason is None:
         return None
     if request.endpoint == "inline_attachment":  # the editor's paste/drop upload reads JSON
         return jsonify({"error": reason}), 413
     otter.helper.toast(f"Not uploaded: {reason}.", "error")
-    return redirect(otter.helper.url_for("attachments", pagepath=(request.view_args or {}).get("pagepath", ""))), 303
+    return redirect(otter.helper.url_for("attachments", pagepath=page.pagepath)), 303
+
+
+def _check_rename(otter: loader.Otterwiki, visit: _Visit) -> Any:
+    """A page or attachment renamed obeys the rules for paths a push obeys. None lets it through."""
+    from flask import redirect, request
+
+    args = request.view_args or {}
+    if request.endpoint == "rename":
+        new = request.form.get("new_pagename") or ""
+        target = otter.helper.get_filename(new) if new else ""
+        back = otter.helper.url_for("rename", path=args.get("path", ""))
+    else:
+        page = otter.wiki.Page(args.get("pagepath", ""))
+        new = request.form.get("new_filename") or ""
+        target = f"{page.attachment_directoryname}/{new}" if new else ""
+        back = otter.helper.url_for("attachments", pagepath=page.pagepath)
+    problem = path_problem(target.encode()) if target else None
+    if problem is None:
+        return None
+    otter.helper.toast(f"Not renamed: {new!r} {problem}.", "error")
+    return redirect(back), 303
+
+
+def _run_search(core: Core, wiki: WikiName, environ: dict[str, Any], rest: str) -> dict[str, Any]:
+    """Ask the indexer for the search page, before the Otterwiki lock is taken (the worker may take a
+    while): the query, the mode, and the hits or why there are none."""
+    from wikibot.indexer.search import MODES, SearchError
+    from wikibot.indexer.service import SearchUnavailable, remote_search
+
+    values = Request(environ).values
+    environ["wsgi.input"].seek(0)  # Otterwiki reads the form again (its CSRF check)
+    query = (values.get("query") or unquote(rest.partition("/-/search/")[2])).strip()
+    mode = values.get("mode", "hybrid")
+    mode = mode if mode in MODES else "hybrid"
+    answer: dict[str, Any] = {"query": query, "mode": mode, "hits": [], "error": ""}
+    if query:
+        try:
+            answer["hits"] = remote_search(core.config.data_dir, wiki, query, mode, SEARCH_LIMIT,
+                                           timeout=SEARCH_TIMEOUT)["hits"]
+        except SearchError as exc:
+            answer["error"] = str(exc)
+        except SearchUnavailable:
+            answer["error"] = "Search is starting up or unavailable right now; try again in a moment."
+    return answer
 
 
 def _search(otter: loader.Otterwiki, visit: _Visit) -> Any:
     """The wiki's search box, answered by the indexer (the worker's query service)."""
-    from flask import render_template, request
+    from flask import render_template
 
-    from wikibot.indexer.search import MODES, SearchError
-    from wikibot.indexer.service import SearchUnavailable, remote_search
-
-    query = (request.values.get("query") or (request.view_args or {}).get("query") or "").strip()
-    mode = request.values.get("mode", "hybrid")
-    mode = mode if mode in MODES else "hybrid"
-    hits: list[dict[str, Any]] = []
-    error = ""
-    if query:
-        try:
-            found = remote_search(visit.core.config.data_dir, visit.wiki.name, query, mode, SEARCH_LIMIT)
-        except SearchError as exc:
-            error = str(exc)
-        except SearchUnavailable:
-            error = "Search is starting up or unavailable right now; try again in a moment."
-        else:
-            hits = [{**hit, "pagepath": otter.helper.get_pagename(hit["page"], full=True)} for hit in found["hits"]]
+    found = visit.search or {"query": "", "mode": "hybrid", "hits": [], "error": ""}
+    hits = [{**hit, "pagepath": otter.helper.get_pagename(hit["page"], full=True)} for hit in found["hits"]]
     modes = [("hybrid", "Meaning and words"), ("semantic", "Meaning"), ("keyword", "Words")]
-    return render_template("wikibot_search.html", title="Search", query=query, mode=mode, modes=modes, hits=hits,
-                           error=error)
+    return render_template("wikibot_search.html", title="Search", query=found["query"], mode=found["mode"],
+                           modes=modes, hits=hits, error=found["error"])
+
+
+class _TooLarge(Exception):
+    """A request body over the cap."""
+
+
+def _buffered_body(environ: dict[str, Any], cap: int) -> IO[bytes]:
+    """The request body, read to its end before any lock is taken (a client sending it slowly then
+    holds up no one but itself); at most `cap` bytes, in memory up to 1 MB, then in a temp file."""
+    stream = environ.get("wsgi.input")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get("wsgi.input_terminated")
+    if stream is None or (length <= 0 and not chunked):
+        return io.BytesIO()
+    if length > cap:
+        raise _TooLarge()
+    buffer = tempfile.SpooledTemporaryFile(max_size=MB)
+    left = length if length > 0 else cap + 1
+    while left > 0:
+        chunk = stream.read(min(left, 64 * 1024))
+        if not chunk:
+            break
+        buffer.write(chunk)
+        left -= len(chunk)
+        if buffer.tell() > cap:
+            raise _TooLarge()
+    buffer.seek(0)
+    return buffer
 
 
 def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
 from wikibot.gitd.locks import LockTimeout
 from wikibot.gitd.names import WikiName
-from wikibot.gitd.repository import unified_diff
+from wikibot.gitd.repository import Repository, unified_diff
 
 BASE_FIELD = "wikibot_base"
 LOCK_TIMEOUT = 30.0  # seconds a save waits for a push or another save to finish
@@ -41,7 +40,7 @@ class SaveRequest:
     pagename: str
     content: str  # normalised as Otterwiki does: LF line ends, one final newline
     message: str
-    base: str  # the HEAD the editor was rendered at ("" when the wiki had no commit)
+    base: str | None  # the revision the editor's text is based on ("": a new page; None: not said)
     author: tuple[str, str]
     actor: str
 
@@ -64,6 +63,10 @@ def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
     """Commit the page, or say why not; the repository is left as it was on every refusal."""
     repo = core.repo(request.wiki)
     data = request.content.encode()
+    if request.base is None:  # a form that does not say what it was based on is never taken as current
+        head = core.repos.head(request.wiki)
+        return _conflict(repo, request, head, f"This save of {request.pagename} did not say which version of "
+                                              "the page it was based on.")
 
     def build(head: str | None) -> Sequence[FileChange]:
         then = repo.blob_id(request.base, request.filename) if request.base else None
@@ -81,19 +84,21 @@ def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
     except _Unchanged as same:  # caught before its base class
         return SaveOutcome(saved=True, head=same.head)
     except _Changed as changed:
-        now = repo.read(changed.head, request.filename) if changed.head else None
-        text = (now or b"").decode("utf-8", "replace")
-        return SaveOutcome(saved=False, conflict=True, head=changed.head,
-                           reason=f"{request.pagename} was changed by someone else since you opened the editor.",
-                           diff=unified_diff(request.filename, text, request.content))
-    except CommitRefused as refused:
-        return SaveOutcome(saved=False, reason=str(refused))
+        return _conflict(repo, request, changed.head,
+                         f"{request.pagename} was changed by someone else since you opened the editor.")
+    except CommitRefused as refused:  # the base stays the editor's: saving again is no conflict
+        return SaveOutcome(saved=False, head=request.base, reason=str(refused))
     except LockTimeout:
-        return SaveOutcome(saved=False, reason="the wiki is busy with another write; try saving again")
+        return SaveOutcome(saved=False, head=request.base,
+                           reason="the wiki is busy with another write; try saving again")
     return SaveOutcome(saved=True, changed=True, head=head)
 
 
-def form_fields(outcome: SaveOutcome) -> dict[str, Any]:
-    """What the refusal page needs besides the user's text."""
-    return {"reason": outcome.reason, "diff": outcome.diff, "conflict": outcome.conflict,
-            "base": outcome.head or ""}
+def _conflict(repo: Repository, request: SaveRequest, head: str | None, reason: str) -> SaveOutcome:
+    """Refused as a conflict: what differs between the page at `head` and the user's text, and
+    `head` as the base of a save from the refusal page."""
+    now = repo.read(head, request.filename) if head else None
+    text = (now or b"").decode("utf-8", "replace")
+    return SaveOutcome(saved=False, conflict=True, head=head, reason=reason,
+                       diff=unified_diff(request.filename, text, request.content))
+
