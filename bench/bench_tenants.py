@@ -2,7 +2,9 @@
 
 For each backend and tenant count, a fresh data dir is filled with that many tenants (a user, a wiki
 record and a write token each, written straight into the store), one measured tenant is created
-through the Core with a real repository, and `wikibot serve` runs on it. Then, warm:
+through the Core with a real repository, and `wikibot serve` runs on it. The platforms of every count
+run at once and the calls go round them in turn (a batch each, ten rounds), so drift on the machine
+weighs on every count alike. Warm:
 - a token-authenticated `git ls-remote` of the measured wiki (the git CLI's own start-up included);
 - an MCP `read_page` through fastmcp's client;
 - a tenant creation through the Core: user (password hash), wiki (repository, empty template), token;
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fastmcp import Client
@@ -85,43 +87,67 @@ def platform(tenants: int, backend: str, pg) -> Iterator[tuple]:
             stop_server(server)
 
 
-def measure(tenants: int, backend: str, runs: int, pg) -> dict[str, float]:
-    with platform(tenants, backend, pg) as (server, core, token):
-        url = server.clone_url("bench/pages", token)
-        loop = asyncio.new_event_loop()
-        client = Client(StreamableHttpTransport(f"{server.url}/mcp/bench/pages", auth=token))
-        loop.run_until_complete(client.__aenter__())
+class Probe:
+    """The timed operations against one running platform."""
 
-        def read_page(_: int) -> None:
-            loop.run_until_complete(client.call_tool("read_page", {"path": "Home"}, raise_on_error=True))
+    def __init__(self, server, core, token: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.core, self.loop = core, loop
+        self.url = server.clone_url("bench/pages", token)
+        self.client = Client(StreamableHttpTransport(f"{server.url}/mcp/bench/pages", auth=token))
+        loop.run_until_complete(self.client.__aenter__())
+        self.made = 0
 
-        def ls_remote(_: int) -> None:
-            run_git("ls-remote", url)
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.__aexit__(None, None, None))
 
-        def create_tenant(i: int) -> None:
-            name = f"new{i}"
-            core.add_user(name, password=PASSWORD)
-            create_wiki(core, WikiName(name, "notes"), template="empty")
-            core.create_token(name, "write")
+    def read_page(self, _: int) -> None:
+        self.loop.run_until_complete(self.client.call_tool("read_page", {"path": "Home"}, raise_on_error=True))
 
-        def write_records(i: int) -> None:  # the store's share of a creation: three writes
-            name = f"rec{i}"
-            core.store.add_user(User(name=name, email="", password_hash="x"))
-            core.store.add_wiki(Wiki(owner=name, slug="notes"), max_owned=1)
-            core.store.add_token(Token(id=f"rec{i}", user=name, hash=f"rec{i}"))
+    def ls_remote(self, _: int) -> None:
+        run_git("ls-remote", self.url)
 
-        for fn in (read_page, ls_remote):  # warm: every gunicorn worker, the token's last-used time
-            timed(fn, 6)
-        figures = {
-            "git ls-remote (token)": statistics.median(timed(ls_remote, runs)),
-            "MCP read_page": statistics.median(timed(read_page, runs)),
-            "tenant creation": statistics.median(timed(create_tenant, max(5, runs // 3))),
-            "password hash": statistics.median(timed(lambda _: hash_password(PASSWORD), max(5, runs // 3))),
-            "its 3 store writes": statistics.median(timed(write_records, max(5, runs // 3))),
-        }
-        loop.run_until_complete(client.__aexit__(None, None, None))
-        loop.close()
-        return figures
+    def create_tenant(self, _: int) -> None:
+        self.made += 1
+        name = f"new{self.made}"
+        self.core.add_user(name, password=PASSWORD)
+        create_wiki(self.core, WikiName(name, "notes"), template="empty")
+        self.core.create_token(name, "write")
+
+    def write_records(self, _: int) -> None:  # the store's share of a creation: three writes
+        self.made += 1
+        name = f"rec{self.made}"
+        self.core.store.add_user(User(name=name, email="", password_hash="x"))
+        self.core.store.add_wiki(Wiki(owner=name, slug="notes"), max_owned=1)
+        self.core.store.add_token(Token(id=name, user=name, hash=name))
+
+    @staticmethod
+    def password_hash(_: int) -> None:
+        hash_password(PASSWORD)
+
+
+OPERATIONS = {"git ls-remote (token)": ("ls_remote", 1), "MCP read_page": ("read_page", 1),
+              "tenant creation": ("create_tenant", 3), "password hash": ("password_hash", 3),
+              "its 3 store writes": ("write_records", 3)}  # name: (method, one call in N rounds)
+ROUNDS = 10
+
+
+def measure(counts: list[int], backend: str, runs: int, pg) -> dict[int, dict[str, float]]:
+    """Every tenant count's platform runs at once, and the calls go round them in turn (a batch to each,
+    ROUNDS times), so what drifts on the machine meanwhile weighs on every count alike."""
+    loop = asyncio.new_event_loop()
+    with ExitStack() as stack:
+        probes = {n: Probe(*stack.enter_context(platform(n, backend, pg)), loop) for n in counts}
+        stack.callback(lambda: [probe.close() for probe in probes.values()])
+        for probe in probes.values():  # warm: every gunicorn worker, the token's last-used time
+            timed(probe.read_page, 6)
+            timed(probe.ls_remote, 6)
+        times: dict[int, dict[str, list[float]]] = {n: {name: [] for name in OPERATIONS} for n in counts}
+        for _ in range(ROUNDS):
+            for n, probe in probes.items():
+                for name, (method, every) in OPERATIONS.items():
+                    times[n][name] += timed(getattr(probe, method), max(1, runs // ROUNDS // every))
+    loop.close()
+    return {n: {name: statistics.median(ts) for name, ts in ops.items()} for n, ops in times.items()}
 
 
 def main(argv: list[str]) -> int:
@@ -139,13 +165,13 @@ def main(argv: list[str]) -> int:
         pg_server = PostgresServer.start(Path(tempfile.mkdtemp(prefix="bench-pg-")))
     try:
         for backend in backends:
-            print(f"\n{backend}: medians of {args.runs} calls (tenant creation: {max(5, args.runs // 3)}), "
-                  f"ratio to {args.tenants[0]} tenants", flush=True)
-            base: dict[str, float] | None = None
+            print(f"\n{backend}: medians of {args.runs} calls (tenant creation, hash, store writes: "
+                  f"{args.runs // 3}), in {ROUNDS} interleaved rounds, ratio to {args.tenants[0]} tenants", flush=True)
+            figures = measure(args.tenants, backend, args.runs, pg_server)
+            base = figures[args.tenants[0]]
             for tenants in args.tenants:
-                figures = measure(tenants, backend, args.runs, pg_server)
-                base = base or figures
-                line = "  ".join(f"{name} {ms:7.1f} ms ({ms / base[name]:4.2f}x)" for name, ms in figures.items())
+                line = "  ".join(f"{name} {ms:7.1f} ms ({ms / base[name]:4.2f}x)"
+                                 for name, ms in figures[tenants].items())
                 print(f"  {tenants:>6} tenants: {line}", flush=True)
     finally:
         if pg_server is not None:
