@@ -10,6 +10,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,17 +258,18 @@ class Core:
     def commit_with(self, name: WikiName, build: Callable[[str | None], Sequence[FileChange]], *,
                     message: str, author: tuple[str, str], actor: str | None, source: Source,
                     base: str | None = None, lock_timeout: float | None = None,
-                    checkpoint: Callable[[], None] | None = None) -> str:
+                    checkpoint: Callable[[], None] | None = None, lock_held: bool = False) -> str:
         """Like `commit`, with the changes computed by `build(head)` under the wiki's lock.
 
         For writers whose changes depend on the current content (page-level conflict checks, link
         rewrites on rename): no other write can land between reading and committing. `build` may
         raise to refuse; nothing changes then. Writers serving a request with a deadline give up
         waiting for the lock after `lock_timeout` s (LockTimeout) and pass `checkpoint`, their last
-        chance to stop, called just before the ref moves.
+        chance to stop, called just before the ref moves. A caller that already holds the wiki's lock
+        (the web wiki takes it before Otterwiki's, always in that order) says `lock_held`.
         """
         session = self.receive_session(name, actor)
-        with self.repos.lock(name, timeout=lock_timeout):
+        with nullcontext() if lock_held else self.repos.lock(name, timeout=lock_timeout):
             head = self.repos.head(name)
             if base is not None and base != head:
                 raise CommitConflict(head)

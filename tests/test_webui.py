@@ -420,3 +420,15 @@ def test_a_wiki_deleted_and_made_again_under_its_name_shows_nothing_of_the_old_o
 def test_dot_segments_are_not_found(clients, path):
     for user in (None, "vera"):
         assert clients[user].get(path).status_code == 404
+
+
+def test_a_save_that_waits_too_long_for_a_push_keeps_the_text(core, clients, monkeypatch):
+    from wikibot.webui.otterwiki import host
+
+    form = editor_form(clients["eddie"], PUBLIC, "Home")
+    head = core.repos.head(PUBLIC)
+    monkeypatch.setattr(host, "WIKI_LOCK_TIMEOUT", 0.5)
+    with core.repos.lock(PUBLIC):  # a push holding the wiki
+        got = clients["eddie"].post(f"/{PUBLIC}/Home/save", data={**form, "content": "words <kept> & safe\n"})
+    assert got.status_code == 503 and core.repos.head(PUBLIC) == head
+    assert "words &lt;kept&gt; &amp; safe" in got.text and 'name="wikibot_base"' in got.text

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, quote, unquote
@@ -183,10 +184,11 @@ class OtterwikiHost:
         method = environ.get("REQUEST_METHOD", "GET")
         editor = endpoint == "edit" or (endpoint == "view" and "edit" in parse_qs(environ.get("QUERY_STRING", ""),
                                                                                 keep_blank_values=True))
-        # Otterwiki's own writes, and every editor (its text and its base must come from one state of
-        # the wiki, never from between a push's ref update and its worktree sync), hold the wiki's lock;
-        # a save takes it inside its commit
-        locked = editor or (method not in SAFE_METHODS and endpoint != "save")
+        # Every write (a save, Otterwiki's own) and every editor (its text and its base must come from one
+        # state of the wiki, never from between a push's ref update and its worktree sync) hold the wiki's
+        # lock, always taken before Otterwiki's: the other order would let a save and an editor of one
+        # process wait for each other
+        locked = editor or method not in SAFE_METHODS
         otter = self.otterwiki
         try:
             with self.core.repos.lock(wiki.name, timeout=WIKI_LOCK_TIMEOUT) if locked else nullcontext(), \
@@ -201,6 +203,8 @@ class OtterwikiHost:
                 if editor:
                     base = self._base(wiki, body, head)
         except LockTimeout:
+            if endpoint == "save":  # the user's text is never thrown away
+                return _busy_save(start_response, environ)
             return _plain(start_response, 503, "the wiki is busy with another write; try again in a moment")
         if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
             return _redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + _query(environ)))
@@ -502,6 +506,21 @@ def _buffered_body(environ: dict[str, Any], cap: int) -> IO[bytes]:
             raise _TooLarge()
     buffer.seek(0)
     return buffer
+
+
+def _busy_save(start_response: StartResponse, environ: dict[str, Any]) -> Iterable[bytes]:
+    """A save that could not get the wiki's lock in time: the same form again, the text in it."""
+    form = Request(environ).form
+    hidden = "".join(f'<input type="hidden" name="{escape(key)}" value="{escape(form.get(key, ""))}">'
+                     for key in ("csrf_token", BASE_FIELD, "commit") if key in form)
+    page = (f'<!doctype html><meta charset="utf-8"><title>Not saved yet</title><h1>Not saved yet</h1>'
+            f'<p>The wiki is busy with another write. Nothing was saved; your text is below: save it again.</p>'
+            f'<form method="post" action="">{hidden}<textarea name="content" rows="20" cols="90">'
+            f'{escape(form.get("content", ""))}</textarea><p><button type="submit">Save</button></p></form>')
+    body = page.encode()
+    start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
+                                               ("Content-Length", str(len(body))), ("Retry-After", "5")])
+    return [body]
 
 
 def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 
 from wikibot.gitd.commits import CommitRefused, FileChange
 from wikibot.gitd.core import Core
-from wikibot.gitd.locks import LockTimeout
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repository import Repository, unified_diff
 
 BASE_FIELD = "wikibot_base"
-LOCK_TIMEOUT = 30.0  # seconds a save waits for a push or another save to finish
 
 
 class _Changed(Exception):
@@ -60,7 +58,8 @@ def normalise(content: str) -> str:
 
 
 def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
-    """Commit the page, or say why not; the repository is left as it was on every refusal."""
+    """Commit the page, or say why not; the repository is left as it was on every refusal. Called
+    with the wiki's lock held (the host takes it before Otterwiki's)."""
     repo = core.repo(request.wiki)
     data = request.content.encode()
     if request.base is None:  # a form that does not say what it was based on is never taken as current
@@ -80,7 +79,7 @@ def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
 
     try:
         head = core.commit_with(request.wiki, build, message=request.message, author=request.author,
-                                actor=request.actor, source="web", lock_timeout=LOCK_TIMEOUT)
+                                actor=request.actor, source="web", lock_held=True)
     except _Unchanged as same:  # caught before its base class
         return SaveOutcome(saved=True, head=same.head)
     except _Changed as changed:
@@ -88,9 +87,6 @@ def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
                          f"{request.pagename} was changed by someone else since you opened the editor.")
     except CommitRefused as refused:  # the base stays the editor's: saving again is no conflict
         return SaveOutcome(saved=False, head=request.base, reason=str(refused))
-    except LockTimeout:
-        return SaveOutcome(saved=False, head=request.base,
-                           reason="the wiki is busy with another write; try saving again")
     return SaveOutcome(saved=True, changed=True, head=head)
 
 
