@@ -2,49 +2,46 @@
 
 Process model: Otterwiki is not thread-safe, even for one wiki, and keeps its state in module-level
 singletons. So each request holds one process-wide lock from re-pointing those singletons at its
-wiki (repository, preferences database, config) until its response is complete: web-wiki requests
-of one process run one at a time, while git, MCP and search requests keep the other threads (see
-the note on issue 13 for the measurements behind this choice).
+wiki (repository, preferences database, config) until its answer is read: web-wiki requests of one
+process run one at a time, while git, MCP and search requests keep the other threads (the note on
+issue 13 has the measurements behind this choice).
 
-Per request, in order: who the visitor is (the platform session), what they may do (`gitd.acl`, as
-every surface), Otterwiki pages that are the platform's business (sign-in, registration, users,
-mail, repository management, its git server) answered or refused before Otterwiki sees them,
-every client-sent `x-otterwiki-*` header dropped and the platform's own set (READ always with
-WRITE), writes under the wiki's writer lock, saves through `save.py`, and root-relative URLs in
-the HTML rewritten into the wiki's prefix.
+Per request, in order: who the visitor is (the platform session) and what they may do (`gitd.acl`,
+as every surface); the Otterwiki endpoint the URL reaches (by Otterwiki's own URL map), with those
+that are the platform's business (sign-in, registration, users, mail, repository management, its
+git server) answered before Otterwiki sees them, and readers' writes refused before any lock; the
+body read whole and a search asked of the indexer, both before any lock; every client-sent
+`x-otterwiki-*` header dropped and the platform's own set (READ always with WRITE); writes and
+editors under the wiki's writer lock, always taken before Otterwiki's; then, in HTML answers,
+root-relative URLs rewritten into the wiki's prefix and the editor's base revision added. What runs
+inside Otterwiki's app (saves, the search page, upload checks) is in `inside.py`.
 """
 from __future__ import annotations
 
 import hmac
-import io
 import re
-import tempfile
-import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
-from html import escape
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import parse_qs, quote, unquote
+from typing import Any
+from urllib.parse import parse_qs, quote
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
-from werkzeug.wrappers import Request
 
 from wikibot.config import MB, TierLimits
 from wikibot.gitd.acl import Action, Verdict, decide
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import StartResponse
 from wikibot.gitd.locks import LockTimeout, file_lock
-from wikibot.gitd.names import InvalidName, WikiName, path_problem
+from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import Role, User, Wiki
 from wikibot.gitd.repository import RevisionNotFound
 
 from ..sessions import Sessions
-from . import loader
-from .save import BASE_FIELD, SaveRequest, normalise, save_page
+from . import inside, loader, wsgi
+from .save import BASE_FIELD
 
 PERMISSIONS: dict[Role | None, str] = {
     None: "READ",  # anonymous on a public wiki, or a signed-in reader without a grant
@@ -85,19 +82,6 @@ FORCED = {  # whatever a wiki's preferences say
 _Key = tuple[WikiName, float]  # a wiki's name and creation time
 
 
-@dataclass(frozen=True)
-class _Visit:
-    """The request Otterwiki is serving now (one at a time per process): what the save hook needs."""
-
-    core: Core
-    wiki: Wiki
-    user: User | None
-    author: tuple[str, str]
-    head: str | None  # HEAD before Otterwiki read anything
-    limits: TierLimits  # the wiki owner's tier
-    search: dict[str, Any] | None  # the search page's query and answer, asked before the lock was taken
-
-
 class OtterwikiHost:
     """The WSGI app for `/OWNER/WIKI/...`."""
 
@@ -112,52 +96,52 @@ class OtterwikiHost:
         self._repos: OrderedDict[_Key, Any] = OrderedDict()  # git.Repo
         self._engines: OrderedDict[_Key, Any] = OrderedDict()  # its Otterwiki database
         self._configs: dict[_Key, tuple[tuple, dict]] = {}
-        _install_hooks(self.otterwiki)
+        inside.install_hooks(self.otterwiki)
 
     # routing and access
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        owner, slug, rest = _split(environ.get("PATH_INFO", ""))
+        owner, slug, rest = wsgi.split(environ.get("PATH_INFO", ""))
         try:
             name = WikiName(owner, slug)
         except InvalidName:
-            return _plain(start_response, 404, "not found")
+            return wsgi.plain(start_response, 404, "not found")
         if rest == "":
-            return _redirect(start_response, f"/{name}/" + _query(environ))
+            return wsgi.redirect(start_response, f"/{name}/" + wsgi.query(environ))
         if any(part in (".", "..") for part in rest.split("/")):  # no page or route has them: a traversal
-            return _plain(start_response, 404, "not found")
+            return wsgi.plain(start_response, 404, "not found")
         session = self.sessions.load(environ)
         user = self.sessions.user_of(session)
         decision = decide(self.core.store, user, None, name, Action.READ)
-        login = "/-/login?next=" + quote(f"/{name}{rest}" + _query(environ))
+        login = "/-/login?next=" + quote(f"/{name}{rest}" + wsgi.query(environ))
         if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
-            return _redirect(start_response, login)
+            return wsgi.redirect(start_response, login)
         if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
-            return _plain(start_response, 404, f"wiki {name} not found")
+            return wsgi.plain(start_response, 404, f"wiki {name} not found")
         method = environ.get("REQUEST_METHOD", "GET")
         endpoint, canonical = self._route(rest, method)
         if canonical is not None:  # Otterwiki's own spelling of the URL (`//` merged, a slash added)
-            return _redirect(start_response, f"/{name}{canonical}" + _query(environ))
+            return wsgi.redirect(start_response, f"/{name}{canonical}" + wsgi.query(environ))
         if endpoint in TO_LOGIN:
-            return _redirect(start_response, "/-/login?next=" + quote(f"/{name}/"))
+            return wsgi.redirect(start_response, "/-/login?next=" + quote(f"/{name}/"))
         if endpoint in TO_HOME:
-            return _redirect(start_response, "/")
+            return wsgi.redirect(start_response, "/")
         if endpoint in REFUSED or (endpoint in OWNER_ONLY and decision.role != "owner"):
-            return _plain(start_response, 404, "not found")
+            return wsgi.plain(start_response, 404, "not found")
         if endpoint == "draft" and method != "POST":  # Otterwiki saves (an empty) draft on GET too
-            return _plain(start_response, 405, "drafts are saved with POST")
+            return wsgi.plain(start_response, 405, "drafts are saved with POST")
         writer = decision.role in ("owner", "editor")
         if method not in SAFE_METHODS and not writer and endpoint not in READER_POSTS:
             # answered before any lock and before the body is read: a reader cannot hold them up
             if user is None:
-                return _redirect(start_response, login)
-            return _plain(start_response, 403, decision.write_refusal or "you have read-only access to this wiki")
+                return wsgi.redirect(start_response, login)
+            return wsgi.plain(start_response, 403, decision.write_refusal or "you have read-only access to this wiki")
         limits = self._limits(decision.wiki)
         try:
-            body_stream = _buffered_body(environ, limits.max_repo_bytes + MB)
-        except _TooLarge:
-            return _plain(start_response, 413, f"too large: at most {limits.max_repo_mb} MB per request")
+            body_stream = wsgi.buffered_body(environ, limits.max_repo_bytes + MB)
+        except wsgi.TooLarge:
+            return wsgi.plain(start_response, 413, f"too large: at most {limits.max_repo_mb} MB per request")
         environ = {**environ, "wsgi.input": body_stream}
-        search = _run_search(self.core, decision.wiki.name, environ, rest) if endpoint == "search" else None
+        search = inside.ask_search(self.core, decision.wiki.name, environ, rest) if endpoint == "search" else None
         return self._serve(environ, start_response, decision.wiki, user, decision.role, rest, endpoint, limits,
                            search)
 
@@ -195,25 +179,25 @@ class OtterwikiHost:
                     otter.lock:
                 head = self.core.repos.head(wiki.name)
                 self._point_at(wiki)
-                _visit.current = _Visit(self.core, wiki, user, author, head, limits, search)
+                inside.current.visit = inside.Visit(self.core, wiki, user, author, head, limits, search)
                 try:
-                    status, headers, body = _run(otter.app, inner)
+                    status, headers, body = wsgi.run(otter.app, inner)
                 finally:
-                    _visit.current = None
+                    inside.current.visit = None
                 if editor:
                     base = self._base(wiki, body, head)
         except LockTimeout:
             if endpoint == "save":  # the user's text is never thrown away
-                return _busy_save(start_response, environ)
-            return _plain(start_response, 503, "the wiki is busy with another write; try again in a moment")
+                return wsgi.busy_save(start_response, environ)
+            return wsgi.plain(start_response, 503, "the wiki is busy with another write; try again in a moment")
         if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
-            return _redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + _query(environ)))
+            return wsgi.redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + wsgi.query(environ)))
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if endpoint in FILES or self._is_file(wiki, rest):  # an uploaded file: served as it was, and no script
             # of it runs on this origin
             headers = [*headers, ("Content-Security-Policy", "sandbox"), ("X-Content-Type-Options", "nosniff")]
         elif content_type.startswith("text/html"):
-            body = _into_prefix(body, f"/{wiki.name}/".encode())
+            body = wsgi.into_prefix(body, f"/{wiki.name}/".encode())
             if editor:  # the save form remembers the revision this editor's text is based on
                 field = f'<input type="hidden" name="{BASE_FIELD}" value="{base}">'.encode()
                 body = SAVE_FORM.sub(lambda m: m.group(1) + field, body)
@@ -319,263 +303,3 @@ class OtterwikiHost:
         return made
 
 
-class _VisitHolder(threading.local):
-    current: _Visit | None = None
-
-
-_visit = _VisitHolder()
-
-
-def _install_hooks(otter: loader.Otterwiki) -> None:
-    """Once per process: the save hook in Otterwiki's app (after its CSRF check, which runs first)."""
-    if getattr(otter.app, "_wikibot_hooks", False):
-        return
-    app = otter.app
-
-    @app.before_request
-    def wikibot_pages() -> Any:
-        from flask import request
-
-        visit = _visit.current
-        if visit is None:
-            return None
-        if request.endpoint == "save" and request.method == "POST":
-            return _save(otter, visit)
-        if request.endpoint == "search":
-            return _search(otter, visit)
-        if request.endpoint in UPLOADS and request.method == "POST" and request.files:
-            return _check_upload(otter, visit)
-        if request.endpoint in ("rename", "edit_attachment") and request.method == "POST":
-            return _check_rename(otter, visit)
-        return None
-
-    from jinja2 import ChoiceLoader, FileSystemLoader
-
-    app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")), app.jinja_loader])
-    app._wikibot_hooks = True
-
-
-def _save(otter: loader.Otterwiki, visit: _Visit) -> Any:
-    """A save from the editor (or from the refusal page): committed by the platform, or refused with
-    the user's text kept."""
-    from flask import redirect, render_template, request
-
-    if not otter.auth.has_permission("WRITE"):
-        return render_template("page404.html"), 403
-    page = otter.wiki.Page((request.view_args or {}).get("path", ""))
-    content = normalise(request.form.get("content", ""))
-    message = request.form.get("commit", "").strip() or f"Update {page.pagename}"
-    outcome = save_page(visit.core, SaveRequest(
-        wiki=visit.wiki.name, filename=page.filename, pagename=page.pagename, content=content, message=message,
-        base=request.form.get(BASE_FIELD), author=visit.author,
-        actor=visit.user.name if visit.user else visit.author[0]))
-    if outcome.saved:
-        page.discard_draft(visit.author)
-        otter.helper.toast(f"{page.pagename} saved." if outcome.changed else "Nothing changed.",
-                           "success" if outcome.changed else "warning")
-        return redirect(otter.helper.url_for("view", path=page.pagepath))
-    return render_template("wikibot_refused_save.html", title=f"{page.pagename} was not saved",
-                           pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
-                           reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
-                           base_field=BASE_FIELD, base=outcome.head or ""), 409 if outcome.conflict else 422
-
-
-def _check_upload(otter: loader.Otterwiki, visit: _Visit) -> Any:
-    """Uploads obey what a push obeys: the owner's per-file, page and repository limits and the rules
-    for paths. None lets one through."""
-    from flask import jsonify, redirect, request
-    from otterwiki.util import sanitize_filename
-    from werkzeug.utils import secure_filename
-
-    page = otter.wiki.Page((request.view_args or {}).get("pagepath", ""))
-    files = [f for f in request.files.values() if f.filename]
-    named = request.form.get("filename") or ""
-    limits = visit.limits
-    reason = None
-    total = 0
-    for upload in files:
-        upload.stream.seek(0, 2)
-        size = upload.stream.tell()
-        upload.stream.seek(0)
-        total += size
-        stored = sanitize_filename(named or upload.filename) or secure_filename(named or upload.filename)
-        problem = path_problem(f"{page.attachment_directoryname}/{stored}".encode())
-        if problem:
-            reason = f"the file name {stored!r} {problem}"
-        elif size > limits.max_file_bytes:
-            reason = f"{upload.filename} is {size / MB:.1f} MB, over the {limits.max_file_mb} MB per-file limit"
-        if reason:
-            break
-    if reason is None and visit.head:
-        usage = visit.core.repo(visit.wiki.name).tree_usage(visit.head)
-        pages = sum(1 for f in files if (named or f.filename).lower().endswith(".md"))
-        if pages and usage.pages + pages > limits.max_pages:
-            reason = f"page limit {limits.max_pages} reached: a .md upload is a page"
-        elif usage.disk_bytes + total > limits.max_repo_bytes:
-            reason = (f"repository size limit {limits.max_repo_mb} MB reached: the upload would make it "
-                      f"{(usage.disk_bytes + total) / MB:.1f} MB")
-    if reason is None:
-        return None
-    if request.endpoint == "inline_attachment":  # the editor's paste/drop upload reads JSON
-        return jsonify({"error": reason}), 413
-    otter.helper.toast(f"Not uploaded: {reason}.", "error")
-    return redirect(otter.helper.url_for("attachments", pagepath=page.pagepath)), 303
-
-
-def _check_rename(otter: loader.Otterwiki, visit: _Visit) -> Any:
-    """A page or attachment renamed obeys the rules for paths a push obeys. None lets it through."""
-    from flask import redirect, request
-
-    args = request.view_args or {}
-    if request.endpoint == "rename":
-        new = request.form.get("new_pagename") or ""
-        target = otter.helper.get_filename(new) if new else ""
-        back = otter.helper.url_for("rename", path=args.get("path", ""))
-    else:
-        page = otter.wiki.Page(args.get("pagepath", ""))
-        new = request.form.get("new_filename") or ""
-        target = f"{page.attachment_directoryname}/{new}" if new else ""
-        back = otter.helper.url_for("attachments", pagepath=page.pagepath)
-    problem = path_problem(target.encode()) if target else None
-    if problem is None:
-        return None
-    otter.helper.toast(f"Not renamed: {new!r} {problem}.", "error")
-    return redirect(back), 303
-
-
-def _run_search(core: Core, wiki: WikiName, environ: dict[str, Any], rest: str) -> dict[str, Any]:
-    """Ask the indexer for the search page, before the Otterwiki lock is taken (the worker may take a
-    while): the query, the mode, and the hits or why there are none."""
-    from wikibot.indexer.search import MODES, SearchError
-    from wikibot.indexer.service import SearchUnavailable, remote_search
-
-    values = Request(environ).values
-    environ["wsgi.input"].seek(0)  # Otterwiki reads the form again (its CSRF check)
-    query = (values.get("query") or unquote(rest.partition("/-/search/")[2])).strip()
-    mode = values.get("mode", "hybrid")
-    mode = mode if mode in MODES else "hybrid"
-    answer: dict[str, Any] = {"query": query, "mode": mode, "hits": [], "error": ""}
-    if query:
-        try:
-            answer["hits"] = remote_search(core.config.data_dir, wiki, query, mode, SEARCH_LIMIT,
-                                           timeout=SEARCH_TIMEOUT)["hits"]
-        except SearchError as exc:
-            answer["error"] = str(exc)
-        except SearchUnavailable:
-            answer["error"] = "Search is starting up or unavailable right now; try again in a moment."
-    return answer
-
-
-def _search(otter: loader.Otterwiki, visit: _Visit) -> Any:
-    """The wiki's search box, answered by the indexer (the worker's query service)."""
-    from flask import render_template
-
-    found = visit.search or {"query": "", "mode": "hybrid", "hits": [], "error": ""}
-    hits = [{**hit, "pagepath": otter.helper.get_pagename(hit["page"], full=True)} for hit in found["hits"]]
-    modes = [("hybrid", "Meaning and words"), ("semantic", "Meaning"), ("keyword", "Words")]
-    return render_template("wikibot_search.html", title="Search", query=found["query"], mode=found["mode"],
-                           modes=modes, hits=hits, error=found["error"])
-
-
-class _TooLarge(Exception):
-    """A request body over the cap."""
-
-
-def _buffered_body(environ: dict[str, Any], cap: int) -> IO[bytes]:
-    """The request body, read to its end before any lock is taken (a client sending it slowly then
-    holds up no one but itself); at most `cap` bytes, in memory up to 1 MB, then in a temp file."""
-    stream = environ.get("wsgi.input")
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get("wsgi.input_terminated")
-    if stream is None or (length <= 0 and not chunked):
-        return io.BytesIO()
-    if length > cap:
-        raise _TooLarge()
-    buffer = tempfile.SpooledTemporaryFile(max_size=MB)
-    left = length if length > 0 else cap + 1
-    while left > 0:
-        chunk = stream.read(min(left, 64 * 1024))
-        if not chunk:
-            break
-        buffer.write(chunk)
-        left -= len(chunk)
-        if buffer.tell() > cap:
-            raise _TooLarge()
-    buffer.seek(0)
-    return buffer
-
-
-def _busy_save(start_response: StartResponse, environ: dict[str, Any]) -> Iterable[bytes]:
-    """A save that could not get the wiki's lock in time: the same form again, the text in it."""
-    form = Request(environ).form
-    hidden = "".join(f'<input type="hidden" name="{escape(key)}" value="{escape(form.get(key, ""))}">'
-                     for key in ("csrf_token", BASE_FIELD, "commit") if key in form)
-    page = (f'<!doctype html><meta charset="utf-8"><title>Not saved yet</title><h1>Not saved yet</h1>'
-            f'<p>The wiki is busy with another write. Nothing was saved; your text is below: save it again.</p>'
-            f'<form method="post" action="">{hidden}<textarea name="content" rows="20" cols="90">'
-            f'{escape(form.get("content", ""))}</textarea><p><button type="submit">Save</button></p></form>')
-    body = page.encode()
-    start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
-                                               ("Content-Length", str(len(body))), ("Retry-After", "5")])
-    return [body]
-
-
-def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Call a WSGI app and read its whole answer (so the caller can release the lock after)."""
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        answer["status"], answer["headers"] = status, list(headers)
-        return lambda data: answer.setdefault("early", []).append(data)
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join([*answer.get("early", []), *result])
-    finally:
-        close = getattr(result, "close", None)
-        if close:
-            close()
-    return answer["status"], answer["headers"], body
-
-
-def _into_prefix(html: bytes, prefix: bytes) -> bytes:
-    """Root-relative URLs in attributes (`href="/Page"`) point into the wiki, unless already there."""
-    out = []
-    last = 0
-    for match in URL_ATTRIBUTE.finditer(html):
-        end = match.end()  # just after the URL's leading "/"
-        out.append(html[last:end])
-        if not html.startswith(prefix, end - 1):
-            out.append(prefix[1:])
-        last = end
-    out.append(html[last:])
-    return b"".join(out)
-
-
-def _split(path: str) -> tuple[str, str, str]:
-    parts = path.split("/", 3)
-    if len(parts) < 3:
-        return "", "", ""
-    return parts[1], parts[2], ("/" + parts[3]) if len(parts) > 3 else ""
-
-
-def _query(environ: dict[str, Any]) -> str:
-    query = environ.get("QUERY_STRING", "")
-    return f"?{query}" if query else ""
-
-
-def _redirect(start_response: StartResponse, location: str) -> Iterable[bytes]:
-    start_response("303 See Other", [("Location", location), ("Content-Length", "0"), ("Cache-Control", "no-store")])
-    return [b""]
-
-
-def _plain(start_response: StartResponse, status: int, text: str) -> Iterable[bytes]:
-    from http import HTTPStatus
-
-    body = (text + "\n").encode()
-    start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "text/plain; charset=utf-8"),
-                                                             ("Content-Length", str(len(body)))])
-    return [body]
