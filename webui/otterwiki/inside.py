@@ -49,7 +49,8 @@ current = VisitHolder()
 
 
 def install_hooks(otter: loader.Otterwiki) -> None:
-    """Once per process: the save hook in Otterwiki's app (after its CSRF check, which runs first)."""
+    """Once per process: the before-request hook (saves, search, upload and rename checks) and this
+    package's templates in Otterwiki's app; the hook runs after Otterwiki's CSRF check, registered first."""
     if getattr(otter.app, "_wikibot_hooks", False):
         return
     app = otter.app
