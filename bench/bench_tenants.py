@@ -24,8 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Token, User, Wiki, to_doc
 from wikibot.gitd.secrets import hash_password
 from wikibot.testing.servers import run_git, start_server, stop_server, wait_until, worker_idle
+from wikibot.testing.web import timed
 
 COUNTS = (10, 1000, 10000)
 PASSWORD = "correct horse battery"
@@ -51,15 +51,6 @@ def fill(db: Path, tenants: int) -> None:
     tokens = {str(i + 1): to_doc(Token(id=f"{i:08x}", user=f"t{i}", hash=f"{i:064x}", scope="write", created=1.0))
               for i in range(tenants)}
     db.write_text(json.dumps({"users": users, "wikis": wikis, "tokens": tokens}))
-
-
-def timed(fn: Callable[[int], object], runs: int) -> list[float]:
-    times = []
-    for i in range(runs):
-        start = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - start) * 1000)
-    return times
 
 
 @contextmanager

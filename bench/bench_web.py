@@ -35,25 +35,9 @@ from wikibot.gitd.names import WikiName
 from wikibot.testing.bench_servers import _gunicorn, _otterwiki_settings, base_env
 from wikibot.testing.corpus import make_wiki_repo
 from wikibot.testing.servers import Server, run_git, start_server, stop_server, wait_until, worker_idle
+from wikibot.testing.web import PASSWORD, field, timed
 
-PASSWORD = "correct horse battery"
 PAGE = re.compile(r'href="(?:/bench/w\d)?/([A-Z][^"#?/]*)"')
-
-
-def timed(fn: Callable[[int], object], runs: int) -> list[float]:
-    times = []
-    for i in range(runs):
-        start = time.perf_counter()
-        fn(i)
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def field(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    if not found:
-        raise RuntimeError(f"no {name} in the page:\n{html[:2000]}")
-    return found.group(1)
 
 
 @contextmanager

@@ -16,8 +16,8 @@ from wikibot.gitd.commits import FileChange
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Grant
 from wikibot.testing.servers import Server, unique, wait_until
+from wikibot.testing.web import PASSWORD, csrf, field
 
-PASSWORD = "correct horse battery"
 LETTERS = ("alpha", "bravo", "charlie")
 ROUNDS = 12
 
@@ -25,17 +25,11 @@ ROUNDS = 12
 def session(server: Server, user: str) -> requests.Session:
     s = requests.Session()
     form = s.get(f"{server.url}/-/login", timeout=60)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    token = csrf(form.text)
     got = s.post(f"{server.url}/-/login", data={"username": user, "password": PASSWORD, "csrf_token": token},
                  allow_redirects=False, timeout=60)
     assert got.status_code == 303, got.text
     return s
-
-
-def field(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert found, f"no {name} in the page"
-    return found.group(1)
 
 
 def test_three_wikis_at_once_share_nothing(server: Server):

@@ -3,7 +3,6 @@ until that bug is fixed. Same setup as test_webui.py (werkzeug Client over the p
 real Otterwiki, real repositories), with wikis of their own so the two files never interfere."""
 from __future__ import annotations
 
-import dataclasses
 import html
 import io
 import re
@@ -15,57 +14,22 @@ from werkzeug.test import Client
 
 from wikibot.app import Platform, routes
 from wikibot.bootstrap.create import create_wiki
-from wikibot.config import DEFAULT_TIERS, TierLimits
 from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
-from wikibot.gitd.records import Grant
-from wikibot.testing.servers import platform_config
-from wikibot.wiring import open_core
+from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, SMALL, csrf, sign_in, web_core
 
-PASSWORD = "correct horse battery"
-PRIVATE = WikiName("olga", "priv")
-PUBLIC = WikiName("olga", "pub")
-SMALL = WikiName("tina", "small")  # its owner's tier allows 4 pages (the starter pages) and 1 MB a file
 PUSHER = ("someone", "s@example.org")
 
 
 @pytest.fixture(scope="module")
 def core(tmp_path_factory) -> Core:
-    config = platform_config(tmp_path_factory.mktemp("webui-review") / "data")
-    config = dataclasses.replace(config, tiers={**DEFAULT_TIERS, "tiny": TierLimits(1, 4, 3, 50, 1)})
-    core = open_core(config)
-    core.initialise()
-    for user in ("olga", "eddie", "vera"):
-        core.add_user(user, email=f"{user}@example.org", password=PASSWORD, tier="premium")
-    core.add_user("tina", password=PASSWORD, tier="tiny")
-    create_wiki(core, PRIVATE, template="default")
-    create_wiki(core, PUBLIC, template="default", public=True)
-    create_wiki(core, SMALL, template="default")
-    for wiki in (PRIVATE, PUBLIC):
-        core.store.set_grant(Grant(wiki=wiki, user="eddie", role="editor"))
-        core.store.set_grant(Grant(wiki=wiki, user="vera", role="viewer"))
-    return core
+    return web_core(tmp_path_factory.mktemp("webui-review") / "data")
 
 
 @pytest.fixture(scope="module")
 def app(core) -> Platform:
     return Platform(routes(core))
-
-
-def csrf(text: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', text)
-    assert found, "the page has no CSRF token"
-    return found.group(1)
-
-
-def sign_in(app: Platform, user: str | None, password: str = PASSWORD) -> Client:
-    client = Client(app)
-    if user is not None:
-        form = client.get("/-/login")
-        got = client.post("/-/login", data={"username": user, "password": password, "csrf_token": csrf(form.text)})
-        assert got.status_code == 303, got.text
-    return client
 
 
 def form_of(page: str) -> dict[str, str]:
