@@ -178,7 +178,7 @@ class OtterwikiHost:
             with self.core.repos.lock(wiki.name, timeout=WIKI_LOCK_TIMEOUT) if locked else nullcontext(), \
                     otter.lock:
                 head = self.core.repos.head(wiki.name)
-                self._point_at(wiki)
+                self._point_at(wiki, limits)
                 inside.current.visit = inside.Visit(self.core, wiki, user, author, head, limits, search)
                 try:
                     status, headers, body = wsgi.run(otter.app, inner)
@@ -232,7 +232,7 @@ class OtterwikiHost:
         return self.core.config.limits(owner.tier if owner else "free")
 
     # one wiki's state in Otterwiki's singletons
-    def _point_at(self, wiki: Wiki) -> None:
+    def _point_at(self, wiki: Wiki, limits: TierLimits) -> None:
         otter = self.otterwiki
         path = self.core.repos.path(wiki.name)
         storage = otter.storage
@@ -241,7 +241,7 @@ class OtterwikiHost:
         otter.server.githttpserver.path = str(path)
         otter.db._app_engines[otter.app][None] = self._engine((wiki.name, wiki.created), path)
         otter.app.config.clear()
-        otter.app.config.update(self._config(wiki, path))
+        otter.app.config.update(self._config(wiki, path, limits))
 
     def _repo(self, key: _Key, path: Path) -> Any:
         import git
@@ -274,11 +274,10 @@ class OtterwikiHost:
             self._configs.pop(old_key, None)
         return engine
 
-    def _config(self, wiki: Wiki, path: Path) -> dict:
+    def _config(self, wiki: Wiki, path: Path, limits: TierLimits) -> dict:
         """Otterwiki's config for this wiki: its defaults, the wiki's title, its preferences (read
         again whenever its database file changed, by this process or another), the platform's rules."""
         state = path / ".git" / "wikibot" / STATE_FILE
-        limits = self._limits(wiki)
         try:
             stat = state.stat()
             stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title, limits)
