@@ -199,14 +199,14 @@ def test_killed_worker_restarts_and_delivers_every_queued_event(recording_server
 def test_a_commit_missed_by_the_hook_is_resynced_when_the_worker_starts(recording_server):
     server, record = recording_server
     path = server.core.repos.path(STARTER)
+    pid_file = server.data / "queue" / "worker.pid"
+    wait_until(pid_file.exists, what="the worker to be up (its start repairs hooks)")
     (path / ".git" / "hooks" / "post-commit").unlink()  # a lost hook ...
     (path / "Quiet.md").write_text("no hook saw this\n")
     run_git("add", "-A", cwd=path)
     run_git("commit", "-q", "-m", "quiet", cwd=path)
     head = run_git("rev-parse", "HEAD", cwd=path).stdout.strip()
     assert not [e for e in events_of(server, STARTER) if e.new_sha == head]
-    pid_file = server.data / "queue" / "worker.pid"
-    wait_until(pid_file.exists, what="the worker to be up")
     worker_pid = int(pid_file.read_text())
     os.kill(worker_pid, signal.SIGTERM)  # ... is healed at the next worker start
     wait_until(lambda: [e for e in events_of(server, STARTER) if e.new_sha == head and e.source == "sync"],

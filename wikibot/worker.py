@@ -68,9 +68,10 @@ def run_worker(config: Config, stop: threading.Event | None = None) -> int:
     pipeline = IndexPipeline(core, model_threads=max(1, (os.cpu_count() or 2) - 1))
     dispatcher = build_dispatcher(core, publisher, pipeline.consumer)
     pipeline.start(stop)
+    drifted = reconcile(core, publisher)
+    # Written once missed events are healed: a reader of the file knows start-up has repaired hooks.
     pid_file = publisher.queue.path.parent / "worker.pid"
     pid_file.write_text(f"{os.getpid()}\n")
-    drifted = reconcile(core, publisher)
     log.info("worker started: consumers %s; %d wiki(s) resynced", ", ".join(dispatcher.consumers), len(drifted))
     threads = dispatcher.start(stop)
     try:
