@@ -68,6 +68,8 @@ def authenticate(store: Store, secret: str, now: float | None = None) -> tuple[U
     user = store.get_user(token.user)
     if user is None:
         raise BadToken("token of a deleted user")
+    if user.disabled:
+        raise BadToken("the account holding this token is disabled")
     if token.last_used is None or now - token.last_used > TOUCH_INTERVAL:
         store.touch_token(token.id, now)
     return user, token

@@ -27,7 +27,7 @@ from .records import ROLES, SCOPES, Grant, Token, User, Wiki
 from .refs import MAIN, ZERO
 from .repos import Repos
 from .repository import Repository
-from .secrets import ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
+from .secrets import check_password, ensure_secret_key, generate_password, hash_password, new_token_secret, token_hash
 from .store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,25 @@ Announcer = Callable[[Change], None]
 
 class CoreError(WikibotError):
     """An account or wiki operation was refused; the message is meant for the user."""
+
+
+NO_PASSWORD = "!"  # the password hash of an account that signs in only through an identity provider
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024  # characters
+MAX_TITLE, MAX_PURPOSE, MAX_FULL_NAME, MAX_EMAIL = 200, 2000, 200, 254
+
+
+def check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise CoreError(f"password too short: use at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise CoreError(f"password too long: use at most {MAX_PASSWORD} characters")
+
+
+def check_profile(email: str, full_name: str) -> None:
+    if len(email) > MAX_EMAIL or (email and ("@" not in email or any(c.isspace() for c in email))):
+        raise CoreError(f"{email[:60]!r} is not an email address")
+    if len(full_name) > MAX_FULL_NAME or any(ord(c) < 32 for c in full_name):
+        raise CoreError(f"a name is at most {MAX_FULL_NAME} characters on one line")
 
 
 @dataclass(frozen=True)
@@ -71,19 +90,51 @@ class Core:
 
     # users
     def add_user(self, name: str, email: str = "", password: str | None = None, *,
-                 admin: bool = False, tier: str = "free", platform_account: bool = False) -> tuple[User, str]:
+                 admin: bool = False, tier: str = "free", platform_account: bool = False, full_name: str = "",
+                 invite: str | None = None, no_password: bool = False) -> tuple[User, str]:
         """Create a user; returns it with its password (generated when none is given). Reserved names
         are the platform's: only its own account (`platform_account`, the one `wikibot init` makes)
-        may take one."""
+        may take one. `invite` is the id of the invite link spent on it (refused if spent already);
+        `no_password` makes an account that signs in only through an identity provider."""
         (check_name if platform_account else check_new_name)(name, "user name")
         self.config.limits(tier)  # unknown tiers are refused before anything is written
-        password = password if password is not None else generate_password()
-        if len(password) < 8:
-            raise CoreError("password too short: use at least 8 characters")
-        user = User(name=name, email=email, password_hash=hash_password(password), tier=tier,
-                    admin=admin, created=time.time())
-        self.store.add_user(user)
+        check_profile(email, full_name)
+        if no_password:
+            password, password_hash = "", NO_PASSWORD
+        else:
+            password = password if password is not None else generate_password()
+            check_new_password(password)
+            password_hash = hash_password(password)
+        user = User(name=name, email=email, password_hash=password_hash, tier=tier,
+                    admin=admin, created=time.time(), full_name=full_name)
+        if self.store.get_user(name) is not None:  # clearer than the store's words, and spends no invite
+            raise CoreError(f"the user name {name!r} is taken")
+        self.store.add_user(user, invite=invite)
         return user, password
+
+    def update_profile(self, name: str, *, email: str, full_name: str) -> User:
+        check_profile(email, full_name)
+        self.user(name)
+        return self.store.update_user(name, {"email": email, "full_name": full_name})
+
+    def change_password(self, name: str, current: str, new: str) -> User:
+        """A new password, given the current one (an account without one, from an identity provider,
+        sets its first with `current` empty)."""
+        user = self.user(name)
+        if user.password_hash != NO_PASSWORD and not check_password(user.password_hash, current):
+            raise CoreError("the current password is wrong")
+        check_new_password(new)
+        return self.store.update_user(name, {"password_hash": hash_password(new)})
+
+    def set_tier(self, name: str, tier: str) -> User:
+        self.user(name)
+        self.config.limits(tier)
+        return self.store.update_user(name, {"tier": tier})
+
+    def set_disabled(self, name: str, disabled: bool) -> User:
+        """Stop (or let again) an account: its sessions and tokens stop working at once."""
+        self.user(name)
+        return self.store.update_user(name, {"disabled": disabled})
 
     def delete_user(self, name: str, purge: bool = False) -> list[str]:
         """Delete a user; with `purge`, their wikis too (returned). Without it, owned wikis refuse."""
@@ -176,6 +227,14 @@ class Core:
         self.wiki(name)
         self.store.set_public(name, public)
         return self.wiki(name)
+
+    def update_wiki(self, name: WikiName, *, title: str, purpose: str, public: bool) -> Wiki:
+        """The wiki's title, purpose and visibility, as its settings page sets them."""
+        self.wiki(name)
+        title, purpose = title.strip() or name.slug, purpose.strip()
+        if len(title) > MAX_TITLE or len(purpose) > MAX_PURPOSE:
+            raise CoreError(f"keep the title under {MAX_TITLE} and the purpose under {MAX_PURPOSE} characters")
+        return self.store.update_wiki(name, {"title": title, "purpose": purpose, "public": public})
 
     def grant(self, name: WikiName, user: str, role: str) -> Grant:
         wiki = self.wiki(name)

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -38,8 +38,8 @@ from wikibot.errors import InternalError, Unavailable, WikibotError
 from wikibot.redaction import redact
 
 from .names import WikiName
-from .records import Grant, Token, User, Wiki
-from .store import StoreError
+from .records import USER_FIELDS, WIKI_FIELDS, Grant, Identity, Token, UsedInvite, User, Wiki
+from .store import StoreError, checked_changes
 
 T = TypeVar("T")
 E = TypeVar("E", bound="_Detailed")
@@ -103,21 +103,47 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tokens_by_hash ON tokens (hash);
     CREATE INDEX tokens_by_user ON tokens (username);
     """,
+    """
+    ALTER TABLE users ADD COLUMN full_name text NOT NULL DEFAULT '',
+                      ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    CREATE TABLE identities (
+        provider text NOT NULL,
+        subject text NOT NULL,
+        username text NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+        created double precision NOT NULL,
+        label text NOT NULL,
+        PRIMARY KEY (provider, subject)
+    );
+    CREATE INDEX identities_by_user ON identities (username);
+    CREATE TABLE invites (  -- invite links spent; kept when the account goes, so a link works once
+        id text PRIMARY KEY,
+        username text NOT NULL,
+        used double precision NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_USER = "name, email, password_hash, tier, admin, created"
+_USER = "name, email, password_hash, tier, admin, created, full_name, disabled"
 _WIKI = "owner, slug, title, purpose, public, created, pages, bytes"
 _GRANT = "owner, slug, username, role"
 _TOKEN = "id, username, hash, scope, wikis, expires, created, last_used, note"
-_TABLES = ("users", "wikis", "grants", "tokens")
+_IDENTITY = "provider, subject, username, created, label"
+_INVITE = "id, username, used"
+_TABLES = ("users", "wikis", "grants", "tokens", "identities", "invites")
 _TYPES = {  # column types for COPY, in the order of the column lists above
-    "users": ["text", "text", "text", "text", "bool", "float8"],
+    "users": ["text", "text", "text", "text", "bool", "float8", "text", "bool"],
     "wikis": ["text", "text", "text", "text", "bool", "float8", "int8", "int8"],
     "grants": ["text", "text", "text", "text"],
     "tokens": ["text", "text", "text", "text", "text[]", "float8", "float8", "float8", "text"],
+    "identities": ["text", "text", "text", "float8", "text"],
+    "invites": ["text", "text", "float8"],
 }
-_COLUMNS = {"users": _USER, "wikis": _WIKI, "grants": _GRANT, "tokens": _TOKEN}
+_COLUMNS = {"users": _USER, "wikis": _WIKI, "grants": _GRANT, "tokens": _TOKEN, "identities": _IDENTITY,
+            "invites": _INVITE}
+_USER_COLUMNS = {"email": "email", "full_name": "full_name", "password_hash": "password_hash", "tier": "tier",
+                 "admin": "admin", "disabled": "disabled"}
+_WIKI_COLUMNS = {"title": "title", "purpose": "purpose", "public": "public"}
 # Python sorts names by code point: so does the "C" collation, whatever the database's default.
 _WIKI_ORDER = "(owner || '/' || slug) COLLATE \"C\""
 
@@ -181,7 +207,8 @@ def connection_kwargs(params: dict[str, str]) -> dict[str, Any]:
 
 
 def _user(row: tuple) -> User:
-    return User(name=row[0], email=row[1], password_hash=row[2], tier=row[3], admin=row[4], created=row[5])
+    return User(name=row[0], email=row[1], password_hash=row[2], tier=row[3], admin=row[4], created=row[5],
+                full_name=row[6], disabled=row[7])
 
 
 def _wiki(row: tuple) -> Wiki:
@@ -198,10 +225,22 @@ def _token(row: tuple) -> Token:
                  expires=row[5], created=row[6], last_used=row[7], note=row[8])
 
 
+def _identity(row: tuple) -> Identity:
+    return Identity(provider=row[0], subject=row[1], user=row[2], created=row[3], label=row[4])
+
+
+def _invite(row: tuple) -> UsedInvite:
+    return UsedInvite(id=row[0], user=row[1], used=row[2])
+
+
 def _rows(table: str, records: Iterable[Any]) -> Iterator[tuple]:
     for r in records:
         if table == "users":
-            yield (r.name, r.email, r.password_hash, r.tier, r.admin, r.created)
+            yield (r.name, r.email, r.password_hash, r.tier, r.admin, r.created, r.full_name, r.disabled)
+        elif table == "identities":
+            yield (r.provider, r.subject, r.user, r.created, r.label)
+        elif table == "invites":
+            yield (r.id, r.user, r.used)
         elif table == "wikis":
             yield (r.owner, r.slug, r.title, r.purpose, r.public, r.created, r.pages, r.bytes)
         elif table == "grants":
@@ -334,15 +373,16 @@ class PostgresStore:
                                         ).fetchone()[0] if table in tables else 0
                     for table in _TABLES}
 
-    def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token]) -> None:
+    def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token],
+             identities: Sequence[Identity] = (), invites: Sequence[UsedInvite] = ()) -> None:
         """Fill an empty store in one transaction (`wikibot store copy`): all of it lands, or nothing."""
         with self._tx() as conn:
             conn.execute("SET LOCAL statement_timeout = 0")  # a big copy may take long
-            conn.execute("LOCK TABLE users, wikis, grants, tokens IN EXCLUSIVE MODE")
+            conn.execute("LOCK TABLE users, wikis, grants, tokens, identities, invites IN EXCLUSIVE MODE")
             if conn.execute("SELECT EXISTS (SELECT FROM users)").fetchone()[0]:  # every other record has a user
                 raise StoreError(f"the PostgreSQL store at {self.where} already has records")
             with conn.cursor() as cur:
-                for table, records in zip(_TABLES, (users, wikis, grants, tokens), strict=True):
+                for table, records in zip(_TABLES, (users, wikis, grants, tokens, identities, invites), strict=True):
                     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table),
                                                                         sql.SQL(_COLUMNS[table]))
                     try:
@@ -356,12 +396,35 @@ class PostgresStore:
                                          f"copied: {said or _first_line(exc)}") from None
 
     # users
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, invite: str | None = None) -> None:
         with self._tx() as conn:
-            cur = conn.execute(f"INSERT INTO users ({_USER}) VALUES (%s, %s, %s, %s, %s, %s) "
+            cur = conn.execute(f"INSERT INTO users ({_USER}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                                "ON CONFLICT (name) DO NOTHING", next(_rows("users", [user])))
             if cur.rowcount == 0:
                 raise StoreError(f"user {user.name!r} already exists")
+            if invite is not None and conn.execute(
+                    f"INSERT INTO invites ({_INVITE}) VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                    (invite, user.name, user.created)).rowcount == 0:
+                raise StoreError("this invite link has been used already")  # the user's insert rolls back
+
+    def update_user(self, name: str, changes: dict[str, Any]) -> User:
+        checked_changes(changes, USER_FIELDS, "user")
+        found = self._returning("users", _USER, _USER_COLUMNS, changes, "name = %s", (name,), _user)
+        if found is None:
+            raise StoreError(f"user {name!r} does not exist")
+        return found
+
+    def _returning(self, table: str, columns: str, names: dict[str, str], changes: dict[str, Any], where: str,
+                   key: tuple, make: Callable[[tuple], T]) -> T | None:
+        """One UPDATE of the `changes` (field -> value, each field a column of `names`) returning the row."""
+        if not changes:
+            return self._one(f"SELECT {columns} FROM {table} WHERE {where}", key, make)
+        assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(names[f])) for f in changes)
+        query = sql.SQL("UPDATE {} SET {} WHERE {} RETURNING {}").format(
+            sql.Identifier(table), assignments, sql.SQL(where), sql.SQL(columns))  # type: ignore[arg-type]
+        with self._conn() as conn:
+            row = conn.execute(query, (*changes.values(), *key)).fetchone()
+        return make(row) if row is not None else None
 
     def get_user(self, name: str) -> User | None:
         return self._one(f"SELECT {_USER} FROM users WHERE name = %s", (name,), _user)
@@ -415,6 +478,14 @@ class PostgresStore:
 
     def set_usage(self, name: WikiName, pages: int, bytes: int) -> None:
         self._update_wiki(name, "pages = %s, bytes = %s", (pages, bytes))
+
+    def update_wiki(self, name: WikiName, changes: dict[str, Any]) -> Wiki:
+        checked_changes(changes, WIKI_FIELDS, "wiki")
+        found = self._returning("wikis", _WIKI, _WIKI_COLUMNS, changes, "owner = %s AND slug = %s",
+                                (name.owner, name.slug), _wiki)
+        if found is None:
+            raise StoreError(f"wiki {name} does not exist")
+        return found
 
     def delete_wiki(self, name: WikiName) -> None:
         """Remove the wiki; its grants go with it (cascade)."""
@@ -489,6 +560,32 @@ class PostgresStore:
         """One UPDATE by primary key: cheap enough for every authenticated request."""
         with self._conn() as conn:
             conn.execute("UPDATE tokens SET last_used = %s WHERE id = %s", (when, token_id))
+
+    # identities and invites
+    def add_identity(self, identity: Identity) -> None:
+        with self._tx() as conn:
+            if not _lock_user(conn, identity.user, "SHARE"):
+                raise StoreError(f"user {identity.user!r} does not exist")
+            cur = conn.execute(f"INSERT INTO identities ({_IDENTITY}) VALUES (%s, %s, %s, %s, %s) "
+                               "ON CONFLICT (provider, subject) DO NOTHING", next(_rows("identities", [identity])))
+            if cur.rowcount == 0:
+                raise StoreError("that account of the identity provider is linked to a wikibot account already")
+
+    def find_identity(self, provider: str, subject: str) -> Identity | None:
+        return self._one(f"SELECT {_IDENTITY} FROM identities WHERE provider = %s AND subject = %s",
+                         (provider, subject), _identity)
+
+    def list_identities(self, user: str) -> list[Identity]:
+        return self._all(f"SELECT {_IDENTITY} FROM identities WHERE username = %s "
+                         "ORDER BY provider COLLATE \"C\", subject COLLATE \"C\"", (user,), _identity)
+
+    def remove_identity(self, provider: str, subject: str) -> bool:
+        with self._conn() as conn:
+            return conn.execute("DELETE FROM identities WHERE provider = %s AND subject = %s",
+                                (provider, subject)).rowcount > 0
+
+    def list_used_invites(self) -> list[UsedInvite]:
+        return self._all(f"SELECT {_INVITE} FROM invites ORDER BY used", (), _invite)
 
 
 def _lock_user(conn: psycopg.Connection, name: str, mode: str) -> bool:

@@ -20,6 +20,8 @@ class User:
     tier: str = "free"
     admin: bool = False
     created: float = 0.0
+    full_name: str = ""  # shown beside the user name; the name itself never changes
+    disabled: bool = False  # an admin's stop: no sign-in, no token, no session works
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,31 @@ class Token:
     created: float = 0.0
     last_used: float | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A sign-in with an identity provider, keyed by the provider's stable subject (never a handle or an
+    email address, which can change hands)."""
+
+    provider: str  # the configured provider's name, e.g. "github"
+    subject: str
+    user: str
+    created: float = 0.0
+    label: str = ""  # what the provider called the account when linked (shown, never trusted)
+
+
+@dataclass(frozen=True)
+class UsedInvite:
+    """An invite link spent: each is accepted once, by the account it created."""
+
+    id: str
+    user: str
+    used: float = 0.0
+
+
+USER_FIELDS = frozenset({"email", "full_name", "password_hash", "tier", "admin", "disabled"})  # updatable
+WIKI_FIELDS = frozenset({"title", "purpose", "public"})
 
 
 def to_doc(record: Any) -> dict[str, Any]:

@@ -34,8 +34,9 @@ def _decoy_hash() -> str:
 
 
 def check_password(password_hash: str | None, password: str) -> bool:
-    """`verify_password`, spending the same time when there is no user (`password_hash` None)."""
-    if password_hash is None:
+    """`verify_password`, spending the same time when there is no user (`password_hash` None) or the
+    account has no password (one that signs in through an identity provider)."""
+    if password_hash is None or not password_hash.startswith("$"):
         verify_password(_decoy_hash(), password)
         return False
     return verify_password(password_hash, password)

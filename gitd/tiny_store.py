@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +33,8 @@ from typing import Any
 
 from .locks import LockTimeout, file_lock
 from .names import WikiName
-from .records import Grant, Token, User, Wiki, from_doc, to_doc
-from .store import StoreCorrupt, StoreError
+from .records import USER_FIELDS, WIKI_FIELDS, Grant, Identity, Token, UsedInvite, User, Wiki, from_doc, to_doc
+from .store import StoreCorrupt, StoreError, checked_changes
 
 TOUCH_LOCK_TIMEOUT = 1.0  # a token's last-used time is not worth a longer wait
 META = "_meta"  # a table of one document: the id of the write that made the file
@@ -42,7 +42,8 @@ Doc = dict[str, Any]
 Tables = dict[str, dict[str, Doc]]
 
 
-TYPES: dict[str, type] = {"users": User, "wikis": Wiki, "grants": Grant, "tokens": Token}
+TYPES: dict[str, type] = {"users": User, "wikis": Wiki, "grants": Grant, "tokens": Token, "identities": Identity,
+                          "invites": UsedInvite}
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ INDEXES = {
     "tokens": _Index("tokens", lambda token: token.id, unique=True),
     "token_by_hash": _Index("tokens", lambda token: token.hash, unique=True),
     "tokens_of": _Index("tokens", lambda token: token.user, unique=False),
+    "identities": _Index("identities", lambda identity: (identity.provider, identity.subject), unique=True),
+    "identities_of": _Index("identities", lambda identity: identity.user, unique=False),
+    "invites": _Index("invites", lambda invite: invite.id, unique=True),
 }
 
 
@@ -204,6 +208,12 @@ class _Snapshot:
 
     def tokens_of(self, user: str) -> dict[str, Token]:
         return self.index("tokens_of").get(user, {})
+
+    def identity(self, provider: str, subject: str) -> tuple[str, Identity] | None:
+        return self.index("identities").get((provider, subject))
+
+    def identities_of(self, user: str) -> dict[str, Identity]:
+        return self.index("identities_of").get(user, {})
 
 
 def _json(value: object) -> str:
@@ -397,11 +407,25 @@ class TinyStore:
         return found[0]
 
     # users
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, invite: str | None = None) -> None:
         with self._write() as change:
             if user.name in change.base.users:
                 raise StoreError(f"user {user.name!r} already exists")
+            if invite is not None:
+                if invite in change.base.index("invites"):
+                    raise StoreError("this invite link has been used already")
+                change.insert("invites", UsedInvite(id=invite, user=user.name, used=user.created))
             change.insert("users", user)
+
+    def update_user(self, name: str, changes: dict[str, Any]) -> User:
+        checked_changes(changes, USER_FIELDS, "user")
+        with self._write() as change:
+            found = change.base.users.get(name)
+            if found is None:
+                raise StoreError(f"user {name!r} does not exist")
+            updated = from_doc(User, {**to_doc(found[1]), **changes})
+            change.replace("users", found[0], updated)
+            return updated
 
     def get_user(self, name: str) -> User | None:
         found = self._snapshot().users.get(name)
@@ -421,6 +445,7 @@ class TinyStore:
             change.remove("users", [base.users[name][0]])
             change.remove("tokens", base.tokens_of(name))
             change.remove("grants", base.grants_of_user(name))
+            change.remove("identities", base.identities_of(name))
 
     # wikis
     def add_wiki(self, wiki: Wiki, max_owned: int | None = None) -> None:
@@ -442,14 +467,19 @@ class TinyStore:
         wikis = snapshot.records("wikis").values() if owner is None else snapshot.wikis_of(owner).values()
         return sorted(wikis, key=lambda w: str(w.name))
 
-    def _set_wiki_fields(self, name: WikiName, **fields: Any) -> None:
+    def _set_wiki_fields(self, name: WikiName, **fields: Any) -> Wiki:
         """Change some fields of a wiki under the lock, leaving the others as they are now."""
         with self._write() as change:
             doc_id = self._wiki(change, name)
-            change.replace("wikis", doc_id, from_doc(Wiki, {**change.base.table("wikis")[doc_id], **fields}))
+            updated = from_doc(Wiki, {**change.base.table("wikis")[doc_id], **fields})
+            change.replace("wikis", doc_id, updated)
+            return updated
 
     def set_public(self, name: WikiName, public: bool) -> None:
         self._set_wiki_fields(name, public=public)
+
+    def update_wiki(self, name: WikiName, changes: dict[str, Any]) -> Wiki:
+        return self._set_wiki_fields(name, **checked_changes(changes, WIKI_FIELDS, "wiki"))
 
     def set_usage(self, name: WikiName, pages: int, bytes: int) -> None:
         self._set_wiki_fields(name, pages=pages, bytes=bytes)
@@ -521,13 +551,40 @@ class TinyStore:
         """Nothing to create: the file is its own schema (TinyDB's tables of documents)."""
         return 1
 
-    def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token]) -> None:
+    def load(self, users: list[User], wikis: list[Wiki], grants: list[Grant], tokens: list[Token],
+             identities: Sequence[Identity] = (), invites: Sequence[UsedInvite] = ()) -> None:
         """Fill an empty store in one write (`wikibot store copy`): all of it lands, or nothing."""
         with self._write() as change:
             if change.base.users:
                 raise StoreError(f"the TinyDB store at {self.path} already has records")
-            for table, records in (("users", users), ("wikis", wikis), ("grants", grants), ("tokens", tokens)):
-                change.load(table, records)
+            for table, records in (("users", users), ("wikis", wikis), ("grants", grants), ("tokens", tokens),
+                                   ("identities", identities), ("invites", invites)):
+                if records:
+                    change.load(table, list(records))
+
+    # identities and invites
+    def add_identity(self, identity: Identity) -> None:
+        with self._write() as change:
+            self._require_user(change, identity.user)
+            if change.base.identity(identity.provider, identity.subject) is not None:
+                raise StoreError("that account of the identity provider is linked to a wikibot account already")
+            change.insert("identities", identity)
+
+    def find_identity(self, provider: str, subject: str) -> Identity | None:
+        found = self._snapshot().identity(provider, subject)
+        return found[1] if found else None
+
+    def list_identities(self, user: str) -> list[Identity]:
+        return sorted(self._snapshot().identities_of(user).values(), key=lambda i: (i.provider, i.subject))
+
+    def remove_identity(self, provider: str, subject: str) -> bool:
+        with self._write() as change:
+            found = change.base.identity(provider, subject)
+            change.remove("identities", [found[0]] if found else [])
+            return found is not None
+
+    def list_used_invites(self) -> list[UsedInvite]:
+        return sorted(self._snapshot().records("invites").values(), key=lambda i: i.used)
 
     def touch_token(self, token_id: str, when: float) -> None:
         """Best effort: the last-used time is informational, so a busy lock skips it rather than keep

@@ -28,7 +28,7 @@ from wikibot.gitd.pg_store import (
     SchemaMismatch,
     StoreUnavailable,
 )
-from wikibot.gitd.records import Grant, Token, User, Wiki
+from wikibot.gitd.records import Grant, Identity, Token, User, Wiki
 from wikibot.gitd.store import StoreError, open_store
 from wikibot.gitd.tiny_store import TinyStore
 from wikibot.testing.postgres import PostgresServer, shared_postgres
@@ -80,9 +80,10 @@ def test_migrate_creates_the_schema_once_and_a_store_without_one_says_run_init(u
     store = PostgresStore(url)
     _mismatch("schema version 0.*run 'wikibot init'", store.list_users)
     assert store.migrate() == SCHEMA_VERSION and store.migrate() == SCHEMA_VERSION
-    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens"}
+    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens", "identities", "invites"}
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+                (v,) for v in range(1, SCHEMA_VERSION + 1)]
         conn.execute("INSERT INTO schema_version VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
     newer = PostgresStore(url)
     _mismatch("newer than this wikibot's.*older than the database, upgrade it", newer.migrate)
@@ -251,7 +252,7 @@ def test_wikibot_init_on_postgres_creates_the_schema_and_keeps_no_db_file(url, t
     data = tmp_path / "var"
     first = wb(data, "init", store_url=url).stdout
     assert f"at schema version {SCHEMA_VERSION}" in first and "password:" in first and "[redacted]@" in first
-    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens"}
+    assert _tables(url) == {"schema_version", "users", "wikis", "grants", "tokens", "identities", "invites"}
     assert not (data / "db.json").exists() and (data / "repos" / "admin" / "notes").is_dir()
     store = PostgresStore(url)
     assert [u.name for u in store.list_users()] == ["admin"] and len(store.list_tokens("admin")) == 1
@@ -270,11 +271,17 @@ def _fill(data: Path) -> None:
     wb(data, "wiki", "create", "carol/handbook", "--template", "empty", "--public")
     wb(data, "wiki", "grant", "carol/handbook", "dave", "--role", "editor")
     wb(data, "token", "create", "dave", "--wiki", "carol/handbook", "--expires-days", "3", "--note", "ci")
+    store = TinyStore(data / "db.json")
+    store.add_identity(Identity(provider="sso", subject="1234", user="dave", created=1.0, label="dave@sso"))
+    store.add_user(User(name="erin", email="", password_hash="!", created=2.0), invite="inv-1")
+    store.delete_user("erin")  # the invite stays spent
 
 
 def _everything(store) -> dict[str, set]:
-    return {"users": set(store.list_users()), "wikis": set(store.list_wikis()), "grants": set(store.list_grants()),
-            "tokens": set(store.list_tokens())}
+    users = store.list_users()
+    return {"users": set(users), "wikis": set(store.list_wikis()), "grants": set(store.list_grants()),
+            "tokens": set(store.list_tokens()), "identities": {i for u in users for i in store.list_identities(u.name)},
+            "invites": set(store.list_used_invites())}
 
 
 def _counts(out: str) -> dict[str, tuple[str, str]]:
@@ -286,7 +293,8 @@ def test_store_copy_into_postgres_and_back_keeps_every_record(url, tmp_path):
     data = tmp_path / "var"
     _fill(data)
     tiny = _everything(TinyStore(data / "db.json"))
-    assert {k: len(v) for k, v in tiny.items()} == {"users": 3, "wikis": 2, "grants": 1, "tokens": 2}
+    assert {k: len(v) for k, v in tiny.items()} == {"users": 3, "wikis": 2, "grants": 1, "tokens": 2, "identities": 1,
+                                                    "invites": 1}
 
     out = wb(data, "store", "copy", "--to", url).stdout
     assert _counts(out) == {"users": ("3", "3"), "wikis": ("2", "2"), "grants": ("1", "1"), "tokens": ("2", "2")}
@@ -294,7 +302,8 @@ def test_store_copy_into_postgres_and_back_keeps_every_record(url, tmp_path):
     pg = PostgresStore(url)
     assert _everything(pg) == tiny
     refused = wb(data, "store", "copy", "--to", url, check=False)
-    assert refused.returncode == 1 and "already has records (3 users, 2 wikis, 1 grants, 2 tokens)" in refused.stderr
+    assert refused.returncode == 1
+    assert "already has records (3 users, 2 wikis, 1 grants, 2 tokens, 1 identities, 1 invites)" in refused.stderr
     assert _everything(pg) == tiny
 
     # the platform now on PostgreSQL: it works there, and copies back into a new TinyDB file

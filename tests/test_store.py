@@ -181,6 +181,57 @@ def test_deleting_a_wiki_takes_its_grants_and_changes_touch_only_their_fields(st
     assert store.list_grants(wiki=w) == []
 
 
+def test_profile_fields_change_alone_and_other_fields_are_refused(store):
+    store.add_user(_user("ann", email="a@example.org", created=5.0))
+    store.add_wiki(Wiki(owner="ann", slug="w", title="W", created=6.0, pages=3, bytes=40))
+    updated = store.update_user("ann", {"full_name": "Ann Example", "disabled": True, "tier": "premium"})
+    assert updated == store.get_user("ann") == _user("ann", email="a@example.org", created=5.0, full_name="Ann Example",
+                                                      disabled=True, tier="premium")
+    wiki = store.update_wiki(WikiName("ann", "w"), {"title": "New", "purpose": "notes", "public": True})
+    assert wiki == store.get_wiki(WikiName("ann", "w")) == Wiki(owner="ann", slug="w", title="New", purpose="notes",
+                                                                public=True, created=6.0, pages=3, bytes=40)
+    with pytest.raises(ValueError):
+        store.update_user("ann", {"name": "bob"})
+    with pytest.raises(ValueError):
+        store.update_wiki(WikiName("ann", "w"), {"pages": 0})
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_user("ghost", {"email": ""})
+    with pytest.raises(StoreError, match="does not exist"):
+        store.update_wiki(WikiName("ann", "gone"), {"title": ""})
+
+
+def test_an_invite_makes_one_account_and_stays_spent_when_it_goes(store):
+    store.add_user(_user("ann", created=1.0), invite="i1")
+    with pytest.raises(StoreError, match="used already"):
+        store.add_user(_user("bob", created=2.0), invite="i1")
+    assert store.get_user("bob") is None  # nothing of the refused account is left
+    store.delete_user("ann")
+    with pytest.raises(StoreError, match="used already"):
+        store.add_user(_user("ann", created=3.0), invite="i1")
+    store.add_user(_user("bob", created=4.0), invite="i2")
+    assert [(i.id, i.user) for i in store.list_used_invites()] == [("i1", "ann"), ("i2", "bob")]
+
+
+def test_identities_are_keyed_by_provider_and_subject_and_go_with_the_user(store):
+    from wikibot.gitd.records import Identity
+
+    store.add_user(_user("ann"))
+    store.add_user(_user("bob"))
+    mine = Identity(provider="sso", subject="42", user="ann", created=1.0, label="ann@example.org")
+    store.add_identity(mine)
+    store.add_identity(Identity(provider="github", subject="42", user="ann", created=2.0))
+    with pytest.raises(StoreError, match="linked to a wikibot account already"):
+        store.add_identity(Identity(provider="sso", subject="42", user="bob"))
+    with pytest.raises(StoreError, match="does not exist"):
+        store.add_identity(Identity(provider="sso", subject="7", user="ghost"))
+    assert store.find_identity("sso", "42") == mine and store.find_identity("sso", "43") is None
+    assert [i.provider for i in store.list_identities("ann")] == ["github", "sso"]
+    assert store.remove_identity("github", "42") and not store.remove_identity("github", "42")
+    store.delete_user("ann")
+    assert store.find_identity("sso", "42") is None and store.list_identities("ann") == []
+    store.add_identity(Identity(provider="sso", subject="42", user="bob"))  # free again
+
+
 def test_tokens_are_found_listed_touched_and_deleted(store):
     store.add_user(_user("a"))
     store.add_user(_user("b"))

@@ -184,15 +184,17 @@ def _store_at(location: str) -> Store:
 
 
 def _records(store: Store) -> dict[str, list]:
-    return {"users": store.list_users(), "wikis": store.list_wikis(), "grants": store.list_grants(),
-            "tokens": store.list_tokens()}
+    users = store.list_users()
+    return {"users": users, "wikis": store.list_wikis(), "grants": store.list_grants(),
+            "tokens": store.list_tokens(), "identities": [i for u in users for i in store.list_identities(u.name)],
+            "invites": store.list_used_invites()}
 
 
 def cmd_store_copy(core: Core, args: argparse.Namespace) -> None:
     target = _store_at(args.to)
     where, into_postgres = redact(args.to), args.to.startswith(POSTGRES_SCHEMES)
     source = _records(core.store)
-    target.load(source["users"], source["wikis"], source["grants"], source["tokens"])  # all of it or nothing
+    target.load(*source.values())  # all of it or nothing
     copied, after = _records(target), _records(core.store)
     _table([[kind, str(len(source[kind])), str(len(copied[kind]))] for kind in source], ["RECORDS", "SOURCE", "TARGET"])
     differ = [kind for kind in source if set(source[kind]) != set(copied[kind])]

@@ -46,6 +46,29 @@ DEFAULT_TIERS = {
 }
 
 
+SIGNUP_MODES = ("closed", "invite", "open")
+PROVIDER_KINDS = ("oidc", "github")
+GITHUB_URL, GITHUB_API_URL = "https://github.com", "https://api.github.com"
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """A sign-in with an OpenID Connect issuer or GitHub's OAuth (`[accounts.providers.NAME]`)."""
+
+    name: str  # in URLs (/-/login/NAME) and in the stored identities: never rename a provider in use
+    kind: str  # "oidc" or "github"
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    label: str = ""  # the button's text
+    issuer: str = ""  # oidc: discovery at ISSUER/.well-known/openid-configuration
+    github_url: str = GITHUB_URL  # github: another host for GitHub Enterprise
+    github_api_url: str = GITHUB_API_URL
+
+    @property
+    def title(self) -> str:
+        return self.label or ("GitHub" if self.kind == "github" else self.name)
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of the platform. `data_dir` holds all state (db, repos, indexes, queue)."""
@@ -68,6 +91,15 @@ class Config:
     template_credentials: dict[str, str] = field(default_factory=dict)  # URL prefix -> token
     # platform state: "" = TinyDB (db.json in the data dir), else a postgresql:// URL; kept out of repr (password)
     store_url: str = field(default="", repr=False)
+    # accounts: who may make one ("closed": admins only; "invite": with an admin's link; "open": anyone,
+    # a few per client address an hour), how long an invite link lasts, and identity providers
+    signup: str = "closed"
+    invite_days: int = 7
+    signups_per_hour: int = 5
+    providers: tuple[IdentityProvider, ...] = ()
+
+    def provider(self, name: str) -> IdentityProvider | None:
+        return next((p for p in self.providers if p.name == name), None)
 
     @property
     def public_url(self) -> str:
@@ -122,9 +154,12 @@ _ENV = {
     "clone_timeout": "WIKIBOT_CLONE_TIMEOUT",
     "max_template_mb": "WIKIBOT_MAX_TEMPLATE_MB",
     "store_url": "WIKIBOT_STORE_URL",
+    "signup": "WIKIBOT_SIGNUP",
+    "invite_days": "WIKIBOT_INVITE_DAYS",
+    "signups_per_hour": "WIKIBOT_SIGNUPS_PER_HOUR",
 }
 _TOML_NAMES = {("data", "dir"): "data_dir", ("store", "url"): "store_url"}
-_INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb"}
+_INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb", "invite_days", "signups_per_hour"}
 _BOOLS = {"allow_private_urls"}
 
 
@@ -138,6 +173,10 @@ def _coerce(name: str, value: object) -> object:
             if "=" not in spec or ":" not in spec.split("=", 1)[1]:
                 raise ConfigError(f"consumer {spec!r} must look like name=module:factory")
         return specs
+    if name == "signup":
+        if str(value) not in SIGNUP_MODES:
+            raise ConfigError(f"setting signup must be one of {', '.join(SIGNUP_MODES)}, got {value!r}")
+        return str(value)
     if name in _BOOLS:
         if isinstance(value, bool):
             return value
@@ -162,8 +201,11 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data", "store", "events", "search", "bootstrap"):
+    for section in ("server", "data", "store", "events", "search", "bootstrap", "accounts"):
         for key, value in raw.get(section, {}).items():
+            if (section, key) == ("accounts", "providers"):
+                values["providers"] = _providers(path, value)
+                continue
             if (section, key) == ("bootstrap", "credentials"):
                 if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                     raise ConfigError(f"{path}: [bootstrap.credentials] maps URL prefixes to tokens (strings)")
@@ -183,6 +225,31 @@ def _from_toml(path: Path) -> dict[str, object]:
         tiers[tier] = replace(base, **{k: int(v) for k, v in limits.items()})
     values["tiers"] = tiers
     return values
+
+
+def _providers(path: Path, table: object) -> tuple[IdentityProvider, ...]:
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: [accounts.providers.NAME] tables describe identity providers")
+    known = {f.name for f in fields(IdentityProvider)} - {"name"}
+    found = []
+    for name, settings in table.items():
+        where = f"{path}: [accounts.providers.{name}]"
+        if not name.isascii() or not name.replace("-", "").replace("_", "").isalnum() or len(name) > 40:
+            raise ConfigError(f"{where}: a provider's name is letters, digits, - and _")
+        unknown = set(settings) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+        if not all(isinstance(v, str) for v in settings.values()):
+            raise ConfigError(f"{where}: every setting is a string")
+        kind = settings.get("kind", "")
+        if kind not in PROVIDER_KINDS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(PROVIDER_KINDS)}")
+        if not settings.get("client_id") or not settings.get("client_secret"):
+            raise ConfigError(f"{where}: client_id and client_secret are required")
+        if kind == "oidc" and not settings.get("issuer", "").startswith(("https://", "http://")):
+            raise ConfigError(f"{where}: an oidc provider needs its issuer URL")
+        found.append(IdentityProvider(name=name, **settings))
+    return tuple(found)
 
 
 def load_config(data_dir: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
