@@ -1,7 +1,8 @@
-"""The web: the platform's pages (`/`, `/-/...`) and every wiki's Otterwiki (`/OWNER/WIKI/...`).
+"""The web: the platform's pages (`/`, `/-/...`), every wiki's history in klaus
+(`/OWNER/WIKI/-/history/...`) and every wiki's Otterwiki (the rest of `/OWNER/WIKI/...`).
 
 `create_webui(core)` builds it with explicit arguments and no side effects at import; Otterwiki
-itself is imported when the first wiki is served (see `otterwiki/loader.py`).
+and klaus are imported when first used (see `otterwiki/loader.py`, `history.py`).
 """
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from wikibot.gitd.http_access import Answer, StartResponse
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.secrets import ensure_secret_key
 
+from .dashboard import Limiters
 from .pages import create_pages
-from .sessions import LoginLimiter, Sessions
+from .sessions import AttemptLimiter, Sessions
+from .signup import Invites
+
+HISTORY = "/-/history"  # under a wiki's prefix
 
 
 class WebUI:
@@ -27,10 +32,16 @@ class WebUI:
         secret = ensure_secret_key(core.config.secret_key_path)
         self.sessions = Sessions(_derived(secret, "sessions"), core.store,
                                  secure=core.config.public_url.startswith("https://"))
-        self.pages = create_pages(core, self.sessions, LoginLimiter(core.config.cache_dir / "logins.sqlite3"))
+        cache = core.config.cache_dir
+        limiters = Limiters(logins=AttemptLimiter(cache / "logins.sqlite3"),
+                            signups=AttemptLimiter(cache / "signups.sqlite3", per_address=core.config.signups_per_hour,
+                                                   window=3600.0))
+        self.pages = create_pages(core, self.sessions, limiters, Invites(_derived(secret, "invites"),
+                                                                          core.config.invite_days))
         self.core = core
         self._secret = _derived(secret, "otterwiki")
         self._wikis: Any = None  # the OtterwikiHost, made on first use: importing Otterwiki takes a while
+        self._history: Any = None  # the History app, made on first use (klaus imports its own world)
         self._making = threading.Lock()
 
     @property
@@ -42,12 +53,24 @@ class WebUI:
                 self._wikis = OtterwikiHost(self.core, self.sessions, secret=self._secret)
             return self._wikis
 
+    @property
+    def history(self) -> Any:
+        with self._making:
+            if self._history is None:
+                from .history import History
+
+                self._history = History(self.core, self.sessions)
+            return self._history
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         if path == "/" or path.startswith("/-/"):
             return self.pages(environ, start_response)
         if not is_wiki_path(path):  # answered without loading Otterwiki
             return Answer.text(404, "not found").send(start_response)
+        rest = path.split("/", 3)[3] if path.count("/") >= 3 else ""
+        if ("/" + rest + "/").startswith(HISTORY + "/"):
+            return self.history(environ, start_response)
         return self.wikis(environ, start_response)
 
 

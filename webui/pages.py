@@ -1,33 +1,29 @@
-"""The platform's own pages: `/` and everything under `/-/` (sign-in, sign-out, the stylesheet).
+"""The platform's own pages: `/` and everything under `/-/` (the dashboard, sign-in, the stylesheet).
 
-A Flask app made by `create_pages` with explicit arguments; it never touches Otterwiki. The
-dashboard (accounts, wikis, collaborators, tokens) will join it as blueprints.
+A Flask app made by `create_pages` with explicit arguments; it never touches Otterwiki. Here are
+what every page shares: the session and its CSRF check on every POST, the security headers, the
+error pages. The pages themselves are the dashboard's blueprints (`dashboard/`).
 """
 from __future__ import annotations
 
+import datetime
+import logging
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, g, redirect, render_template, request
+from flask import Flask, Response, abort, g, render_template, request
 
+from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
-from wikibot.gitd.secrets import check_password
 
-from .sessions import LoginLimiter, Sessions, WebSession
+from .dashboard import Limiters, blueprints
+from .sessions import Sessions, WebSession
+from .signup import Invites
 
 HERE = Path(__file__).parent
-MAX_NAME = 100  # characters of a typed user name that count (no user name is longer)
+log = logging.getLogger(__name__)
 
 
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this site only (never `//host` or `https://…`)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    parts = urlsplit(target)
-    return target if not parts.scheme and not parts.netloc else "/"
-
-
-def create_pages(core: Core, sessions: Sessions, limiter: LoginLimiter) -> Flask:
+def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> Flask:
     app = Flask(__name__, root_path=str(HERE), instance_path=str(core.config.cache_dir / "flask"),
                 static_folder="static", static_url_path="/-/static", template_folder="templates")
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, MAX_FORM_MEMORY_SIZE=64 * 1024)
@@ -49,49 +45,23 @@ def create_pages(core: Core, sessions: Sessions, limiter: LoginLimiter) -> Flask
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")  # invite links and tokens stay on the site
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                                    "form-action 'self'; base-uri 'none'")
         return response
+
+    @app.template_filter("when")
+    def when(ts: float | None) -> str:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else ""
 
     @app.context_processor
     def page_globals() -> dict:
         return {"user": g.get("user"), "csrf_token": sessions.csrf_token(g.session) if "session" in g else "",
                 "public_url": core.config.public_url}
 
-    @app.get("/")
-    def home() -> str:
-        wikis = []
-        if g.user is not None:
-            owned = core.store.list_wikis(g.user.name)
-            shared = [core.store.get_wiki(grant.wiki) for grant in core.store.list_grants(user=g.user.name)]
-            wikis = owned + [w for w in shared if w is not None]
-        return render_template("home.html", wikis=wikis)
-
-    @app.get("/-/login")
-    def login_form() -> str:
-        return render_template("login.html", next=safe_next(request.args.get("next")), error=None, name="")
-
-    @app.post("/-/login")
-    def login() -> Response | tuple[str, int]:
-        name = request.form.get("username", "").strip()[:MAX_NAME]
-        password = request.form.get("password", "")
-        target = safe_next(request.form.get("next"))
-        address = request.remote_addr or "-"
-        wait = limiter.retry_after(name, address)
-        if wait > 0:
-            minutes = max(1, round(wait / 60))
-            return render_template("login.html", next=target, name=name,
-                                   error=f"Too many failed sign-ins: try again in {minutes} minute(s)."), 429
-        user = core.store.get_user(name) if name else None
-        if not check_password(user.password_hash if user else None, password):
-            limiter.failed(name, address)
-            return render_template("login.html", next=target, name=name,
-                                   error="Wrong user name or password."), 401
-        g.session = sessions.new(user)  # a new id: a session planted before sign-in is worth nothing
-        return redirect(target, 303)
-
-    @app.post("/-/logout")
-    def logout() -> Response:
-        g.signed_out = True
-        return redirect("/", 303)
+    for blueprint in blueprints(core, sessions, limiters, invites):
+        app.register_blueprint(blueprint)
 
     @app.errorhandler(400)
     def bad_request(exc) -> tuple[str, int]:
@@ -100,5 +70,20 @@ def create_pages(core: Core, sessions: Sessions, limiter: LoginLimiter) -> Flask
     @app.errorhandler(404)
     def not_found(exc) -> tuple[str, int]:
         return render_template("message.html", title="Not found", message="There is nothing here."), 404
+
+    @app.errorhandler(405)
+    def wrong_method(exc) -> tuple[str, int]:
+        return render_template("message.html", title="Not allowed", message="This page does not take that."), 405
+
+    @app.errorhandler(413)
+    def too_large(exc) -> tuple[str, int]:
+        return render_template("message.html", title="Too large", message="That form is too large."), 413
+
+    @app.errorhandler(WikibotError)
+    def refused(exc: WikibotError) -> tuple[str, int]:
+        status = getattr(exc, "status", 400)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, getattr(exc, "detail", exc))
+        return render_template("message.html", title="Not done", message=str(exc)), status
 
     return app

@@ -77,9 +77,9 @@ class Sessions:
                         hashlib.sha256).hexdigest()[:32]
 
     def user_of(self, session: WebSession) -> User | None:
-        """The signed-in user, None if anonymous, or deleted, re-created or given a new password since."""
+        """The signed-in user; None if anonymous, or disabled, deleted, re-created or given a new password since."""
         user = self.store.get_user(session.user) if session.user else None
-        if user is None or not hmac.compare_digest(self.account_mark(user), session.account):
+        if user is None or user.disabled or not hmac.compare_digest(self.account_mark(user), session.account):
             return None
         return user
 
@@ -99,9 +99,10 @@ class Sessions:
         return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
 
 
-class LoginLimiter:
-    """Failed sign-ins per account and per client address in a sliding window, shared by every
-    process on the data dir (one small SQLite file), so a password cannot be guessed at speed."""
+class AttemptLimiter:
+    """Attempts per account and per client address in a sliding window, shared by every process on
+    the data dir (one small SQLite file): failed sign-ins, so a password cannot be guessed at speed,
+    and sign-ups, so open registration cannot be flooded."""
 
     def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, window: float = 900.0) -> None:
         self.path = path
@@ -136,7 +137,7 @@ class LoginLimiter:
                 wait = max(wait, rows[0] + self.window - now)
         return wait
 
-    def failed(self, account: str, address: str, now: float | None = None) -> None:
+    def record(self, account: str, address: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
                                [(_key("user", account.lower()), now), (_key("addr", address), now)])

@@ -1,0 +1,150 @@
+"""Accounts in the browser: signing in and out, signing up (closed, by invite, or open and limited
+per client address), and your account (name, email, password, linked sign-ins, deletion)."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, redirect, render_template, request
+
+from wikibot.errors import WikibotError
+from wikibot.gitd.core import Core
+from wikibot.gitd.secrets import check_password
+
+from ..sessions import Sessions
+from ..signup import BadInvite, Invite, Invites, signup_refusal
+from .common import Limiters, notice, safe_next, signed_in
+from .wikis import Page
+
+MAX_NAME = 100  # characters of a typed user name that count (no user name is longer)
+
+
+def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> Blueprint:
+    bp = Blueprint("accounts", __name__)
+
+    def login_page(error: str | None = None, status: int = 200, name: str = "", target: str = "/") -> tuple[str, int]:
+        return render_template("login.html", next=target, error=error, name=name, providers=core.config.providers,
+                               signup=core.config.signup), status
+
+    @bp.get("/-/login")
+    def login_form() -> Page:
+        return login_page(target=safe_next(request.args.get("next")))
+
+    @bp.post("/-/login")
+    def login() -> Page:
+        name = request.form.get("username", "").strip()[:MAX_NAME]
+        password = request.form.get("password", "")
+        target = safe_next(request.form.get("next"))
+        address = request.remote_addr or "-"
+        wait = limiters.logins.retry_after(name, address)
+        if wait > 0:
+            minutes = max(1, round(wait / 60))
+            return login_page(f"Too many failed sign-ins: try again in {minutes} minute(s).", 429, name, target)
+        user = core.store.get_user(name) if name else None
+        if not check_password(user.password_hash if user else None, password):
+            limiters.logins.record(name, address)
+            return login_page("Wrong user name or password.", 401, name, target)
+        if user.disabled:
+            return login_page("This account is disabled: ask an administrator.", 403, name, target)
+        g.session = sessions.new(user)  # a new id: a session planted before sign-in is worth nothing
+        return redirect(target, 303)
+
+    @bp.post("/-/logout")
+    def logout() -> Page:
+        g.signed_out = True
+        return redirect("/", 303)
+
+    # sign-up
+    def signup_page(invite_token: str | None, invite: Invite | None, error: str | None = None, status: int = 200,
+                    form: dict | None = None) -> tuple[str, int]:
+        refusal = signup_refusal(core.config, invite)
+        return render_template("signup.html", refusal=refusal, error=error, invite_token=invite_token,
+                               providers=core.config.providers, form=form or {"username": "", "email": ""}), status
+
+    def opened(token: str | None) -> Invite | None:
+        if token is None:
+            return None
+        try:
+            return invites.open(token, core.store)
+        except BadInvite as exc:
+            abort(400, str(exc))
+
+    @bp.get("/-/signup", defaults={"token": None})
+    @bp.get("/-/signup/<token>")
+    def signup_form(token: str | None) -> Page:
+        if g.user is not None:
+            return redirect("/", 303)
+        invite = opened(token)
+        return signup_page(token, invite, status=200 if signup_refusal(core.config, invite) is None else 403)
+
+    @bp.post("/-/signup", defaults={"token": None})
+    @bp.post("/-/signup/<token>")
+    def signup(token: str | None) -> Page:
+        invite = opened(token)
+        refusal = signup_refusal(core.config, invite)
+        if refusal is not None:
+            return signup_page(token, invite, status=403)
+        form = {"username": request.form.get("username", "").strip()[:MAX_NAME],
+                "email": request.form.get("email", "").strip()}
+        password = request.form.get("password", "")
+        address = request.remote_addr or "-"
+        if invite is None and limiters.signups.retry_after("", address) > 0:
+            return signup_page(token, invite, "Too many accounts were made from your address: try again in an hour.",
+                               429, form)
+        try:
+            if password != request.form.get("password2", ""):
+                raise WikibotError("the two passwords differ")
+            user, _ = core.add_user(form["username"], form["email"], password,
+                                    tier=invite.tier if invite else "free", invite=invite.id if invite else None)
+        except WikibotError as exc:
+            return signup_page(token, invite, str(exc), 400, form)
+        if invite is None:
+            limiters.signups.record("", address)
+        g.session = sessions.new(user)
+        return redirect("/", 303)
+
+    # your account
+    def account_page(error: str | None = None, status: int = 200, section: str = "") -> tuple[str, int]:
+        user = signed_in()
+        return render_template("account.html", account=user, error=error, section=section, notice=notice(),
+                               identities=core.store.list_identities(user.name), providers=core.config.providers,
+                               has_password=user.password_hash.startswith("$"),
+                               owned=core.store.list_wikis(user.name)), status
+
+    @bp.get("/-/account")
+    def account() -> Page:
+        return account_page()
+
+    @bp.post("/-/account/profile")
+    def profile() -> Page:
+        user = signed_in()
+        try:
+            core.update_profile(user.name, email=request.form.get("email", "").strip(),
+                                full_name=request.form.get("full_name", "").strip())
+        except WikibotError as exc:
+            return account_page(str(exc), 400, "profile")
+        return redirect("/-/account?done=saved", 303)
+
+    @bp.post("/-/account/password")
+    def password() -> Page:
+        user = signed_in()
+        new = request.form.get("new_password", "")
+        try:
+            if new != request.form.get("new_password2", ""):
+                raise WikibotError("the two new passwords differ")
+            changed = core.change_password(user.name, request.form.get("current_password", ""), new)
+        except WikibotError as exc:
+            return account_page(str(exc), 400, "password")
+        g.session = sessions.new(changed)  # every other session of the account ends with the old password
+        return redirect("/-/account?done=password", 303)
+
+    @bp.post("/-/account/delete")
+    def delete() -> Page:
+        user = signed_in()
+        if request.form.get("confirm", "").strip() != user.name:
+            return account_page(f"Nothing was deleted: type your user name, {user.name}, to confirm.", 400, "delete")
+        if user.admin and not any(u.admin and u.name != user.name and not u.disabled for u in core.store.list_users()):
+            return account_page("Nothing was deleted: you are the only administrator. Make another first.", 400,
+                                "delete")
+        core.delete_user(user.name, purge=True)
+        g.signed_out = True
+        return redirect("/?done=account-deleted", 303)
+
+    return bp
