@@ -56,6 +56,7 @@ def blueprint(core: Core) -> Blueprint:
         if request.method == "GET":
             return render_template("new_wiki.html", form=form, templates=templates, git_ok=git_ok, error=None)
         form.update({k: request.form.get(k, "").strip() for k in form})
+        form["template"] = form["template"] or "default"
         template = form["url"] if form["template"] == "url" else form["template"]
         try:
             if form["template"] == "url":
