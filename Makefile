@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/bench_mcp.py
 	$(PY) bench/bench_tenants.py
 	$(PY) bench/bench_web.py
+	$(PY) bench/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
