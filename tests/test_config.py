@@ -26,8 +26,31 @@ def test_environment_overrides_file_and_flag_overrides_both(tmp_path):
 
 
 @pytest.mark.parametrize("text", ['[server]\nport = "many"\n', '[server]\ncolour = 1\n',
-                                  '[tiers.free]\nmax_hats = 1\n', 'port = = 1'])
+                                  '[tiers.free]\nmax_hats = 1\n', 'port = = 1', '[accounts]\nsignup = "maybe"\n',
+                                  '[accounts.providers.x]\nkind = "saml"\nclient_id = "a"\nclient_secret = "b"\n',
+                                  '[accounts.providers.x]\nkind = "oidc"\nclient_id = "a"\nclient_secret = "b"\n',
+                                  '[accounts.providers.x]\nkind = "github"\nclient_id = "a"\n',
+                                  '[accounts.providers."a b"]\nkind = "github"\nclient_id = "a"\nclient_secret = "b"\n',
+                                  '[accounts.providers.x]\nkind = "github"\nclient_id = "a"\nclient_secret = "b"\n'
+                                  'colour = "red"\n'])
 def test_bad_config_is_a_clear_error(tmp_path, text):
     (tmp_path / "wikibot.toml").write_text(text)
     with pytest.raises(ConfigError):
         load_config(tmp_path, environ={})
+
+
+def test_accounts_settings_and_identity_providers(tmp_path):
+    (tmp_path / "wikibot.toml").write_text(
+        '[accounts]\nsignup = "invite"\ninvite_days = 3\n'
+        '[accounts.providers.work]\nkind = "oidc"\nissuer = "https://id.example.org"\nclient_id = "wikibot"\n'
+        'client_secret = "s3cret"\nlabel = "Work account"\n'
+        '[accounts.providers.github]\nkind = "github"\nclient_id = "gh"\nclient_secret = "ghs"\n')
+    config = load_config(tmp_path, environ={})
+    assert (config.signup, config.invite_days, config.signups_per_hour) == ("invite", 3, 5)
+    work, github = config.providers
+    assert (work.name, work.kind, work.issuer, work.title) == ("work", "oidc", "https://id.example.org", "Work account")
+    assert (github.title, github.github_url, github.github_api_url) == ("GitHub", "https://github.com",
+                                                                      "https://api.github.com")
+    assert config.provider("github") is github and config.provider("none") is None
+    assert "s3cret" not in repr(config)
+    assert load_config(tmp_path, environ={"WIKIBOT_SIGNUP": "open"}).signup == "open"
