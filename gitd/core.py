@@ -107,9 +107,7 @@ class Core:
             password_hash = hash_password(password)
         user = User(name=name, email=email, password_hash=password_hash, tier=tier,
                     admin=admin, created=time.time(), full_name=full_name)
-        if self.store.get_user(name) is not None:  # clearer than the store's words, and spends no invite
-            raise CoreError(f"the user name {name!r} is taken")
-        self.store.add_user(user, invite=invite)
+        self.store.add_user(user, invite=invite)  # a taken name is refused before the invite is spent
         return user, password
 
     def update_profile(self, name: str, *, email: str, full_name: str) -> User:
