@@ -1,0 +1,398 @@
+"""Every wiki's history in klaus 3.0.1, at `/OWNER/WIKI/-/history/`: the log (of the wiki, a folder or
+one page), commits with their diffs, blame, the tree and raw files.
+
+klaus's `make_app` loads a fixed list of repositories at start and serves them under `/<repo>/...`.
+Here one klaus app per process serves every wiki: per request the platform says who the visitor is
+(the web session) and what they may read (`gitd.acl`, exactly as the web wiki decides it), then
+hands klaus that wiki's repository in the WSGI environ. klaus sees SCRIPT_NAME `/OWNER/WIKI/-`, so
+its repository segment is the word `history` and its own `url_for` builds every link inside the
+wiki's history; `valid_repos`, a dict in klaus, is that one repository.
+
+Read-only, and less than `make_app` offers: GET and HEAD only, no smart HTTP (make_app's dulwich
+wrapping is not used), no repository list, no tarballs, no submodule pages (a push cannot bring
+one). Wikis share one origin, so nothing of a wiki runs there: pages are shown as source, never
+rendered as HTML (klaus would render Markdown if `markdown` were installed), and raw files are
+served sandboxed with a type that cannot turn into a page. Big files: a commit's diffs stop at a
+budget, raw files above a cap are refused with a message, and the raw diff is cut.
+"""
+from __future__ import annotations
+
+import mimetypes
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import flask
+from dulwich.errors import NotTreeError
+from dulwich.object_store import tree_lookup_path
+from dulwich.objects import Blob
+from dulwich.patch import write_object_diff
+from jinja2 import ChoiceLoader, FileSystemLoader
+from klaus import Klaus, views
+from klaus.diff import render_diff
+from klaus.repo import FancyRepo, synchronized
+from klaus.utils import encode_for_git, guess_is_binary
+from werkzeug.exceptions import NotFound
+
+from wikibot.gitd.acl import Action, Verdict, decide
+from wikibot.gitd.core import Core
+from wikibot.gitd.http_access import Answer, StartResponse
+from wikibot.gitd.names import InvalidName, WikiName
+from wikibot.gitd.records import Wiki
+from wikibot.gitd.repos import DEFAULT_BRANCH
+from wikibot.gitd.repository import Repository
+
+from . import HISTORY
+from .sessions import Sessions
+
+MB = 1024 * 1024
+OUTER, SEGMENT = HISTORY.rsplit("/", 1)  # klaus is mounted at /OWNER/WIKI/-, its repository is "history"
+VISIT = "wikibot.history"  # the environ key holding the request's `Visit`
+TEMPLATES = Path(__file__).parent / "history_templates"
+DIFF_FILE_LIMIT = 256 * 1024  # a side of a file's diff larger than this is not diffed (klaus shows files to 100 KB)
+DIFF_BUDGET = 2 * MB  # bytes of files one commit page (or raw diff) reads; the files after it are listed only
+RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klaus does); git clone has them all
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+SAFE_METHODS = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What klaus needs from the platform for one request: the wiki and its open repository."""
+
+    wiki: Wiki
+    repo: WikiRepo
+    home: str  # the wiki's web URL, `/OWNER/WIKI/`
+
+    def page_link(self, path: str, rev: str, commit: bytes) -> str | None:
+        """The wiki's web page for the file `path` klaus shows at `rev` (None for anything but a page):
+        the page as it is now on main, else as it was at that commit."""
+        if not path.endswith(".md"):
+            return None
+        page = quote(path[:-3])
+        if rev == DEFAULT_BRANCH:
+            return f"{self.home}{page}"
+        return f"{self.home}{page}/view/{commit.decode()}"
+
+
+class WikiRepo(FancyRepo):
+    """klaus's repository wrapper for one wiki: named by the URL segment, `main` as its branch, the log
+    read through the platform's read API (pathspecs taken literally: a page may be named `[ab].md`),
+    and diffs within a budget."""
+
+    name = SEGMENT  # what klaus's templates put in its URLs
+
+    def __init__(self, path: Path, reader: Repository) -> None:
+        super().__init__(str(path), None)
+        self.reader = reader
+
+    def get_default_branch(self) -> str | None:
+        """The wiki is `main`, whatever other branches were pushed (klaus would prefer a `master`)."""
+        return DEFAULT_BRANCH if self.reader.head() else super().get_default_branch()
+
+    def history(self, commit: Any, path: str | None = None, max_commits: int | None = None,
+                skip: int = 0) -> list[Any]:
+        """Like klaus's (`git log`), outside klaus's process-wide lock while git runs."""
+        found = self.reader.log(commit.id.decode(), path or None, limit=max_commits or 1 << 30, skip=skip)
+        return [self[entry.revision.encode()] for entry in found]
+
+    @synchronized
+    def changes(self, commit: Any) -> list[dict[str, Any]]:
+        """What `commit` changed against its first parent, file by file: paths, modes, and both sides'
+        blobs, or why they were left out (`not_shown`). Blobs are read until DIFF_BUDGET bytes were."""
+        parent = self[commit.parents[0]].tree if commit.parents else None
+        budget = DIFF_BUDGET
+        out = []
+        for (old, new), (old_mode, new_mode), (old_sha, new_sha) in \
+                self.dulwich_repo.object_store.tree_changes(parent, commit.tree):
+            change: dict[str, Any] = {"old_path": old, "new_path": new, "old_mode": old_mode, "new_mode": new_mode,
+                                      "old_sha": old_sha, "new_sha": new_sha, "old": None, "new": None,
+                                      "not_shown": None}
+            if budget <= 0:
+                change["not_shown"] = f"Diff not shown: this commit changes more than {DIFF_BUDGET // MB} MB"
+            else:
+                change["old"], change["new"] = self._blob(old_sha), self._blob(new_sha)
+                sizes = (change["old"].raw_length(), change["new"].raw_length())
+                budget -= sum(sizes)
+                if max(sizes) > DIFF_FILE_LIMIT:
+                    change["old"] = change["new"] = None
+                    change["not_shown"] = f"Diff not shown: the file is over {DIFF_FILE_LIMIT // 1024} KB"
+            out.append(change)
+        return out
+
+    def _blob(self, sha: bytes | None) -> Blob:
+        try:
+            return self.dulwich_repo.object_store[sha] if sha else Blob.from_string(b"")
+        except KeyError:  # klaus's answer to a missing object (a submodule's commit)
+            return Blob.from_string(b"")
+
+    def commit_diff(self, commit: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """klaus's commit page data, from `changes`: files left out say why instead of their diff."""
+        summary = {"nfiles": 0, "nadditions": 0, "ndeletions": 0}
+        files = []
+        for change in self.changes(commit):
+            summary["nfiles"] += 1
+            names = {"old_filename": change["old_path"] or "/dev/null",
+                     "new_filename": change["new_path"] or "/dev/null"}
+            old, new = change["old"], change["new"]
+            if change["not_shown"] or guess_is_binary(old) or guess_is_binary(new):
+                files.append({**names, "is_binary": True, "chunks": None,
+                              "not_shown": change["not_shown"] or "Binary diff not shown"})
+                continue
+            additions, deletions, chunks = render_diff(old.splitlines(), new.splitlines())
+            summary["nadditions"] += additions
+            summary["ndeletions"] += deletions
+            files.append({**names, "is_binary": False, "chunks": chunks, "additions": additions,
+                          "deletions": deletions})
+        return summary, files
+
+    def raw_commit_diff(self, commit: Any) -> bytes:
+        """The commit as a patch (klaus's raw diff), within the same budget: files left out are named."""
+        out = BytesIO()
+        for change in self.changes(commit):
+            if change["not_shown"]:
+                path = (change["new_path"] or change["old_path"]).decode(errors="replace")
+                out.write(f"# {path}: {change['not_shown'].lower()}\n".encode())
+                continue
+            read = {change["old_sha"]: change["old"], change["new_sha"]: change["new"]}  # the blobs, read once
+            write_object_diff(out, read, (change["old_path"], change["old_mode"], change["old_sha"]),
+                              (change["new_path"], change["new_mode"], change["new_sha"]))
+        return out.getvalue()
+
+
+class _Source:
+    """Pages are shown as their source, never rendered as HTML (a page's raw HTML would run on the
+    platform's origin), and no README is rendered into the log."""
+
+    def get_readme_context(self) -> dict[str, Any]:
+        return {"is_markup": None, "rendered_code": None}
+
+    def render_code(self, render_markup: bool) -> str:
+        return super().render_code(False)  # type: ignore[misc]
+
+
+class _BlobView(_Source, views.FileView):
+    def make_template_context(self, *args: Any) -> None:
+        super().make_template_context(*args)
+        self.context["is_markup"] = False
+
+
+class _IndexView(_Source, views.IndexView):
+    pass
+
+
+class _HistoryView(_Source, views.HistoryView):
+    pass
+
+
+class _RawView(views.BaseRepoView):
+    """A file as it is: up to RAW_LIMIT, typed so that a browser never runs it as a page of this origin."""
+
+    def make_template_context(self, repo: str, namespace: str | None, rev: str | None, path: str) -> None:
+        wiki_repo, rev, path, commit = views._get_repo_and_rev(repo, namespace, rev, path)
+        try:
+            mode, sha = tree_lookup_path(wiki_repo.__getitem__, commit.tree, encode_for_git(path))
+        except (KeyError, NotTreeError):
+            raise NotFound("File not found") from None
+        if not stat.S_ISREG(mode):
+            raise NotFound("Not a file")
+        self.context = {"repo": wiki_repo, "path": path, "sha": sha}
+
+    def get_response(self) -> flask.Response:
+        repo, path, sha = self.context["repo"], self.context["path"], self.context["sha"]
+        size = repo.reader.object_sizes([sha.decode()]).get(sha.decode(), 0)
+        if size > RAW_LIMIT:
+            return flask.Response(f"{path} is {size / MB:.1f} MB: the history shows files up to {RAW_LIMIT // MB} MB. "
+                                  f"Clone the wiki with git to get it.\n", status=403, mimetype="text/plain")
+        return flask.Response(repo[sha].as_raw_chunks(), content_type=raw_type(path),
+                              headers={"Content-Security-Policy": "sandbox"})
+
+
+def raw_type(path: str) -> str:
+    """Text as plain text, images (but SVG, which can hold script) as themselves, anything else as bytes."""
+    guessed, _ = mimetypes.guess_type(path)
+    if guessed is None or guessed.startswith("text/") or guessed in ("application/json", "application/xml"):
+        return "text/plain; charset=utf-8"
+    if guessed.startswith("image/") and guessed != "image/svg+xml":
+        return guessed
+    return "application/octet-stream"
+
+
+class _Views:
+    """Each klaus view function once (Flask refuses two functions for one endpoint), with the
+    overrides above."""
+
+    history = _HistoryView.as_view("history", "history")
+    index = _IndexView.as_view("index", "index")
+    blob = _BlobView.as_view("blob", "blob")
+    raw = _RawView.as_view("raw", "raw")
+    commit = views.commit
+    patch = views.patch
+    blame = views.blame
+
+
+ROUTES = [  # klaus's own rules, minus the repository list, robots.txt, tarballs, submodules, namespaces
+    ("blob", "/<repo>/blob/<rev>/<path:path>"),
+    ("blame", "/<repo>/blame/<rev>/<path:path>"),
+    ("raw", "/<repo>/raw/<rev>/<path:path>"),
+    ("commit", "/<repo>/commit/<path:rev>/"),
+    ("patch", "/<repo>/commit/<path:rev>.diff"),
+    ("patch", "/<repo>/commit/<path:rev>.patch"),
+    ("index", "/<repo>/"),
+    ("index", "/<repo>/<path:rev>"),
+    ("history", "/<repo>/tree/<rev>/"),
+    ("history", "/<repo>/tree/<rev>/<path:path>"),
+]
+
+
+class KlausApp(Klaus):
+    """The process's one klaus app. Its repository is the request's, from the environ; its templates
+    are klaus's with a few of ours in front (the header links to the wiki, no tarball link, diffs
+    left out say why); its static files are at /OWNER/WIKI/-/history/static/."""
+
+    def __init__(self) -> None:
+        self.site_name = "wikibot"
+        self.use_smarthttp = False
+        self.ctags_policy = "none"
+        flask.Flask.__init__(self, "klaus", static_url_path=f"/{SEGMENT}/static")
+        self.context_processor(_wiki_context)
+        self.setup_routes()
+
+    @property
+    def valid_repos(self) -> dict[str, WikiRepo]:  # type: ignore[override]
+        return {SEGMENT: flask.request.environ[VISIT].repo}
+
+    def setup_routes(self) -> None:
+        for endpoint, rule in ROUTES:
+            self.add_url_rule(rule, view_func=getattr(_Views, endpoint))
+
+    @cached_property
+    def jinja_loader(self) -> ChoiceLoader:  # type: ignore[override]
+        return ChoiceLoader([FileSystemLoader(str(TEMPLATES)),
+                             FileSystemLoader(str(Path(self.root_path) / "templates"))])
+
+
+def _wiki_context() -> dict[str, Any]:
+    visit: Visit = flask.request.environ[VISIT]
+    return {"SITE_NAME": visit.wiki.title or visit.wiki.slug, "wiki_home": visit.home, "page_link": visit.page_link}
+
+
+@dataclass
+class _Open:
+    repo: WikiRepo
+    users: int = 0
+    evicted: bool = False
+
+
+@dataclass
+class _OpenRepos:
+    """The wikis' open repositories, least recently used first, at most `max_open`; keyed by the wiki's
+    name and creation time (a wiki made again under its name never meets the old one's). A repository
+    evicted while a request still uses it is closed when that request is done."""
+
+    max_open: int
+    _open: OrderedDict[tuple[WikiName, float], _Open] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, wiki: Wiki, opener: Callable[[], WikiRepo]) -> _Open:
+        key = (wiki.name, wiki.created)
+        with self._lock:
+            entry = self._open.pop(key, None) or _Open(opener())
+            entry.users += 1
+            self._open[key] = entry
+            while len(self._open) > self.max_open:
+                _, old = self._open.popitem(last=False)
+                old.evicted = True
+                if old.users == 0:
+                    old.repo.close()
+        return entry
+
+    def give_back(self, entry: _Open) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                entry.repo.close()
+
+
+class History:
+    """The WSGI app for `/OWNER/WIKI/-/history...` (PATH_INFO whole, as the platform routes it)."""
+
+    def __init__(self, core: Core, sessions: Sessions, *, max_open: int = 16) -> None:
+        self.core = core
+        self.sessions = sessions
+        self.klaus = KlausApp()
+        self.repos = _OpenRepos(max_open)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        parts = path.split("/", 3)
+        try:
+            name = WikiName(parts[1], parts[2])
+        except (InvalidName, IndexError):
+            return Answer.text(404, "not found").send(start_response)
+        rest = "/" + parts[3] if len(parts) > 3 else ""
+        if not (rest + "/").startswith(HISTORY + "/") or any(part in (".", "..") for part in rest.split("/")):
+            return Answer.text(404, "not found").send(start_response)
+        query = environ.get("QUERY_STRING", "")
+        query = f"?{query}" if query else ""
+        if rest == HISTORY:
+            return _redirect(start_response, f"{environ.get('SCRIPT_NAME', '')}/{name}{HISTORY}/{query}")
+        user = self.sessions.user_of(self.sessions.load(environ))
+        decision = decide(self.core.store, user, None, name, Action.READ)
+        if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
+            return _redirect(start_response, "/-/login?next=" + quote(path + query))
+        if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
+            return Answer.text(404, f"wiki {name} not found").send(start_response)
+        if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
+            return Answer.text(405, "the history is read-only", [("Allow", ", ".join(SAFE_METHODS))]) \
+                .send(start_response)
+        outer = environ.get("SCRIPT_NAME", "")
+        entry = self.repos.take(decision.wiki, lambda: WikiRepo(self.core.repos.path(name), self.core.repo(name)))
+        inner = {**environ, "SCRIPT_NAME": f"{outer}/{name}{OUTER}", "PATH_INFO": rest[len(OUTER):],
+                 VISIT: Visit(decision.wiki, entry.repo, f"{outer}/{name}/")}
+        try:
+            status, headers, body = _run(self.klaus, inner)
+        finally:
+            self.repos.give_back(entry)
+        start_response(status, _guarded(headers))
+        return [body]
+
+
+def _redirect(start_response: StartResponse, location: str) -> Iterable[bytes]:
+    return Answer(303, b"", "text/plain; charset=utf-8",
+                  (("Location", location), ("Cache-Control", "no-store"))).send(start_response)
+
+
+def _guarded(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """No answer is sniffed into another type; pages load nothing from elsewhere (the raw view's
+    sandbox policy stays as it is)."""
+    out = [*headers, ("X-Content-Type-Options", "nosniff")]
+    if not any(key.lower() == "content-security-policy" for key, _ in headers):
+        out.append(("Content-Security-Policy", PAGE_CSP))
+    return out
+
+
+def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call a WSGI app and read its whole answer, so the repository can be given back at once."""
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"], answer["headers"] = status, list(headers)
+        return answer.setdefault("early", []).append
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join([*answer.get("early", []), *result])
+    finally:
+        close = getattr(result, "close", None)
+        if close:
+            close()
+    return answer["status"], answer["headers"], body
