@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from werkzeug.wrappers import Request
 
@@ -19,7 +19,9 @@ from wikibot.config import MB, TierLimits
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName, path_problem
 from wikibot.gitd.records import User, Wiki
+from wikibot.gitd.repos import DEFAULT_BRANCH
 
+from .. import HISTORY
 from . import loader
 from .save import BASE_FIELD, SaveRequest, normalise, save_page
 
@@ -49,8 +51,9 @@ current = VisitHolder()
 
 
 def install_hooks(otter: loader.Otterwiki) -> None:
-    """Once per process: the before-request hook (saves, search, upload and rename checks) and this
-    package's templates in Otterwiki's app; the hook runs after Otterwiki's CSRF check, registered first."""
+    """Once per process: the before-request hook (saves, search, upload and rename checks), this
+    package's templates in Otterwiki's app and the History link's URL; the hook runs after Otterwiki's
+    CSRF check, registered first."""
     if getattr(otter.app, "_wikibot_hooks", False):
         return
     app = otter.app
@@ -75,7 +78,15 @@ def install_hooks(otter: loader.Otterwiki) -> None:
     from jinja2 import ChoiceLoader, FileSystemLoader
 
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")), app.jinja_loader])
+    app.jinja_env.globals["wikibot_history_url"] = lambda pagepath: history_url(otter, pagepath)
     app._wikibot_hooks = True
+
+
+def history_url(otter: loader.Otterwiki, pagepath: str) -> str:
+    """The page's history in klaus: the log of its file on main (the page menu's History link)."""
+    from flask import request
+
+    return f"{request.script_root}{HISTORY}/tree/{DEFAULT_BRANCH}/{quote(otter.helper.get_filename(pagepath))}"
 
 
 def _save(otter: loader.Otterwiki, visit: Visit) -> Any:
