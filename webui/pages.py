@@ -16,6 +16,7 @@ from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
 
 from .dashboard import Limiters, blueprints
+from .identity import identity_blueprint
 from .sessions import Sessions, WebSession
 from .signup import Invites
 
@@ -62,6 +63,7 @@ def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: In
 
     for blueprint in blueprints(core, sessions, limiters, invites):
         app.register_blueprint(blueprint)
+    app.register_blueprint(identity_blueprint(core, sessions, invites, limiters.signups))
 
     @app.errorhandler(400)
     def bad_request(exc) -> tuple[str, int]:

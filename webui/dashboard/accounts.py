@@ -85,7 +85,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
                 "email": request.form.get("email", "").strip()}
         password = request.form.get("password", "")
         address = request.remote_addr or "-"
-        if invite is None and limiters.signups.retry_after("", address) > 0:
+        if invite is None and limiters.signups.retry_after(form["username"], address) > 0:
             return signup_page(token, invite, "Too many accounts were made from your address: try again in an hour.",
                                429, form)
         try:
@@ -96,7 +96,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         except WikibotError as exc:
             return signup_page(token, invite, str(exc), 400, form)
         if invite is None:
-            limiters.signups.record("", address)
+            limiters.signups.record(form["username"], address)
         g.session = sessions.new(user)
         return redirect("/", 303)
 

@@ -27,6 +27,8 @@ NOTICES = {
     "password": "Your password was changed.",
     "user": "The user was saved.",
     "account-deleted": "Your account and everything of it were deleted.",
+    "linked": "The sign-in was linked to your account.",
+    "unlinked": "The sign-in was unlinked from your account.",
 }
 
 
