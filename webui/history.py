@@ -160,7 +160,7 @@ class WikiRepo(FancyRepo):
         for change in self.changes(commit):
             if change["not_shown"]:
                 path = (change["new_path"] or change["old_path"]).decode(errors="replace")
-                out.write(f"# {path}: {change['not_shown'].lower()}\n".encode())
+                out.write(f"# {path}: {change['not_shown']}\n".encode())
                 continue
             read = {change["old_sha"]: change["old"], change["new_sha"]: change["new"]}  # the blobs, read once
             write_object_diff(out, read, (change["old_path"], change["old_mode"], change["old_sha"]),
