@@ -149,15 +149,15 @@ def test_invite_signup_wiki_edit_history_search_token_and_deletions(invite_serve
     page.goto(f"{url}/-/tokens")
     page.check("input[name=scope][value=write]")
     page.fill("#note", "laptop")
-    page.click("text=Create token")
+    page.click("button:has-text('Create token')")
     secret = page.locator("#secret").inner_text().strip()
     assert secret.startswith("wbt_")
     shoot(page, shots, "09-tokens")
     clone = tmp_path / "clone"
     git("clone", "-q", server.clone_url(wiki, secret), str(clone))
     assert "prove overnight" in (clone / "bread.md").read_text()
-    page.reload()
-    page.click("text=Revoke")
+    page.goto(f"{url}/-/tokens")
+    page.click("button:has-text('Revoke')")
     page.wait_for_url(re.compile(re.escape(f"{url}/-/tokens?done=revoked")))
     refused = git("fetch", "-q", "origin", cwd=clone, check=False)
     assert refused.returncode != 0 and ("401" in refused.stderr or "Authentication failed" in refused.stderr), \
@@ -167,7 +167,7 @@ def test_invite_signup_wiki_edit_history_search_token_and_deletions(invite_serve
     page.goto(f"{url}/-/wikis/{wiki}/settings")
     shoot(page, shots, "10-settings")
     page.fill("#delete input[name=confirm]", "kitchen")
-    page.click("text=Delete wiki")
+    page.click("button:has-text('Delete wiki')")
     page.wait_for_url(f"{url}/?done=deleted")
     assert server.core.store.get_wiki(wiki) is None and not server.core.repos.path(wiki).exists()
 
@@ -175,7 +175,7 @@ def test_invite_signup_wiki_edit_history_search_token_and_deletions(invite_serve
     page.goto(f"{url}/-/account")
     shoot(page, shots, "11-account")
     page.fill("#delete input[name=confirm]", newcomer)
-    page.click("text=Delete account")
+    page.click("button:has-text('Delete account')")
     page.wait_for_url(f"{url}/?done=account-deleted")
     assert server.core.store.get_user(newcomer) is None
     shoot(page, shots, "12-landing")
