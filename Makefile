@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/bench_tenants.py
 	$(PY) bench/bench_web.py
 	$(PY) bench/bench_dashboard.py
+	$(PY) bench/bench_history.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
