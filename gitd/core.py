@@ -263,8 +263,8 @@ class Core:
             wiki = self.store.get_wiki(name)
             if wiki is None or (not wiki.public and role_of(self.store, wiki, holder) is None):
                 raise CoreError(f"no such wiki: {name}")
-        if expires_days is not None and expires_days <= 0:
-            raise CoreError("--expires-days must be positive")
+        if expires_days is not None and not (0 < expires_days <= 36500):  # also refuses nan and inf
+            raise CoreError("--expires-days must be positive (at most 36500)")
         now = time.time()
         secret = new_token_secret()
         token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]

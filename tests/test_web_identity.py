@@ -91,11 +91,19 @@ def local(core: Core, url: str) -> str:
 
 def at_provider(client: Client, start: str) -> str:
     """Start a sign-in at `start`; the provider (over HTTP) approves; returns where it sends the browser back."""
-    started = client.get(start)
+    # a POST with the form's CSRF token, as the account page's Link button sends (a signed-in GET is refused)
+    started = client.post(start, data={"csrf_token": csrf(client.get("/-/login").text)})
     assert started.status_code == 303, started.text
     answer = requests.get(started.headers["Location"], allow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     return answer.headers["Location"]
+
+
+def test_a_signed_in_get_never_starts_a_link(core, web):
+    client = sign_in(web, "olga")
+    got = client.get("/-/login/corp?next=/-/account")
+    assert got.status_code == 403 and "account page" in got.text and "Location" not in got.headers
+    assert client.post("/-/login/corp").status_code == 400  # no CSRF token
 
 
 def round_trip(core: Core, client: Client, start: str) -> TestResponse:

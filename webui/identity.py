@@ -268,10 +268,15 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
     def refused(exc: IdentityError) -> tuple[str, int]:
         return render_template("identity_message.html", title=exc.title, message=str(exc)), exc.status
 
-    @bp.get("/-/login/<name>")
+    @bp.route("/-/login/<name>", methods=["GET", "POST"])
     def start(name: str) -> Response:
         provider = configured(name)
-        invite_token = "" if g.user else request.args.get("invite", "")[:1000]
+        if g.user is not None and request.method != "POST":
+            # a link is made only from the account page's form (POST, CSRF-checked by the pages app):
+            # another site's link or a shared browser's sign-in button must never link an identity
+            raise IdentityError(f"You are signed in as {g.user.name}: link {provider.title} from your account "
+                                "page.", 403)
+        invite_token = "" if g.user else request.values.get("invite", "")[:1000]
         opened(invite_token)  # a bad invite is said now, before the trip to the provider
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), generate_token(64)
         try:
@@ -281,7 +286,7 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
             raise IdentityError(f"{provider.title} cannot be reached ({_reason(exc)}): try again in a moment.",
                                 502) from None
         flow = {"p": provider.name, "s": state, "n": nonce, "v": verifier, "b": g.session.sid,
-                "x": safe_next(request.args.get("next")), "l": g.user.name if g.user else "", "i": invite_token}
+                "x": safe_next(request.values.get("next")), "l": g.user.name if g.user else "", "i": invite_token}
         response = redirect(url, 303)
         response.set_cookie(FLOW_COOKIE, flows.dumps(flow), max_age=FLOW_SECONDS, path=FLOW_PATH, httponly=True,
                             samesite="Lax", secure=sessions.secure)
