@@ -214,6 +214,21 @@ def test_odd_and_hostile_paths_are_not_found(clients, path):
     assert got.status_code == 404, got.text[:300]
 
 
+def test_ids_and_tags_of_things_other_than_commits_are_not_found(core, clients):
+    path = core.repos.path(PRIVATE)
+    blob = run_git("rev-parse", "HEAD:notes.md", cwd=path).stdout.strip()
+    tree = run_git("rev-parse", "HEAD^{tree}", cwd=path).stdout.strip()
+    run_git("tag", "-f", "a-blob", blob, cwd=path)
+    for url in (f"/commit/{blob}/", f"/tree/{blob}/", f"/blob/{tree}/notes.md", f"/raw/{blob}/notes.md",
+                "/tree/a-blob/", "/commit/a-blob/", f"/commit/{blob}.diff"):
+        assert clients["olga"].get(f"/{PRIVATE}/-/history{url}").status_code == 404, url
+    run_git("tag", "-f", "-a", "-m", "a release", "v1", "HEAD", cwd=path)
+    log = clients["olga"].get(f"/{PRIVATE}/-/history/tree/main/")  # the tag of a blob breaks no page
+    assert log.status_code == 200
+    assert "/-/history/tree/v1/" in log.text and "a-blob" not in log.text
+    assert clients["olga"].get(f"/{PRIVATE}/-/history/tree/v1/notes.md").status_code == 200
+
+
 def test_odd_names_work(core, clients):
     for url in (f"/tree/main/{quote(ODD)}", f"/blob/main/{quote(ODD)}", f"/blame/main/{quote(ODD)}",
                 f"/raw/main/{quote(ODD)}", "/tree/HEAD/notes.md", f"/tree/{head(core, PRIVATE)}/odd/"):
@@ -272,6 +287,14 @@ def test_a_wiki_made_again_under_its_name_shows_its_own_history(core, clients):
     create_wiki(core, name, template="default", public=True)
     log = clients[None].get(f"/{name}/-/history/").text
     assert "the commit of the old wiki" not in log and "Create again from template default" in log
+
+
+def test_a_wiki_whose_repository_is_not_there_is_not_found(core, clients, tmp_path):
+    name = WikiName("olga", "norepo")
+    create_wiki(core, name, template="default")
+    core.repos.path(name).rename(tmp_path / "away")  # as while it is made or deleted
+    assert (clients["olga"].get(f"/{name}/-/history/").status_code, clients["olga"].get(f"/{name}/-/history/").text) \
+        == (404, f"wiki {name} not found\n")
 
 
 def test_repositories_are_kept_open_up_to_a_limit_and_closed_when_no_request_uses_them(core, app):

@@ -18,6 +18,7 @@ budget, raw files above a cap are refused with a message, and the raw diff is cu
 from __future__ import annotations
 
 import mimetypes
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -30,9 +31,9 @@ from typing import Any
 from urllib.parse import quote
 
 import flask
-from dulwich.errors import NotTreeError
+from dulwich.errors import NotGitRepository, NotTreeError
 from dulwich.object_store import tree_lookup_path
-from dulwich.objects import Blob
+from dulwich.objects import Blob, Commit, Tag
 from dulwich.patch import write_object_diff
 from jinja2 import ChoiceLoader, FileSystemLoader
 from klaus import Klaus, views
@@ -62,6 +63,7 @@ RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klau
 PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
 SAFE_METHODS = ("GET", "HEAD")
+HEX = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,42 @@ class WikiRepo(FancyRepo):
     def get_default_branch(self) -> str | None:
         """The wiki is `main`, whatever other branches were pushed (klaus would prefer a `master`)."""
         return DEFAULT_BRANCH if self.reader.head() else super().get_default_branch()
+
+    @synchronized
+    def get_commit(self, rev: str) -> Any:
+        """The commit `rev` names; KeyError for anything else (klaus would hand on a blob or tree a tag
+        or an id names, and its views fail on it). A full commit id is the commit, as for git: klaus
+        would first look for a branch and a tag of that name, two thirds of a commit page's lookup."""
+        found = None
+        if HEX.fullmatch(rev):
+            try:
+                found = self.dulwich_repo.object_store[rev.encode()]
+            except KeyError:
+                pass
+        if not isinstance(found, Commit):
+            found = super().get_commit(rev)
+        if not isinstance(found, Commit):
+            raise KeyError(rev)
+        return found
+
+    @synchronized
+    def get_ref_names_ordered_by_last_commit(self, prefix: str, exclude: str | None = None) -> list[str]:
+        """The branch or tag names under `prefix` that name a commit, newest first (klaus's order). A
+        push may bring a tag of a blob: klaus's own sorting fails on it, and with it every page."""
+        dated = []
+        for name, sha in self.dulwich_repo.refs.as_dict(encode_for_git(prefix)).items():
+            if exclude is not None and name == encode_for_git(exclude):
+                continue
+            try:
+                found = self[sha]
+                when = found.tag_time if isinstance(found, Tag) else None
+                while isinstance(found, Tag):
+                    found = self[found.object[1]]
+            except KeyError:
+                continue
+            if isinstance(found, Commit):
+                dated.append((when or found.commit_time, name.decode(errors="replace")))
+        return [name for _, name in sorted(dated, key=lambda item: item[0], reverse=True)]
 
     def history(self, commit: Any, path: str | None = None, max_commits: int | None = None,
                 skip: int = 0) -> list[Any]:
@@ -349,13 +387,17 @@ class History:
         decision = decide(self.core.store, user, None, name, Action.READ)
         if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
             return _redirect(start_response, "/-/login?next=" + quote(path + query))
-        if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
-            return Answer.text(404, f"wiki {name} not found").send(start_response)
+        missing = Answer.text(404, f"wiki {name} not found")
+        if not decision.allowed or decision.wiki is None:
+            return missing.send(start_response)
         if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
             return Answer.text(405, "the history is read-only", [("Allow", ", ".join(SAFE_METHODS))]) \
                 .send(start_response)
         outer = environ.get("SCRIPT_NAME", "")
-        entry = self.repos.take(decision.wiki, lambda: WikiRepo(self.core.repos.path(name), self.core.repo(name)))
+        try:  # an open repository is reused: no look at the disk for it on most requests
+            entry = self.repos.take(decision.wiki, lambda: WikiRepo(self.core.repos.path(name), self.core.repo(name)))
+        except NotGitRepository:  # a wiki whose repository is not there (being made or deleted)
+            return missing.send(start_response)
         inner = {**environ, "SCRIPT_NAME": f"{outer}/{name}{OUTER}", "PATH_INFO": rest[len(OUTER):],
                  VISIT: Visit(decision.wiki, entry.repo, f"{outer}/{name}/")}
         try:
