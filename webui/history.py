@@ -51,6 +51,7 @@ from wikibot.gitd.repos import DEFAULT_BRANCH
 from wikibot.gitd.repository import Repository
 
 from . import HISTORY
+from .otterwiki.wsgi import run
 from .sessions import Sessions
 
 MB = 1024 * 1024
@@ -401,7 +402,7 @@ class History:
         inner = {**environ, "SCRIPT_NAME": f"{outer}/{name}{OUTER}", "PATH_INFO": rest[len(OUTER):],
                  VISIT: Visit(decision.wiki, entry.repo, f"{outer}/{name}/")}
         try:
-            status, headers, body = _run(self.klaus, inner)
+            status, headers, body = run(self.klaus, inner)  # read whole, so the repository is given back at once
         finally:
             self.repos.give_back(entry)
         start_response(status, _guarded(headers))
@@ -420,21 +421,3 @@ def _guarded(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     if not any(key.lower() == "content-security-policy" for key, _ in headers):
         out.append(("Content-Security-Policy", PAGE_CSP))
     return out
-
-
-def _run(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Call a WSGI app and read its whole answer, so the repository can be given back at once."""
-    answer: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        answer["status"], answer["headers"] = status, list(headers)
-        return answer.setdefault("early", []).append
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join([*answer.get("early", []), *result])
-    finally:
-        close = getattr(result, "close", None)
-        if close:
-            close()
-    return answer["status"], answer["headers"], body
