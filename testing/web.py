@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from werkzeug.test import Client
 
@@ -62,6 +64,25 @@ def web_core(data: Path, strangers: tuple[str, ...] = ()) -> Core:
         core.store.set_grant(Grant(wiki=wiki, user="eddie", role="editor"))
         core.store.set_grant(Grant(wiki=wiki, user="vera", role="viewer"))
     return core
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium driven by Playwright, for the browser tests; says how to get it if missing."""
+    if not Path(CHROMIUM).exists():
+        raise AssertionError(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def timed(fn: Callable[[int], object], runs: int) -> list[float]:

@@ -18,8 +18,8 @@ import pytest
 
 from wikibot.gitd.names import WikiName
 from wikibot.testing.servers import Server, start_server, stop_server, unique, wait_until
+from wikibot.testing.web import chromium
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000  # generous: the suite must pass on a busy machine
 WIDTHS = (390, 1280)
@@ -42,15 +42,8 @@ def invite_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def shoot(page, shots: Path, name: str) -> None:

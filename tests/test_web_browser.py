@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from wikibot.testing.servers import Server, commit_files, run_git, unique, wait_until
+from wikibot.testing.web import chromium
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000  # generous: the suite must pass on a busy machine
 
@@ -30,15 +30,8 @@ def shots() -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_sign_in_edit_pull_search_sign_out(server: Server, browser, shots: Path, tmp_path: Path):
