@@ -121,10 +121,13 @@ MIGRATIONS: tuple[str, ...] = (
         used double precision NOT NULL
     );
     """,
+    """
+    ALTER TABLE users ADD COLUMN sessions_after double precision NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_USER = "name, email, password_hash, tier, admin, created, full_name, disabled"
+_USER = "name, email, password_hash, tier, admin, created, full_name, disabled, sessions_after"
 _WIKI = "owner, slug, title, purpose, public, created, pages, bytes"
 _GRANT = "owner, slug, username, role"
 _TOKEN = "id, username, hash, scope, wikis, expires, created, last_used, note"
@@ -132,7 +135,7 @@ _IDENTITY = "provider, subject, username, created, label"
 _INVITE = "id, username, used"
 _TABLES = ("users", "wikis", "grants", "tokens", "identities", "invites")
 _TYPES = {  # column types for COPY, in the order of the column lists above
-    "users": ["text", "text", "text", "text", "bool", "float8", "text", "bool"],
+    "users": ["text", "text", "text", "text", "bool", "float8", "text", "bool", "float8"],
     "wikis": ["text", "text", "text", "text", "bool", "float8", "int8", "int8"],
     "grants": ["text", "text", "text", "text"],
     "tokens": ["text", "text", "text", "text", "text[]", "float8", "float8", "float8", "text"],
@@ -142,7 +145,7 @@ _TYPES = {  # column types for COPY, in the order of the column lists above
 _COLUMNS = {"users": _USER, "wikis": _WIKI, "grants": _GRANT, "tokens": _TOKEN, "identities": _IDENTITY,
             "invites": _INVITE}
 _USER_COLUMNS = {"email": "email", "full_name": "full_name", "password_hash": "password_hash", "tier": "tier",
-                 "admin": "admin", "disabled": "disabled"}
+                 "admin": "admin", "disabled": "disabled", "sessions_after": "sessions_after"}
 _WIKI_COLUMNS = {"title": "title", "purpose": "purpose", "public": "public"}
 # Python sorts names by code point: so does the "C" collation, whatever the database's default.
 _WIKI_ORDER = "(owner || '/' || slug) COLLATE \"C\""
@@ -206,9 +209,14 @@ def connection_kwargs(params: dict[str, str]) -> dict[str, Any]:
     return kwargs
 
 
+def _places(columns: str) -> str:
+    """One placeholder per column of a column list."""
+    return ", ".join(["%s"] * len(columns.split(",")))
+
+
 def _user(row: tuple) -> User:
     return User(name=row[0], email=row[1], password_hash=row[2], tier=row[3], admin=row[4], created=row[5],
-                full_name=row[6], disabled=row[7])
+                full_name=row[6], disabled=row[7], sessions_after=row[8])
 
 
 def _wiki(row: tuple) -> Wiki:
@@ -236,7 +244,8 @@ def _invite(row: tuple) -> UsedInvite:
 def _rows(table: str, records: Iterable[Any]) -> Iterator[tuple]:
     for r in records:
         if table == "users":
-            yield (r.name, r.email, r.password_hash, r.tier, r.admin, r.created, r.full_name, r.disabled)
+            yield (r.name, r.email, r.password_hash, r.tier, r.admin, r.created, r.full_name, r.disabled,
+                   r.sessions_after)
         elif table == "identities":
             yield (r.provider, r.subject, r.user, r.created, r.label)
         elif table == "invites":
@@ -398,7 +407,7 @@ class PostgresStore:
     # users
     def add_user(self, user: User, invite: str | None = None) -> None:
         with self._tx() as conn:
-            cur = conn.execute(f"INSERT INTO users ({_USER}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            cur = conn.execute(f"INSERT INTO users ({_USER}) VALUES ({_places(_USER)}) "
                                "ON CONFLICT (name) DO NOTHING", next(_rows("users", [user])))
             if cur.rowcount == 0:
                 raise StoreError(f"user {user.name!r} already exists")
@@ -583,6 +592,9 @@ class PostgresStore:
         with self._conn() as conn:
             return conn.execute("DELETE FROM identities WHERE provider = %s AND subject = %s",
                                 (provider, subject)).rowcount > 0
+
+    def find_used_invite(self, invite_id: str) -> UsedInvite | None:
+        return self._one(f"SELECT {_INVITE} FROM invites WHERE id = %s", (invite_id,), _invite)
 
     def list_used_invites(self) -> list[UsedInvite]:
         return self._all(f"SELECT {_INVITE} FROM invites ORDER BY used", (), _invite)

@@ -22,6 +22,7 @@ class User:
     created: float = 0.0
     full_name: str = ""  # shown beside the user name; the name itself never changes
     disabled: bool = False  # an admin's stop: no sign-in, no token, no session works
+    sessions_after: float = 0.0  # web sessions issued before this end ("sign out everywhere", an unlink)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class UsedInvite:
     used: float = 0.0
 
 
-USER_FIELDS = frozenset({"email", "full_name", "password_hash", "tier", "admin", "disabled"})  # updatable
+USER_FIELDS = frozenset({"email", "full_name", "password_hash", "tier", "admin", "disabled",  # updatable
+                         "sessions_after"})
 WIKI_FIELDS = frozenset({"title", "purpose", "public"})
 
 

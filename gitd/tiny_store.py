@@ -583,6 +583,10 @@ class TinyStore:
             change.remove("identities", [found[0]] if found else [])
             return found is not None
 
+    def find_used_invite(self, invite_id: str) -> UsedInvite | None:
+        found = self._snapshot().index("invites").get(invite_id)
+        return found[1] if found else None
+
     def list_used_invites(self) -> list[UsedInvite]:
         return sorted(self._snapshot().records("invites").values(), key=lambda i: i.used)
 

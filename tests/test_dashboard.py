@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import time
 
 import pytest
@@ -14,7 +15,10 @@ from wikibot.app import Platform, routes
 from wikibot.gitd.acl import BadToken, authenticate
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
+from wikibot.gitd.secrets import check_password
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
+from wikibot.webui.dashboard.common import accounts_changing
+from wikibot.webui.sessions import COOKIE
 from wikibot.webui.signup import Invites
 
 ROLES = (None, "sam", "vera", "eddie", "olga", "admin")  # anonymous, stranger, viewer, editor, owner, admin
@@ -155,6 +159,7 @@ def test_settings_change_title_visibility_and_collaborators_within_the_tier(app,
     assert (core.wiki(wiki).title, core.wiki(wiki).public) == ("Fred's", True)
     got = post(fred, settings_path(wiki), {"title": "t" * 300, "visibility": "private"})
     assert got.status_code == 400 and core.wiki(wiki).public  # refused whole
+    assert 'value="private" checked' in got.text and 'value="' + "t" * 300 + '"' in got.text  # what was typed stays
     for n in range(3):
         assert post(fred, settings_path(wiki, "collaborators"), {"user": f"c{n}", "role": "viewer"}).status_code == 303
     got = post(fred, settings_path(wiki, "collaborators"), {"user": "c3", "role": "viewer"})
@@ -235,6 +240,74 @@ def test_profile_and_password_change_and_the_old_sessions_end(app, core):
     assert pat.get("/-/account").status_code == 200  # this browser stays signed in
     assert other.get("/-/account").status_code == 303  # the other one is signed out
     sign_in(app, "pat", "n" * 10)
+
+
+def test_a_refused_profile_keeps_what_was_typed(app, core):
+    core.add_user("kim", password=PASSWORD, email="kim@example.org")
+    kim = sign_in(app, "kim")
+    got = post(kim, "/-/account/profile", {"full_name": "Kim Typed", "email": "typed but wrong"})
+    assert got.status_code == 400 and 'value="Kim Typed"' in got.text and 'value="typed but wrong"' in got.text
+    assert core.user("kim").email == "kim@example.org"
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(app, core):
+    core.add_user("sol", password=PASSWORD)
+    sol = sign_in(app, "sol")
+    copy = Client(app)
+    copy.set_cookie(COOKIE, sol.get_cookie(COOKIE).value)
+    assert copy.get("/-/account").status_code == 200
+    assert post(sol, "/-/logout").status_code == 303
+    assert copy.get("/-/account").status_code == 303 and sol.get("/-/account").status_code == 303
+    again = sign_in(app, "sol")  # a sign-in after it is a new session
+    assert again.get("/-/account").status_code == 200
+
+
+def test_sign_out_everywhere_and_disabling_end_every_session_for_good(app, core, clients):
+    core.add_user("tess", password=PASSWORD)
+    here, there = sign_in(app, "tess"), sign_in(app, "tess")
+    got = post(here, "/-/account/sessions/end")
+    assert got.status_code == 303 and got.headers["Location"] == "/-/login?done=signed-out"
+    assert here.get("/-/account").status_code == 303 and there.get("/-/account").status_code == 303
+    assert "Every sign-in to your account was ended" in here.get("/-/login?done=signed-out").text
+    kept = sign_in(app, "tess")
+    assert post(clients["admin"], "/-/admin/users/tess/disabled", {"disabled": "1"}, "/-/admin").status_code == 303
+    assert post(clients["admin"], "/-/admin/users/tess/disabled", {"disabled": "0"}, "/-/admin").status_code == 303
+    assert kept.get("/-/account").status_code == 303  # enabled again, the old session stays ended
+    assert sign_in(app, "tess").get("/-/account").status_code == 200
+
+
+def test_the_current_password_is_guessed_no_faster_than_at_sign_in(app, core):
+    core.add_user("gil", password=PASSWORD)
+    gil = sign_in(app, "gil")
+    wrong = {"current_password": "not it", "new_password": "n" * 10, "new_password2": "n" * 10}
+    codes = [post(gil, "/-/account/password", wrong).status_code for _ in range(11)]
+    assert codes == [400] * 10 + [429]
+    right = {**wrong, "current_password": PASSWORD}
+    got = post(gil, "/-/account/password", right)
+    assert got.status_code == 429 and "Too many wrong passwords" in got.text  # even the right one, for a while
+    assert check_password(core.user("gil").password_hash, PASSWORD)  # nothing changed
+
+
+def test_two_administrators_disabling_each_other_at_once_leave_one(core, tmp_path):
+    duo = web_core(tmp_path / "duo")
+    for name in ("ada", "bea"):
+        duo.add_user(name, password=PASSWORD, admin=True)
+    app = Platform(routes(duo))
+    ada, bea = sign_in(app, "ada"), sign_in(app, "bea")
+    forms = {who: {"csrf_token": token_of(client, "/-/admin"), "disabled": "1"} for who, client in
+             (("ada", ada), ("bea", bea))}
+    answers: dict[str, int] = {}
+    with accounts_changing(duo):  # both requests are in before either decides
+        threads = [threading.Thread(target=lambda who=who, client=client, target=target: answers.__setitem__(
+                       who, client.post(f"/-/admin/users/{target}/disabled", data=forms[who]).status_code))
+                   for who, client, target in (("ada", ada, "bea"), ("bea", bea, "ada"))]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers.values()) == [303, 409], answers
+    assert [u.name for u in duo.store.list_users() if u.admin and not u.disabled] != []
 
 
 def test_deleting_an_account_needs_the_name_typed_and_takes_wikis_grants_tokens_and_sessions(app, core):
@@ -359,6 +432,40 @@ def test_open_signup_makes_accounts_and_limits_them_per_address(core):
     assert made == [303, 303, 429]
     assert core.store.get_user("open1") is not None and core.store.get_user("open2") is None
     assert core.user("open0").tier == "free"
+
+
+def test_failed_open_signups_are_limited_per_address_and_a_taken_name_costs_no_hash(core, monkeypatch):
+    opened = with_config(core, signup="open", signups_per_hour=100)
+    hashed = []
+    import wikibot.gitd.core as core_module
+    monkeypatch.setattr(core_module, "hash_password", lambda p, real=core_module.hash_password: hashed.append(p)
+                        or real(p))
+    codes = []
+    for n in range(51):
+        visitor = Client(opened)
+        form = visitor.get("/-/signup")
+        taken = ("olga", "eddie", "vera", "sam", "admin")[n % 5]  # 10 tries each: under the per-name limit
+        got = visitor.post("/-/signup", data={"csrf_token": csrf(form.text), "username": taken,
+                                              "password": "p" * 10, "password2": "p" * 10},
+                           environ_base={"REMOTE_ADDR": "198.51.100.9"})
+        codes.append(got.status_code)
+    assert codes == [400] * 50 + [429] and "already exists" not in got.text and hashed == []
+
+
+def test_an_invite_is_worth_nothing_once_its_maker_is_no_administrator(core, tmp_path):
+    solo = web_core(tmp_path / "inv")
+    solo.add_user("root", password=PASSWORD, admin=True)
+    solo.add_user("second", password=PASSWORD, admin=True)
+    invites = Invites(b"k" * 32, days=7)
+    token = invites.make("second")
+    assert invites.open(token, solo.store).by == "second"
+    solo.set_disabled("second", True)
+    with pytest.raises(Exception, match="no longer an administrator"):
+        invites.open(token, solo.store)
+    solo.set_disabled("second", False)
+    solo.delete_user("second")
+    with pytest.raises(Exception, match="no longer an administrator"):
+        invites.open(token, solo.store)
 
 
 # search

@@ -24,7 +24,7 @@ from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import WikiName
-from wikibot.gitd.records import Grant, Token, User, Wiki
+from wikibot.gitd.records import Grant, Token, UsedInvite, User, Wiki
 from wikibot.gitd.store import StoreError
 from wikibot.gitd.tiny_store import TinyStore
 from wikibot.testing.postgres import StoreBackend, open_location
@@ -184,9 +184,10 @@ def test_deleting_a_wiki_takes_its_grants_and_changes_touch_only_their_fields(st
 def test_profile_fields_change_alone_and_other_fields_are_refused(store):
     store.add_user(_user("ann", email="a@example.org", created=5.0))
     store.add_wiki(Wiki(owner="ann", slug="w", title="W", created=6.0, pages=3, bytes=40))
-    updated = store.update_user("ann", {"full_name": "Ann Example", "disabled": True, "tier": "premium"})
+    updated = store.update_user("ann", {"full_name": "Ann Example", "disabled": True, "tier": "premium",
+                                        "sessions_after": 7.5})
     assert updated == store.get_user("ann") == _user("ann", email="a@example.org", created=5.0, full_name="Ann Example",
-                                                      disabled=True, tier="premium")
+                                                      disabled=True, tier="premium", sessions_after=7.5)
     wiki = store.update_wiki(WikiName("ann", "w"), {"title": "New", "purpose": "notes", "public": True})
     assert wiki == store.get_wiki(WikiName("ann", "w")) == Wiki(owner="ann", slug="w", title="New", purpose="notes",
                                                                 public=True, created=6.0, pages=3, bytes=40)
@@ -210,6 +211,8 @@ def test_an_invite_makes_one_account_and_stays_spent_when_it_goes(store):
         store.add_user(_user("ann", created=3.0), invite="i1")
     store.add_user(_user("bob", created=4.0), invite="i2")
     assert [(i.id, i.user) for i in store.list_used_invites()] == [("i1", "ann"), ("i2", "bob")]
+    assert store.find_used_invite("i2") == UsedInvite(id="i2", user="bob", used=4.0)
+    assert store.find_used_invite("i3") is None
 
 
 def test_identities_are_keyed_by_provider_and_subject_and_go_with_the_user(store):

@@ -155,7 +155,7 @@ def invite(web: WebUI, tier: str = "free") -> str:
 # starting
 def test_the_start_sends_the_browser_to_the_provider_with_state_nonce_and_pkce(core, web, oidc):
     client = Client(web)
-    got = client.get("/-/login/corp?next=/olga/pub/")
+    got = client.post("/-/login/corp?next=/olga/pub/", data={"csrf_token": csrf(client.get("/-/login").text)})
     assert got.status_code == 303
     where = urlsplit(got.headers["Location"])
     assert f"{where.scheme}://{where.netloc}{where.path}" == oidc.url + "/authorize"
@@ -167,6 +167,16 @@ def test_the_start_sends_the_browser_to_the_provider_with_state_nonce_and_pkce(c
     flow = next(c for c in got.headers.getlist("Set-Cookie") if c.startswith(FLOW_COOKIE + "="))
     for attribute in ("HttpOnly", f"Path={FLOW_PATH}", "SameSite=Lax", "Max-Age=600"):
         assert attribute in flow, f"the flow cookie lacks {attribute}: {flow}"
+
+
+def test_a_get_never_leaves_for_the_provider_so_another_site_cannot_sign_a_browser_in(web):
+    client = Client(web)
+    got = client.get("/-/login/corp?next=/olga/pub/")
+    assert got.status_code == 303 and got.headers["Location"] == "/-/login?next=/olga/pub/"
+    assert not any(c.startswith(FLOW_COOKIE + "=") for c in got.headers.getlist("Set-Cookie"))
+    assert client.post("/-/login/corp").status_code == 400  # a form from another site has no CSRF token
+    page = client.get("/-/login?next=/olga/pub/")  # the button there is a form of ours
+    assert 'action="/-/login/corp"' in page.text and 'name="next" value="/olga/pub/"' in page.text
 
 
 def test_an_unknown_provider_is_not_found(web):
@@ -228,8 +238,11 @@ def test_an_invite_lets_a_provider_account_sign_up_once(core, oidc, github):
     assert "ivy" in {spent.user for spent in core.store.list_used_invites()}
     before = accounts(core)
     oidc.person = Person(subject("second"), preferred_username="ivo")
-    again = Client(web).get(f"/-/login/corp?invite={token}")  # the link is spent: said before leaving for the provider
+    second = Client(web)
+    again = second.post(f"/-/login/corp?invite={token}",  # the link is spent: said before leaving for the provider
+                        data={"csrf_token": csrf(second.get("/-/login").text)})
     assert again.status_code == 400 and "used already" in again.text
+    assert second.get(f"/-/login/corp?invite={token}").headers["Location"] == f"/-/signup/{token}"
     assert accounts(core) == before
 
 
@@ -369,7 +382,11 @@ def test_unlinking_keeps_a_way_to_sign_in(core, web, oidc, github):
     github.user = GitHubUser(700_000 + next(_subjects), "cy-gh")
     assert round_trip(core, client, "/-/login/github?next=/-/account").status_code == 303
     assert unlink("corp", sub, token=False).status_code == 400 and ("corp", sub) in linked()  # CSRF first
+    elsewhere = Client(web)  # say, whoever took over the provider's account, signed in through it
+    round_trip(core, elsewhere, "/-/login/corp")
+    assert signed_in_as(web, elsewhere) == "cy"
     assert unlink("corp", sub).status_code == 303 and ("corp", sub) not in linked()
+    assert signed_in_as(web, elsewhere) is None and signed_in_as(web, client) == "cy"
     gh = str(github.user.id)
     assert unlink("github", gh).status_code == 400 and ("github", gh) in linked()
     vera = subject("vera")
@@ -401,7 +418,7 @@ def test_a_replayed_callback_is_refused(core, oidc, github):
     oidc.person = Person(subject("replay"))
     before = accounts(core)
     client = Client(web)
-    started = client.get("/-/login/corp")
+    started = client.post("/-/login/corp", data={"csrf_token": csrf(client.get("/-/login").text)})
     flow = client.get_cookie(FLOW_COOKIE, path=FLOW_PATH).value
     answer = requests.get(started.headers["Location"], allow_redirects=False, timeout=10)
     back = local(core, answer.headers["Location"])
@@ -498,7 +515,8 @@ def test_a_provider_that_cannot_be_reached_is_a_clear_page(core):
     gone = IdentityProvider(name="gone", kind="oidc", client_id="x", client_secret="y",
                             issuer=f"http://127.0.0.1:{free_port()}")
     web = platform(core, (gone,))
-    got = Client(web).get("/-/login/gone")
+    client = Client(web)
+    got = client.post("/-/login/gone", data={"csrf_token": csrf(client.get("/-/login").text)})
     assert got.status_code == 502 and "cannot be reached" in got.text
     flaky = OidcProvider("flaky-client", "flaky secret", (callback_of(core, "flaky"),), Person(subject("flaky")))
     with flaky:

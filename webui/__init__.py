@@ -30,7 +30,7 @@ class WebUI:
 
     def __init__(self, core: Core) -> None:
         secret = ensure_secret_key(core.config.secret_key_path)
-        self.sessions = Sessions(_derived(secret, "sessions"), core.store,
+        self.sessions = Sessions(_derived(secret, "sessions"), core.store, core.config.signed_out_path,
                                  secure=core.config.public_url.startswith("https://"))
         cache = core.config.cache_dir
         limiters = Limiters(logins=AttemptLimiter(cache / "logins.sqlite3"),

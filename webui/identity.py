@@ -44,7 +44,7 @@ from wikibot.gitd.records import Identity
 from wikibot.gitd.secrets import ensure_secret_key
 from wikibot.gitd.store import StoreError
 
-from .dashboard.common import safe_next, signed_in
+from .dashboard.common import accounts_changing, safe_next, signed_in
 from .sessions import AttemptLimiter, Sessions
 from .signup import BadInvite, Invite, Invites, signup_refusal
 
@@ -271,11 +271,15 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
     @bp.route("/-/login/<name>", methods=["GET", "POST"])
     def start(name: str) -> Response:
         provider = configured(name)
-        if g.user is not None and request.method != "POST":
-            # a link is made only from the account page's form (POST, CSRF-checked by the pages app):
-            # another site's link or a shared browser's sign-in button must never link an identity
-            raise IdentityError(f"You are signed in as {g.user.name}: link {provider.title} from your account "
-                                "page.", 403)
+        if request.method != "POST":
+            # a trip to the provider starts only from a form of ours (POST, CSRF-checked by the pages app):
+            # another site's link must never sign a browser in, nor link an identity to its account
+            if g.user is not None:
+                raise IdentityError(f"You are signed in as {g.user.name}: link {provider.title} from your account "
+                                    "page.", 403)
+            invite = request.args.get("invite", "")[:1000]
+            return redirect(f"/-/signup/{quote(invite)}" if invite else
+                            "/-/login?next=" + quote(safe_next(request.args.get("next"))), 303)
         invite_token = "" if g.user else request.values.get("invite", "")[:1000]
         opened(invite_token)  # a bad invite is said now, before the trip to the provider
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), generate_token(64)
@@ -409,12 +413,17 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
         identity = core.store.find_identity(provider, subject)
         if identity is None or identity.user != user.name:
             raise IdentityError("That sign-in is not linked to your account.", 404, "Not unlinked")
-        others = [i for i in core.store.list_identities(user.name)
-                  if (i.provider, i.subject) != (provider, subject) and core.config.provider(i.provider)]
-        if user.password_hash == NO_PASSWORD and not others:
-            raise IdentityError("This is the only way you can sign in: set a password or link another sign-in "
-                                "on your account page first.", 400, "Not unlinked")
-        core.store.remove_identity(provider, subject)
+        with accounts_changing(core):  # two unlinks at once: they cannot both leave the account without a way in
+            account = core.user(user.name)
+            others = [i for i in core.store.list_identities(user.name)
+                      if (i.provider, i.subject) != (provider, subject) and core.config.provider(i.provider)]
+            if account.password_hash == NO_PASSWORD and not others:
+                raise IdentityError("This is the only way you can sign in: set a password or link another sign-in "
+                                    "on your account page first.", 400, "Not unlinked")
+            core.store.remove_identity(provider, subject)
+        # whoever signed in through that account of the provider is signed out; this browser stays
+        sessions.end_all(user.name)
+        g.session = sessions.new(core.user(user.name))
         return redirect("/-/account?done=unlinked", 303)
 
     return bp

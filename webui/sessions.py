@@ -41,10 +41,11 @@ class WebSession:
 class Sessions:
     """Reads and writes the session cookie; `user_of` checks the user still exists."""
 
-    def __init__(self, secret: bytes, store: Store, *, secure: bool, max_age: int = MAX_AGE) -> None:
+    def __init__(self, secret: bytes, store: Store, signed_out: Path, *, secure: bool, max_age: int = MAX_AGE) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="wikibot-session")
         self._csrf_key = hmac.new(secret, b"wikibot-csrf", hashlib.sha256).digest()
         self._mark_key = hmac.new(secret, b"wikibot-account", hashlib.sha256).digest()
+        self._signed_out = _SignedOut(signed_out)
         self.store = store
         self.secure = secure
         self.max_age = max_age
@@ -77,11 +78,23 @@ class Sessions:
                         hashlib.sha256).hexdigest()[:32]
 
     def user_of(self, session: WebSession) -> User | None:
-        """The signed-in user; None if anonymous, or disabled, deleted, re-created or given a new password since."""
+        """The signed-in user; None if anonymous, or disabled, deleted, re-created or given a new password
+        since, or if this session was signed out or all of the account's were ended after it began."""
         user = self.store.get_user(session.user) if session.user else None
-        if user is None or user.disabled or not hmac.compare_digest(self.account_mark(user), session.account):
+        if (user is None or user.disabled or session.issued < user.sessions_after
+                or not hmac.compare_digest(self.account_mark(user), session.account)
+                or session.sid in self._signed_out):
             return None
         return user
+
+    def sign_out(self, session: WebSession) -> None:
+        """End this session wherever its cookie is (a copy taken from the browser signs in no one)."""
+        if session.user:
+            self._signed_out.add(session.sid, until=session.issued + self.max_age)
+
+    def end_all(self, user: str) -> None:
+        """End every session of `user` begun until now, in every browser (`sessions_after`)."""
+        self.store.update_user(user, {"sessions_after": time.time()})
 
     def set_cookie(self, session: WebSession) -> tuple[str, str]:
         value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued, "a": session.account})
@@ -99,16 +112,13 @@ class Sessions:
         return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
 
 
-class AttemptLimiter:
-    """Attempts per account and per client address in a sliding window, shared by every process on
-    the data dir (one small SQLite file): failed sign-ins, so a password cannot be guessed at speed,
-    and sign-ups, so open registration cannot be flooded."""
+class _SharedFile:
+    """A small SQLite file every process on the data dir shares, one connection per thread."""
 
-    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, window: float = 900.0) -> None:
+    SCHEMA: tuple[str, ...] = ()
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.per_account = per_account
-        self.per_address = per_address
-        self.window = window
         self._local = threading.local()
 
     def _db(self) -> sqlite3.Connection:
@@ -117,11 +127,50 @@ class AttemptLimiter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)")
-            conn.execute("CREATE INDEX IF NOT EXISTS failures_by_time ON failures (at)")
+            for statement in self.SCHEMA:
+                conn.execute(statement)
             self._local.conn = conn
         return conn
+
+
+class _SignedOut(_SharedFile):
+    """Session ids signed out before their cookie expires, kept until it would have."""
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, until REAL NOT NULL)",
+              "CREATE INDEX IF NOT EXISTS signed_out_by_time ON signed_out (until)")
+
+    def add(self, sid: str, until: float) -> None:
+        db = self._db()
+        db.execute("DELETE FROM signed_out WHERE until < ?", (time.time(),))
+        db.execute("INSERT OR REPLACE INTO signed_out (sid, until) VALUES (?, ?)", (sid, until))
+
+    def __contains__(self, sid: str) -> bool:
+        return self._db().execute("SELECT 1 FROM signed_out WHERE sid = ?", (sid,)).fetchone() is not None
+
+
+class AttemptLimiter(_SharedFile):
+    """Attempts per account and per client address in a sliding window, shared by every process on
+    the data dir: failed sign-ins, so a password cannot be guessed at speed, and sign-ups, so open
+    registration cannot be flooded. An account's limit counts per address it is tried from, so a
+    stranger locks out only their own address; `per_account_total` caps an account's failures from
+    every address together (a guesser with many addresses), well above what one person reaches."""
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)",
+              "CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)",
+              "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (at)")
+
+    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, per_account_total: int = 100,
+                 window: float = 900.0) -> None:
+        super().__init__(path)
+        self.per_account = per_account
+        self.per_address = per_address
+        self.per_account_total = per_account_total
+        self.window = window
+
+    def _keys(self, account: str, address: str) -> list[tuple[str, int]]:
+        account = account.lower()
+        return [(_key("user@addr", f"{account}\0{address}"), self.per_account),
+                (_key("addr", address), self.per_address), (_key("user", account), self.per_account_total)]
 
     def retry_after(self, account: str, address: str, now: float | None = None) -> float:
         """Seconds until another attempt is allowed (0: now)."""
@@ -129,8 +178,7 @@ class AttemptLimiter:
         db = self._db()
         db.execute("DELETE FROM failures WHERE at < ?", (now - self.window,))
         wait = 0.0
-        limits = ((_key("user", account.lower()), self.per_account), (_key("addr", address), self.per_address))
-        for key, limit in limits:
+        for key, limit in self._keys(account, address):
             rows = db.execute("SELECT at FROM failures WHERE key = ? ORDER BY at DESC LIMIT 1 OFFSET ?",
                               (key, limit - 1)).fetchone()
             if rows is not None:  # `limit` failures within the window: wait until the oldest of them expires
@@ -140,7 +188,7 @@ class AttemptLimiter:
     def record(self, account: str, address: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
-                               [(_key("user", account.lower()), now), (_key("addr", address), now)])
+                               [(key, now) for key, _ in self._keys(account, address)])
 
 
 def _key(kind: str, value: str) -> str:

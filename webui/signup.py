@@ -45,8 +45,12 @@ class Invites:
             raise BadInvite("this invite link has expired: ask for a new one") from None
         except (BadSignature, KeyError, TypeError):
             raise BadInvite("this is not a valid invite link: check that it was copied whole") from None
-        if any(spent.id == invite.id for spent in store.list_used_invites()):
+        if store.find_used_invite(invite.id) is not None:
             raise BadInvite("this invite link has been used already")
+        admin = store.get_user(invite.by)
+        if admin is None or not admin.admin or admin.disabled:  # an invite is worth what its maker still is
+            raise BadInvite("this invite link was made by someone who is no longer an administrator: ask for a new "
+                            "one")
         return invite
 
 

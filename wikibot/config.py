@@ -127,6 +127,11 @@ class Config:
         return self.data_dir / "cache"
 
     @property
+    def signed_out_path(self) -> Path:
+        """Web sessions signed out before they expire (not in the cache: losing it would revive them)."""
+        return self.data_dir / "signed_out.sqlite3"
+
+    @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret_key"
 

@@ -15,7 +15,7 @@ from .common import Limiters
 
 def blueprints(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> list[Blueprint]:
     return [wikis.blueprint(core), tokens.blueprint(core), accounts.blueprint(core, sessions, limiters, invites),
-            admin.blueprint(core, invites)]
+            admin.blueprint(core, sessions, invites)]
 
 
 __all__ = ["Limiters", "blueprints"]

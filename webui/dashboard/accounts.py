@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, redirect, render_template, request
 
 from wikibot.errors import WikibotError
-from wikibot.gitd.core import Core
+from wikibot.gitd.core import NO_PASSWORD, Core
 from wikibot.gitd.secrets import check_password
 
 from ..sessions import Sessions
 from ..signup import BadInvite, Invite, Invites, signup_refusal
-from .common import Limiters, notice, safe_next, signed_in
+from .common import Limiters, accounts_changing, notice, others_left, safe_next, signed_in
 from .wikis import Page
 
 MAX_NAME = 100  # characters of a typed user name that count (no user name is longer)
@@ -19,13 +19,14 @@ MAX_NAME = 100  # characters of a typed user name that count (no user name is lo
 def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> Blueprint:
     bp = Blueprint("accounts", __name__)
 
-    def login_page(error: str | None = None, status: int = 200, name: str = "", target: str = "/") -> tuple[str, int]:
+    def login_page(error: str | None = None, status: int = 200, name: str = "", target: str = "/",
+                   done: str = "") -> tuple[str, int]:
         return render_template("login.html", next=target, error=error, name=name, providers=core.config.providers,
-                               signup=core.config.signup), status
+                               signup=core.config.signup, notice=done), status
 
     @bp.get("/-/login")
     def login_form() -> Page:
-        return login_page(target=safe_next(request.args.get("next")))
+        return login_page(target=safe_next(request.args.get("next")), done=notice())
 
     @bp.post("/-/login")
     def login() -> Page:
@@ -48,8 +49,16 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
 
     @bp.post("/-/logout")
     def logout() -> Page:
+        sessions.sign_out(g.session)
         g.signed_out = True
         return redirect("/", 303)
+
+    @bp.post("/-/account/sessions/end")
+    def end_sessions() -> Page:
+        user = signed_in()
+        sessions.end_all(user.name)  # this browser's too: it signs in again like the others
+        g.signed_out = True
+        return redirect("/-/login?done=signed-out", 303)
 
     # sign-up
     def signup_page(invite_token: str | None, invite: Invite | None, error: str | None = None, status: int = 200,
@@ -88,12 +97,17 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         if invite is None and limiters.signups.retry_after(form["username"], address) > 0:
             return signup_page(token, invite, "Too many accounts were made from your address: try again in an hour.",
                                429, form)
+        if limiters.logins.retry_after(form["username"], address) > 0:  # failed tries count as failed sign-ins
+            return signup_page(token, invite, "Too many failed tries from your address: try again later.", 429, form)
         try:
             if password != request.form.get("password2", ""):
                 raise WikibotError("the two passwords differ")
+            if core.store.get_user(form["username"]) is not None:  # said before the password is hashed
+                raise WikibotError(f"user {form['username']!r} already exists")
             user, _ = core.add_user(form["username"], form["email"], password,
                                     tier=invite.tier if invite else "free", invite=invite.id if invite else None)
         except WikibotError as exc:
+            limiters.logins.record(form["username"], address)
             return signup_page(token, invite, str(exc), 400, form)
         if invite is None:
             limiters.signups.record(form["username"], address)
@@ -101,9 +115,11 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         return redirect("/", 303)
 
     # your account
-    def account_page(error: str | None = None, status: int = 200, section: str = "") -> tuple[str, int]:
+    def account_page(error: str | None = None, status: int = 200, section: str = "",
+                     form: dict | None = None) -> tuple[str, int]:
         user = signed_in()
-        return render_template("account.html", account=user, error=error, section=section, notice=notice(),
+        form = form or {"email": user.email, "full_name": user.full_name}  # a refused form keeps what was typed
+        return render_template("account.html", account=user, error=error, section=section, notice=notice(), form=form,
                                identities=core.store.list_identities(user.name), providers=core.config.providers,
                                has_password=user.password_hash.startswith("$"),
                                owned=core.store.list_wikis(user.name)), status
@@ -115,22 +131,30 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
     @bp.post("/-/account/profile")
     def profile() -> Page:
         user = signed_in()
+        form = {"email": request.form.get("email", "").strip()[:1000],
+                "full_name": request.form.get("full_name", "").strip()[:1000]}
         try:
-            core.update_profile(user.name, email=request.form.get("email", "").strip(),
-                                full_name=request.form.get("full_name", "").strip())
+            core.update_profile(user.name, **form)
         except WikibotError as exc:
-            return account_page(str(exc), 400, "profile")
+            return account_page(str(exc), 400, "profile", form)
         return redirect("/-/account?done=saved", 303)
 
     @bp.post("/-/account/password")
     def password() -> Page:
         user = signed_in()
-        new = request.form.get("new_password", "")
+        new, current = request.form.get("new_password", ""), request.form.get("current_password", "")
+        address = request.remote_addr or "-"
+        wait = limiters.logins.retry_after(user.name, address)
+        if wait > 0:  # the current password is guessed here no faster than at sign-in
+            return account_page(f"Too many wrong passwords: try again in {max(1, round(wait / 60))} minute(s).", 429,
+                                "password")
         try:
             if new != request.form.get("new_password2", ""):
                 raise WikibotError("the two new passwords differ")
-            changed = core.change_password(user.name, request.form.get("current_password", ""), new)
+            changed = core.change_password(user.name, current, new)
         except WikibotError as exc:
+            if user.password_hash != NO_PASSWORD and not check_password(user.password_hash, current):
+                limiters.logins.record(user.name, address)
             return account_page(str(exc), 400, "password")
         g.session = sessions.new(changed)  # every other session of the account ends with the old password
         return redirect("/-/account?done=password", 303)
@@ -140,10 +164,11 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         user = signed_in()
         if request.form.get("confirm", "").strip() != user.name:
             return account_page(f"Nothing was deleted: type your user name, {user.name}, to confirm.", 400, "delete")
-        if user.admin and not any(u.admin and u.name != user.name and not u.disabled for u in core.store.list_users()):
-            return account_page("Nothing was deleted: you are the only administrator. Make another first.", 400,
-                                "delete")
-        core.delete_user(user.name, purge=True)
+        with accounts_changing(core):  # two last administrators deleting themselves at once: one stays
+            if user.admin and not others_left(core, user.name):
+                return account_page("Nothing was deleted: you are the only administrator. Make another first.", 400,
+                                    "delete")
+            core.delete_user(user.name, purge=True)
         g.signed_out = True
         return redirect("/?done=account-deleted", 303)
 

@@ -6,12 +6,13 @@ from flask import Blueprint, redirect, render_template, request
 from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
 
+from ..sessions import Sessions
 from ..signup import Invites
-from .common import admin_only, notice, usage
+from .common import accounts_changing, admin_only, notice, others_left, usage
 from .wikis import Page
 
 
-def blueprint(core: Core, invites: Invites) -> Blueprint:
+def blueprint(core: Core, sessions: Sessions, invites: Invites) -> Blueprint:
     bp = Blueprint("admin", __name__)
 
     def page(error: str | None = None, status: int = 200, created: tuple | None = None,
@@ -64,8 +65,15 @@ def blueprint(core: Core, invites: Invites) -> Blueprint:
         admin = admin_only()
         if name == admin.name:
             return page("You cannot disable your own account.", 400)
+        stop = request.form.get("disabled") == "1"
         try:
-            core.set_disabled(name, request.form.get("disabled") == "1")
+            with accounts_changing(core):
+                # read again under the lock: two administrators disabling each other at once leave one
+                if stop and not others_left(core, name):
+                    return page("Nothing was changed: your own account was disabled meanwhile.", 409)
+                core.set_disabled(name, stop)
+                if stop:
+                    sessions.end_all(name)  # enabled again later, it signs in afresh
         except WikibotError as exc:
             return page(str(exc), 400)
         return redirect("/-/admin?done=user", 303)

@@ -2,6 +2,8 @@
 it, usage against the owner's tier, and the fixed notices a redirect may carry."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -10,6 +12,7 @@ from flask import abort, g, redirect, request
 from wikibot.config import MB
 from wikibot.gitd.acl import role_of
 from wikibot.gitd.core import Core
+from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import Role, User, Wiki
 
@@ -29,6 +32,7 @@ NOTICES = {
     "account-deleted": "Your account and everything of it were deleted.",
     "linked": "The sign-in was linked to your account.",
     "unlinked": "The sign-in was unlinked from your account.",
+    "signed-out": "Every sign-in to your account was ended: sign in again.",
 }
 
 
@@ -47,6 +51,20 @@ def safe_next(target: str | None) -> str:
         return "/"
     parts = urlsplit(target)
     return target if not parts.scheme and not parts.netloc else "/"
+
+
+@contextmanager
+def accounts_changing(core: Core) -> Iterator[None]:
+    """Held around a check and the write that relies on it when the check reads more than one record
+    ("another administrator is left", "another way to sign in is left"): two such changes at once, in
+    any process, cannot both pass on what the other is removing."""
+    with file_lock(core.config.locks_dir / "accounts.lock", timeout=30):
+        yield
+
+
+def others_left(core: Core, admin: str) -> bool:
+    """Whether an enabled administrator other than `admin` exists (read inside `accounts_changing`)."""
+    return any(u.admin and not u.disabled and u.name != admin for u in core.store.list_users())
 
 
 def notice() -> str:

@@ -104,7 +104,7 @@ def blueprint(core: Core) -> Blueprint:
                              public=request.form.get("visibility") == "public")
         except WikibotError as exc:
             return _settings(wiki, str(exc), 400, title=request.form.get("title", ""),
-                             purpose=request.form.get("purpose", ""))
+                             purpose=request.form.get("purpose", ""), visibility=request.form.get("visibility", ""))
         return redirect(wiki_url(wiki.name, "settings?done=saved"), 303)
 
     @bp.post("/-/wikis/<owner>/<slug>/collaborators")
