@@ -18,6 +18,7 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.secrets import check_password
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
 from wikibot.webui.dashboard.common import accounts_changing
+from wikibot.webui.dashboard.wikis import searched_wikis
 from wikibot.webui.sessions import COOKIE
 from wikibot.webui.signup import Invites
 
@@ -469,6 +470,18 @@ def test_an_invite_is_worth_nothing_once_its_maker_is_no_administrator(core, tmp
 
 
 # search
+def test_search_asks_your_wikis_and_on_request_every_public_wiki_never_a_private_one(core, clients):
+    sam, olga = core.user("sam"), core.user("olga")
+    assert searched_wikis(core, sam, public=False) == []
+    public = [w.name for w in searched_wikis(core, sam, public=True)]
+    assert PUBLIC in public and PRIVATE not in public
+    assert all(core.wiki(name).public for name in public)
+    mine = [w.name for w in searched_wikis(core, olga, public=True)]
+    assert len(mine) == len(set(mine)) and PRIVATE in mine  # her own first, once each
+    page = clients["sam"].get("/-/search?q=x&in=public")
+    assert 'name="in" value="public" checked' in page.text and "your wikis and public ones" in page.text
+
+
 def test_search_without_a_worker_says_so_instead_of_failing(clients):
     got = clients["olga"].get("/-/search?q=anything")
     assert got.status_code == 200 and "unavailable" in got.text

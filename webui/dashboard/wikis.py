@@ -30,6 +30,17 @@ def readable_wikis(core: Core, user: User) -> list[tuple[Wiki, str]]:
     return owned + shared
 
 
+def searched_wikis(core: Core, user: User, public: bool) -> list[Wiki]:
+    """What a search from the dashboard asks: the user's own and shared wikis, then (`public`) every
+    other public wiki, the largest first (the first `search.MAX_WIKIS` of all are asked)."""
+    mine = [wiki for wiki, _ in readable_wikis(core, user)]
+    if not public:
+        return mine
+    seen = {wiki.name for wiki in mine}
+    others = sorted((w for w in core.store.list_wikis() if w.public and w.name not in seen), key=lambda w: -w.pages)
+    return mine + others
+
+
 def may_use_git_templates(user: User) -> bool:
     """Cloning a wiki from a Git URL is for premium accounts (and admins)."""
     return user.admin or user.tier == "premium"
@@ -142,7 +153,8 @@ def blueprint(core: Core) -> Blueprint:
     def search() -> Page:
         user = signed_in()
         query = request.args.get("q", "").strip()[:500]
-        found = search_everywhere(core, [w for w, _ in readable_wikis(core, user)], query) if query else None
-        return render_template("search.html", query=query, found=found)
+        public = request.args.get("in") == "public"
+        found = search_everywhere(core, searched_wikis(core, user, public), query) if query else None
+        return render_template("search.html", query=query, found=found, public=public)
 
     return bp
