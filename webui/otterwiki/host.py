@@ -42,6 +42,7 @@ from wikibot.gitd.repository import RevisionNotFound
 from ..sessions import Sessions
 from . import inside, loader, wsgi
 from .save import BASE_FIELD
+from .state import commit_author, otterwiki_address, state_file
 
 PERMISSIONS: dict[Role | None, str] = {
     None: "READ",  # anonymous on a public wiki, or a signed-in reader without a grant
@@ -67,7 +68,6 @@ SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
 SEARCH_LIMIT = 20
 SEARCH_TIMEOUT = 15.0  # seconds the search page waits for the worker
 UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
-STATE_FILE = "otterwiki.sqlite3"  # in the wiki's .git/wikibot/: goes when the wiki goes
 FORCED = {  # whatever a wiki's preferences say
     "AUTH_METHOD": "PROXY_HEADER", "DISABLE_REGISTRATION": True, "GIT_WEB_SERVER": False,
     "GIT_REMOTE_PUSH_ENABLED": False, "GIT_REMOTE_PULL_ENABLED": False, "MAIL_SERVER": "",
@@ -161,9 +161,11 @@ class OtterwikiHost:
                role: Role | None, rest: str, endpoint: str | None, limits: TierLimits,
                search: dict[str, Any] | None) -> Iterable[bytes]:
         inner = {key: value for key, value in environ.items() if not key.upper().startswith("HTTP_X_OTTERWIKI")}
-        author = (user.name, user.email or f"{user.name}@users.wikibot") if user else ANONYMOUS
+        author = commit_author(user) if user else ANONYMOUS
+        # Otterwiki keys drafts by the address it is told: one that only this account has (state.py)
+        seen_as = (user.name, otterwiki_address(user)) if user else ANONYMOUS
         inner.update(SCRIPT_NAME=environ.get("SCRIPT_NAME", "") + f"/{wiki.name}", PATH_INFO=rest,
-                     HTTP_X_OTTERWIKI_NAME=author[0], HTTP_X_OTTERWIKI_EMAIL=author[1],
+                     HTTP_X_OTTERWIKI_NAME=seen_as[0], HTTP_X_OTTERWIKI_EMAIL=seen_as[1],
                      HTTP_X_OTTERWIKI_PERMISSIONS=PERMISSIONS[role])
         method = environ.get("REQUEST_METHOD", "GET")
         editor = endpoint == "edit" or (endpoint == "view" and "edit" in parse_qs(environ.get("QUERY_STRING", ""),
@@ -179,7 +181,8 @@ class OtterwikiHost:
                     otter.lock:
                 head = self.core.repos.head(wiki.name)
                 self._point_at(wiki, limits)
-                inside.current.visit = inside.Visit(self.core, wiki, user, author, head, limits, search)
+                inside.current.visit = inside.Visit(self.core, wiki, user, author, seen_as, head, limits,
+                                                    search)
                 try:
                     status, headers, body = wsgi.run(otter.app, inner)
                 finally:
@@ -260,12 +263,12 @@ class OtterwikiHost:
 
         engine = self._engines.pop(key, None)
         if engine is None:
-            state = path / ".git" / "wikibot"
-            state.mkdir(parents=True, exist_ok=True)
-            engine = sqlalchemy.create_engine(f"sqlite:///{state / STATE_FILE}")
+            state = state_file(path)
+            state.parent.mkdir(parents=True, exist_ok=True)
+            engine = sqlalchemy.create_engine(f"sqlite:///{state}")
             otter = self.otterwiki
             otter.db._app_engines[otter.app][None] = engine
-            with file_lock(state / f"{STATE_FILE}.lock"), otter.app.app_context():
+            with file_lock(state.with_name(f"{state.name}.lock")), otter.app.app_context():
                 otter.db.create_all()  # two processes opening a new wiki at once: one creates the tables
         self._engines[key] = engine
         while len(self._engines) > self.max_open:
@@ -277,7 +280,7 @@ class OtterwikiHost:
     def _config(self, wiki: Wiki, path: Path, limits: TierLimits) -> dict:
         """Otterwiki's config for this wiki: its defaults, the wiki's title, its preferences (read
         again whenever its database file changed, by this process or another), the platform's rules."""
-        state = path / ".git" / "wikibot" / STATE_FILE
+        state = state_file(path)
         try:
             stat = state.stat()
             stamp: tuple = (stat.st_mtime_ns, stat.st_size, wiki.title, limits)

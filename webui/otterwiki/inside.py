@@ -1,13 +1,16 @@
 """What runs inside Otterwiki's app, for the request the host is serving now: the before-request
 hook that answers saves (through the platform's commit path), the search page (from the indexer's
-answer, asked before Otterwiki's lock was taken) and the checks on uploads and renames.
+answer, asked before Otterwiki's lock was taken) and the checks on uploads and renames; and the
+author of Otterwiki's own commits, put back from the address it knows the visitor by (`state.py`).
 
 Otterwiki serves one request at a time per process (the host's lock), so `current.visit` holds that
 request's `Visit`; it is thread-local all the same, and None outside a request.
 """
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ from .save import BASE_FIELD, SaveRequest, normalise, save_page
 SEARCH_LIMIT = 20
 SEARCH_TIMEOUT = 15.0  # seconds the search page waits for the worker
 UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
+# every method of Otterwiki's GitStorage (2.26.1) that makes a commit (uploads, renames, deletes, reverts)
+COMMITTING = ("store", "commit", "revert", "delete", "rename")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Visit:
     core: Core
     wiki: Wiki
     user: User | None
-    author: tuple[str, str]
+    author: tuple[str, str]  # of commits: the user's name and email (state.commit_author)
+    seen_as: tuple[str, str]  # who Otterwiki is told the visitor is: its drafts are keyed by it
     head: str | None  # HEAD before Otterwiki read anything
     limits: TierLimits  # the wiki owner's tier
     search: dict[str, Any] | None  # the search page's query and answer, asked before the lock was taken
@@ -79,7 +85,23 @@ def install_hooks(otter: loader.Otterwiki) -> None:
 
     app.jinja_loader = ChoiceLoader([FileSystemLoader(str(Path(__file__).parent / "templates")), app.jinja_loader])
     app.jinja_env.globals["wikibot_history_url"] = lambda pagepath: history_url(otter, pagepath)
+    for method in COMMITTING:
+        setattr(otter.storage, method, _authored(getattr(otter.storage, method)))
     app._wikibot_hooks = True
+
+
+def _authored(commit: Callable[..., Any]) -> Callable[..., Any]:
+    """One of Otterwiki's storage methods that commit, taking the author Otterwiki was told (the
+    address it keys drafts by) as the author the platform intends: the user's name and email."""
+    @functools.wraps(commit)
+    def authored(*args: Any, **kwargs: Any) -> Any:
+        visit = current.visit
+        if visit is not None:
+            args = tuple(visit.author if arg == visit.seen_as else arg for arg in args)
+            kwargs = {key: visit.author if arg == visit.seen_as else arg for key, arg in kwargs.items()}
+        return commit(*args, **kwargs)
+
+    return authored
 
 
 def history_url(otter: loader.Otterwiki, pagepath: str) -> str:
@@ -104,7 +126,7 @@ def _save(otter: loader.Otterwiki, visit: Visit) -> Any:
         base=request.form.get(BASE_FIELD), author=visit.author,
         actor=visit.user.name if visit.user else visit.author[0]))
     if outcome.saved:
-        page.discard_draft(visit.author)
+        page.discard_draft(visit.seen_as)
         otter.helper.toast(f"{page.pagename} saved." if outcome.changed else "Nothing changed.",
                            "success" if outcome.changed else "warning")
         return redirect(otter.helper.url_for("view", path=page.pagepath))
