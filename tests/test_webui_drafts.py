@@ -146,3 +146,24 @@ def test_web_commits_carry_the_users_name_and_email_or_the_platform_address(core
         assert got.status_code in (200, 302, 303), got.text
         assert core.repo(PRIVATE).read(core.repos.head(PRIVATE), f"home/{name}-renamed.txt") is None
         assert last_author(core, PRIVATE) == (name, email)  # Otterwiki's delete
+        deletion = core.repos.head(PRIVATE)
+        form = client.get(f"/{PRIVATE}/-/revert/{deletion}")
+        got = client.post(f"/{PRIVATE}/-/revert/{deletion}", data={"csrf_token": csrf(form.text), "message": "back"})
+        assert got.status_code in (200, 302, 303), got.text
+        assert core.repo(PRIVATE).read(core.repos.head(PRIVATE), f"home/{name}-renamed.txt") is not None
+        assert last_author(core, PRIVATE) == (name, email)  # Otterwiki's revert
+
+
+def test_a_save_ends_the_savers_draft_and_no_one_elses(core, app):
+    add_editor(core, "sal", "olga@example.org")  # the owner's email, typed
+    sal, owner = sign_in(app, "sal"), sign_in(app, "olga")
+    save_draft(sal, PRIVATE, "Agent_Guide", "# Agent guide\n\ndraft of sal\n")
+    save_draft(owner, PRIVATE, "Agent_Guide", "# Agent guide\n\ndraft of olga\n")
+    editor = resumed(sal, PRIVATE, "Agent_Guide")
+    assert "draft of sal" in editor
+    base = re.search(r'name="wikibot_base" value="([0-9a-f]*)"', editor).group(1)
+    got = sal.post(f"/{PRIVATE}/Agent_Guide/save", data={"csrf_token": csrf(editor), "wikibot_base": base,
+                                                          "content": "# Agent guide\n\nsaved by sal\n"})
+    assert got.status_code == 302, got.text
+    assert [row[1:] for row in draft_rows(core, PRIVATE) if row[0] == "Agent_Guide"] == \
+        [(otterwiki_address(core.user("olga")), "# Agent guide\n\ndraft of olga\n")]
