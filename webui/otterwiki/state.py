@@ -6,7 +6,7 @@ the account's name and creation time, which no other account can have, not even 
 under a deleted account's name. Commits still carry the author the platform intends (`commit_author`;
 `inside.py` puts it back into Otterwiki's own commits).
 
-Import-light (stdlib only): account deletion calls `forget_user`.
+`forget_user` is for account deletion: it opens the databases with sqlite3, never through Otterwiki.
 """
 from __future__ import annotations
 
