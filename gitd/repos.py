@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .git_process import RepoError, git, run_git
-from .locks import file_lock
+from .locks import file_lock, make_folder, remove_empty_folder
 from .names import WikiName
 from .refs import MAIN
 from .repository import Repository
@@ -53,26 +53,30 @@ class Repos:
 
     def repair(self, name: WikiName) -> list[str]:
         """Put back the settings every repository carries (hook scripts, the attributes override)
-        where missing or altered; returns what it rewrote. Run at creation and when the worker starts."""
+        where missing or altered; returns what it rewrote. Run at creation and when the worker starts,
+        under the lock: a repository deleted meanwhile is left gone, not given its folders back."""
         git_dir = self.path(name) / ".git"
-        written = [f"hooks/{hook}" for hook, script in self.hook_scripts.items()
-                   if _install(git_dir / "hooks" / hook, script, 0o700)]  # executable, and private
-        if _install(git_dir / "info" / "attributes", ATTRIBUTES, 0o600):
-            written.append("info/attributes")
-            self._checkout_afresh(name)
+        with self.lock(name):
+            if not self.exists(name):
+                return []
+            written = [f"hooks/{hook}" for hook, script in self.hook_scripts.items()
+                       if _install(git_dir / "hooks" / hook, script, 0o700)]  # executable, and private
+            if _install(git_dir / "info" / "attributes", ATTRIBUTES, 0o600):
+                written.append("info/attributes")
+                self._checkout_afresh(name)
         return written
 
     def _checkout_afresh(self, name: WikiName) -> None:
         """Files checked out before the override may hold converted bytes: if the tree has any
-        `.gitattributes`, check every file out again (a hard reset without the index rewrites all)."""
+        `.gitattributes`, check every file out again (a hard reset without the index rewrites all).
+        Call with the lock held."""
         repo = self.repo(name)
         head = repo.head()
         listed = [e.path for e in repo.entries(head, sizes=False)] if head else []
         if not any(path.rpartition("/")[2] == ".gitattributes" for path in listed):
             return  # a new repository, or one no attribute could have touched
-        with self.lock(name):
-            (repo.path / ".git" / "index").unlink(missing_ok=True)
-            git(repo.path, "reset", "-q", "--hard", "HEAD")
+        (repo.path / ".git" / "index").unlink(missing_ok=True)
+        git(repo.path, "reset", "-q", "--hard", "HEAD")
 
     def path(self, name: WikiName) -> Path:
         return self.root / name.owner / name.slug
@@ -86,17 +90,32 @@ class Repos:
 
     @contextmanager
     def lock(self, name: WikiName, timeout: float | None = None) -> Iterator[None]:
-        """The per-wiki writer lock, valid across processes (LockTimeout after `timeout` s, if given)."""
-        with file_lock(self.locks / name.owner / f"{name.slug}.lock", timeout=timeout):
-            yield
+        """The per-wiki writer lock, valid across processes (LockTimeout after `timeout` s, if given).
+
+        Whoever releases it while the wiki has no repository (deleted, or not made yet) removes the
+        lock file, so deleted wikis leave none behind; locks.py says why that keeps the lock exclusive.
+        A wiki being created may lose its lock file that way: the next taker simply makes a new one.
+        """
+        with file_lock(self.locks / name.owner / f"{name.slug}.lock", timeout=timeout) as held:
+            try:
+                yield
+            finally:
+                if not self.exists(name):
+                    held.remove()
 
     def create(self, name: WikiName) -> Path:
         """Initialise an empty repository whose HEAD is the unborn default branch."""
         path = self.path(name)
-        if path.exists():
-            raise RepoError(f"a repository already exists at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        run_git(path.parent, "init", "-q", "-b", DEFAULT_BRANCH, str(path))
+        while True:
+            make_folder(path.parent)
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                raise RepoError(f"a repository already exists at {path}") from None
+            except FileNotFoundError:
+                continue  # the owner's folder was removed (emptied by a deletion) after it was made
+        run_git(path, "init", "-q", "-b", DEFAULT_BRANCH)
         # A wiki is written by many paths; none of them should trip over a missing identity. Appended
         # to the config git init just wrote, instead of two more `git config` processes.
         with open(path / ".git" / "config", "a") as config:
@@ -105,9 +124,15 @@ class Repos:
         return path
 
     def delete(self, name: WikiName) -> None:
-        path = self.path(name)
+        """Remove the repository, and its owner's folder once empty, under the lock (which then goes too)."""
         with self.lock(name):
-            shutil.rmtree(path, ignore_errors=True)
+            self.remove_locked(name)
+
+    def remove_locked(self, name: WikiName) -> None:
+        """`delete` for a caller that holds the lock already."""
+        path = self.path(name)
+        shutil.rmtree(path, ignore_errors=True)
+        remove_empty_folder(path.parent)
 
     def head(self, name: WikiName) -> str | None:
         """The commit the default branch points at, or None while it is unborn."""
@@ -132,6 +157,8 @@ class Repos:
         push adds a pack file and loose refs are files every fetch reads, so both slow a wiki down."""
         path = self.path(name)
         with self.lock(name):
+            if not self.exists(name):
+                return  # deleted since the caller looked
             if objects:
                 git(path, "repack", "-a", "-d", "-q")
             git(path, "pack-refs", "--all")
