@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wikibot.config import Config, TierLimits
-from wikibot.errors import WikibotError
+from wikibot.errors import NotFound, WikibotError
 
 from .acl import role_of
 from .change import Change, Source
 from .commits import CommitConflict, FileChange, commit_changes
+from .locks import remove_empty_folder
 from .names import WikiName, check_name, check_new_name
 from .permissions import keep_private
 from .receive import ReceivePolicy, ReceiveSession
@@ -39,9 +40,15 @@ class CoreError(WikibotError):
     """An account or wiki operation was refused; the message is meant for the user."""
 
 
+class NoSuchWiki(CoreError, NotFound):
+    """The wiki is not there (any more, or not yet): every surface answers it as not found (404)."""
+
+
 NO_PASSWORD = "!"  # the password hash of an account that signs in only through an identity provider
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024  # characters
 MAX_TITLE, MAX_PURPOSE, MAX_FULL_NAME, MAX_EMAIL = 200, 2000, 200, 254
+MAX_TOKEN_WIKIS = 50  # wikis one token may be limited to: each is checked on every request it makes
+MAX_LIVE_TOKENS = 100  # unexpired tokens per user: each is a row every listing and sign-out reads
 
 
 def check_new_password(password: str) -> None:
@@ -144,6 +151,8 @@ class Core:
         for wiki in owned:
             self.delete_wiki(wiki.name)
         self.store.delete_user(name)
+        for root in (self.config.repos_dir, self.config.locks_dir, self.config.cache_dir / "packs"):
+            remove_empty_folder(root / user.name)  # each wiki's deletion did already, unless one raced it
         return [str(w.name) for w in owned]
 
     def user(self, name: str) -> User:
@@ -207,15 +216,28 @@ class Core:
         self.repos.delete(name)
 
     def delete_wiki(self, name: WikiName) -> None:
-        """Remove the record and the repository, then announce `main` gone so derived data goes too.
-        A repository without a record (a creation that raced a deletion) is removed as well."""
-        if self.store.get_wiki(name) is None and not self.repos.path(name).exists():
-            raise CoreError(f"no such wiki: {name}")
-        head = self.repos.head(name)
-        self._forget_wiki(name)  # no record (any more): the repository still goes
-        shutil.rmtree(self.pack_cache_dir(name), ignore_errors=True)
-        if head is not None:
-            self.announce(Change(name, MAIN, head, ZERO, "sync"))
+        """Remove the record, the repository and its cached packs, and announce `main` gone so derived
+        data goes too. A repository without a record (a creation that raced a deletion) is removed as well.
+
+        All of it happens under the wiki's lock. The announcement, a move of `main` to ZERO (no push may
+        delete main), makes the queue forget the wiki's earlier events (hooks/queue.py); announced under
+        the lock, it precedes every event of a wiki re-created under the name, whose writes need the
+        lock too, so none of those is forgotten. Released with no repository left, the lock takes its
+        file with it; the owner's folders go once empty.
+        """
+        with self.repos.lock(name):
+            if self.store.get_wiki(name) is None and not self.repos.path(name).exists():
+                raise NoSuchWiki(f"no such wiki: {name}")
+            head = self.repos.head(name)
+            try:
+                self.store.delete_wiki(name)
+            except StoreError:
+                pass  # no record (any more): the repository still goes
+            self.repos.remove_locked(name)
+            packs = self.pack_cache_dir(name)
+            shutil.rmtree(packs, ignore_errors=True)
+            remove_empty_folder(packs.parent)
+            self.announce(Change(name, MAIN, head or ZERO, ZERO, "sync"))
 
     def pack_cache_dir(self, name: WikiName) -> Path:
         """Where full-clone packs of `name` are cached (see upload.py)."""
@@ -259,6 +281,10 @@ class Core:
         holder = self.user(user)
         if scope not in SCOPES:
             raise CoreError(f"invalid scope {scope!r}: use read or write")
+        wikis = tuple(dict.fromkeys(wikis))  # each once, in the order given
+        if len(wikis) > MAX_TOKEN_WIKIS:
+            raise CoreError(f"a token can be limited to at most {MAX_TOKEN_WIKIS} wikis; leave the list empty "
+                            "for every wiki you can reach")
         for name in wikis:  # only wikis the user can read; others are "no such wiki", as in every answer
             wiki = self.store.get_wiki(name)
             if wiki is None or (not wiki.public and role_of(self.store, wiki, holder) is None):
@@ -266,9 +292,12 @@ class Core:
         if expires_days is not None and not (0 < expires_days <= 36500):  # also refuses nan and inf
             raise CoreError("--expires-days must be positive (at most 36500)")
         now = time.time()
+        live = [t for t in self.store.list_tokens(user=user) if t.expires is None or t.expires > now]
+        if len(live) >= MAX_LIVE_TOKENS:
+            raise CoreError(f"you have {len(live)} tokens; revoke some first")
         secret = new_token_secret()
         token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]
-                      wikis=tuple(wikis), created=now, note=note,
+                      wikis=wikis, created=now, note=note,
                       expires=None if expires_days is None else now + expires_days * 86400)
         self.store.add_token(token)  # refused there if the user was deleted meanwhile
         return token, secret
@@ -323,10 +352,13 @@ class Core:
         raise to refuse; nothing changes then. Writers serving a request with a deadline give up
         waiting for the lock after `lock_timeout` s (LockTimeout) and pass `checkpoint`, their last
         chance to stop, called just before the ref moves. A caller that already holds the wiki's lock
-        (the web wiki takes it before Otterwiki's, always in that order) says `lock_held`.
+        (the web wiki takes it before Otterwiki's, always in that order) says `lock_held`. A wiki deleted
+        (or not yet made) by the time the lock is held is NoSuchWiki, before anything is read from it.
         """
-        session = self.receive_session(name, actor)
         with nullcontext() if lock_held else self.repos.lock(name, timeout=lock_timeout):
+            if self.store.get_wiki(name) is None or not self.repos.exists(name):
+                raise NoSuchWiki(f"no such wiki: {name}")
+            session = self.receive_session(name, actor)
             head = self.repos.head(name)
             if base is not None and base != head:
                 raise CommitConflict(head)

@@ -2,7 +2,8 @@
 
 Each consumer has its own cursor and thread and sees events in queue order. A failing handler is
 retried with exponential backoff; after `max_attempts` the event goes to the consumer's dead
-letters and the consumer moves on. Consumers must be idempotent: delivery is at-least-once.
+letters and the consumer moves on. Consumers must be idempotent: delivery is at-least-once. An
+event forgotten while it is being retried (its wiki was deleted: see queue.py) is not tried again.
 """
 from __future__ import annotations
 
@@ -103,4 +104,7 @@ class Dispatcher:
                             name, event.id, attempt, delay, error)
                 if (stop or threading.Event()).wait(delay):
                     return False
+                if event.id is not None and not self.queue.queued(event.id):
+                    log.info("consumer %s dropped event %s: its wiki was deleted", name, event.id)
+                    return True
         return True

@@ -2,6 +2,13 @@
 
 Delivery is at-least-once: a consumer's cursor moves only after its handler succeeded, so a crash
 mid-event redelivers it. `EventQueue` is the interface a Redis-streams queue would implement.
+
+A wiki's deletion is announced as `main` moving to ZERO (a push may never delete main, so nothing
+else says that). Publishing it forgets, in the same transaction, the wiki's earlier events (for every
+consumer, with their dead letters and last-seen refs): what they asked for is moot once the wiki is
+gone, and the deletion itself is queued and delivered as any event. Ids are never reused (AUTOINCREMENT)
+and cursors are ids, so a forgotten event moves no cursor; a consumer handling one at that moment just
+finishes it (consumers check the wiki still exists), and a dead letter for it is not kept.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from wikibot.gitd.change import Change
+from wikibot.gitd.change import MAIN, ZERO, Change
 from wikibot.gitd.names import WikiName
 
 SCHEMA = """
@@ -45,6 +52,7 @@ class EventQueue(Protocol):
     def last_id(self) -> int: ...
     def cursor(self, consumer: str) -> int: ...
     def set_cursor(self, consumer: str, event_id: int) -> None: ...
+    def queued(self, event_id: int) -> bool: ...  # False once forgotten (its wiki was deleted)
     def bury(self, consumer: str, event: Change, attempts: int, error: str) -> None: ...
     def dead_letters(self, consumer: str | None = None, wiki: WikiName | None = None) -> list[DeadLetter]: ...
     def forget_dead(self, consumer: str, event_id: int) -> None: ...
@@ -77,10 +85,15 @@ class SqliteQueue:
         return db
 
     def publish(self, change: Change) -> int:
+        """Queue `change`; a deletion of `main` (the wiki's) first forgets the wiki's earlier events."""
         db = self._db()
         wiki = str(change.wiki)
         with db:
             db.execute("BEGIN IMMEDIATE")
+            if change.ref == MAIN and change.new_sha == ZERO:
+                db.execute("DELETE FROM dead WHERE event_id IN (SELECT id FROM events WHERE wiki = ?)", (wiki,))
+                db.execute("DELETE FROM events WHERE wiki = ?", (wiki,))
+                db.execute("DELETE FROM last_seen WHERE wiki = ?", (wiki,))
             cur = db.execute(
                 "INSERT INTO events (wiki, ref, old_sha, new_sha, source, actor, time) VALUES (?,?,?,?,?,?,?)",
                 (wiki, change.ref, change.old_sha, change.new_sha, change.source, change.actor, change.time))
@@ -111,9 +124,14 @@ class SqliteQueue:
                            "ON CONFLICT(consumer) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
                            (consumer, event_id))
 
+    def queued(self, event_id: int) -> bool:
+        return self._db().execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is not None
+
     def bury(self, consumer: str, event: Change, attempts: int, error: str) -> None:
-        self._db().execute("INSERT OR REPLACE INTO dead (consumer, event_id, attempts, error, time) VALUES (?,?,?,?,?)",
-                           (consumer, event.id, attempts, error[:2000], time.time()))
+        """Keep a dead letter for `event`, unless it was forgotten meanwhile (checked in the same statement)."""
+        self._db().execute("INSERT OR REPLACE INTO dead (consumer, event_id, attempts, error, time) "
+                           "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM events WHERE id = ?)",
+                           (consumer, event.id, attempts, error[:2000], time.time(), event.id))
 
     def dead_letters(self, consumer: str | None = None, wiki: WikiName | None = None) -> list[DeadLetter]:
         query = ("SELECT d.consumer, d.attempts, d.error, d.time AS dtime, e.* FROM dead d "
