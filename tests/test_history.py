@@ -203,6 +203,52 @@ def test_big_files_are_listed_not_diffed_and_raw_files_are_capped(core, clients,
     assert clients["olga"].get(f"/{PUBLIC}/-/history/raw/main/notes.md").status_code == 200
 
 
+def test_a_commit_page_shows_diffs_up_to_a_number_of_lines(core, clients):
+    short = b"".join(b"%d\n" % i for i in range(history.DIFF_LINES * 3 // 4))  # 7.5 K lines, 30 KB: in the byte budget
+    sha = core.commit(PUBLIC, [FileChange("lines/1.md", short), FileChange("lines/2.md", short),
+                               FileChange("lines/3.md", b"three\n")], message="lines", author=("olga", "o@example.org"),
+                      actor="olga", source="mcp")
+    page = clients["olga"].get(f"/{PUBLIC}/-/history/commit/{sha}/").text
+    files = {re.search(r"lines/\d\.md", block).group(0): block for block in page.split("<div class=file>")[1:]}
+    assert "Diff not shown" not in files["lines/1.md"]
+    assert "Diff not shown: the diffs of this commit are over 10,000 lines" in files["lines/2.md"]
+    assert ">three" in files["lines/3.md"]  # the file after it still fits
+    assert page.count("<tr>") < history.DIFF_LINES + 100 and "3 changed file(s)" in page
+
+
+def test_the_files_of_a_commit_page_link_to_the_files(core, clients):
+    sha = core.repo(PRIVATE).log(head(core, PRIVATE), path="notes.md", limit=1)[0].revision
+    page = clients["vera"].get(f"/{PRIVATE}/-/history/commit/{sha}/").text
+    links = re.findall(r'<a href="(/[^"]+/blob/[^"]+)">', page)
+    files = ("notes.md", "a.md", ODD)
+    assert sorted(links) == sorted(f"/{PRIVATE}/-/history/blob/{sha}/{quote(name)}" for name in files)
+    for link in links:
+        assert clients["vera"].get(link).status_code == 200, link
+
+
+def test_log_pages_that_cannot_exist_are_not_found_and_cost_nothing(clients):
+    log = f"/{PRIVATE}/-/history/tree/main/"
+    for page in (history.MAX_PAGE + 1, 10 ** 14, 10 ** 30):  # klaus made a list of `page` numbers: no memory for it
+        assert clients["vera"].get(f"{log}?page={page}").status_code == 404, page
+    last = clients["vera"].get(f"{log}?page={history.MAX_PAGE}")
+    assert last.status_code == 200 and f"?page={history.MAX_PAGE - 1}" in last.text and "notes: first" not in last.text
+    for page in ("-5", "x", "0"):  # the first page
+        assert "notes: first" in clients["vera"].get(f"{log}?page={page}").text, page
+    nine = clients["vera"].get(f"{log}?page=9").text
+    assert sorted(set(re.findall(r"\?page=(\d+)", nine)), key=int) == ["0", "1", "2", "6", "7", "8"]
+
+
+def test_a_long_path_of_short_segments_costs_a_few_ref_lookups(clients, monkeypatch):
+    looked_up = []
+    lookup = history.WikiRepo.__getitem__
+    monkeypatch.setattr(history.WikiRepo, "__getitem__",
+                        lambda repo, key: looked_up.append(len(key)) or lookup(repo, key))
+    for path in ("/commit/" + "a/" * 1500, "/tree/main/" + "a/" * 1500, "/blob/" + "a/" * 1500 + "x.md"):
+        looked_up.clear()
+        assert clients["olga"].get(f"/{PRIVATE}/-/history{path}").status_code == 404
+        assert sum(looked_up) < 100_000, path  # klaus looks up each prefix thrice: 7 million characters checked
+
+
 @pytest.mark.parametrize("path", [
     "/blob/main/../../../../etc/passwd", "/raw/main/%2e%2e/%2e%2e/config", "/raw/main/.git/config",
     "/tree/..%2f..%2f..%2fetc/", "/commit/refs%2fheads%2f..%2f..%2fconfig/", "/blob/main/notes.md%00.png",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import stat
+import subprocess
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -61,6 +62,10 @@ TEMPLATES = Path(__file__).parent / "history_templates"
 DIFF_FILE_LIMIT = 256 * 1024  # a side of a file's diff larger than this is not diffed (klaus shows files to 100 KB)
 DIFF_BUDGET = 2 * MB  # bytes of files one commit page (or raw diff) reads; the files after it are listed only
 RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klaus does); git clone has them all
+DIFF_LINES = 10_000  # diff lines one commit page shows (each is a table row: 44 MB of HTML for 2 MB of short lines)
+MAX_REV = 255  # the longest branch, tag or id looked up: klaus tries each prefix of a path, at a cost of its length
+LOG_PAGE = 30  # klaus's commits per log page (its index shows 10 before page 1)
+MAX_PAGE = 1_000_000  # the last log page asked for: 30 million commits
 PAGE_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
 SAFE_METHODS = ("GET", "HEAD")
@@ -106,6 +111,8 @@ class WikiRepo(FancyRepo):
         """The commit `rev` names; KeyError for anything else (klaus would hand on a blob or tree a tag
         or an id names, and its views fail on it). A full commit id is the commit, as for git: klaus
         would first look for a branch and a tag of that name, two thirds of a commit page's lookup."""
+        if len(rev) > MAX_REV:
+            raise KeyError(rev)
         found = None
         if HEX.fullmatch(rev):
             try:
@@ -143,6 +150,13 @@ class WikiRepo(FancyRepo):
         found = self.reader.log(commit.id.decode(), path or None, limit=max_commits or 1 << 30, skip=skip)
         return [self[entry.revision.encode()] for entry in found]
 
+    def blame(self, commit: Any, path: str) -> list[str]:
+        """klaus's `git blame` (the same command), outside klaus's process-wide lock while git runs (the
+        blame of a long-edited page takes seconds) and without reading each line's commit twice."""
+        out = subprocess.check_output(["git", "blame", "-ls", "--root", commit.id.decode(), "--", path],
+                                      cwd=self.path)
+        return [line[:40].decode() for line in out.strip().split(b"\n") if line]
+
     @synchronized
     def changes(self, commit: Any) -> list[dict[str, Any]]:
         """What `commit` changed against its first parent, file by file: paths, modes, and both sides'
@@ -177,16 +191,24 @@ class WikiRepo(FancyRepo):
         """klaus's commit page data, from `changes`: files left out say why instead of their diff."""
         summary = {"nfiles": 0, "nadditions": 0, "ndeletions": 0}
         files = []
+        lines = DIFF_LINES
         for change in self.changes(commit):
             summary["nfiles"] += 1
             names = {"old_filename": change["old_path"] or "/dev/null",
                      "new_filename": change["new_path"] or "/dev/null"}
             old, new = change["old"], change["new"]
-            if change["not_shown"] or guess_is_binary(old) or guess_is_binary(new):
-                files.append({**names, "is_binary": True, "chunks": None,
-                              "not_shown": change["not_shown"] or "Binary diff not shown"})
+            not_shown = change["not_shown"] or ("Binary diff not shown" if guess_is_binary(old) or guess_is_binary(new)
+                                                else None)
+            if not not_shown:
+                additions, deletions, chunks = render_diff(old.splitlines(), new.splitlines())
+                rows = sum(map(len, chunks))
+                if rows > lines:  # the files after it that fit are shown
+                    not_shown = f"Diff not shown: the diffs of this commit are over {DIFF_LINES:,} lines"
+                else:
+                    lines -= rows
+            if not_shown:
+                files.append({**names, "is_binary": True, "chunks": None, "not_shown": not_shown})
                 continue
-            additions, deletions, chunks = render_diff(old.splitlines(), new.splitlines())
             summary["nadditions"] += additions
             summary["ndeletions"] += deletions
             files.append({**names, "is_binary": False, "chunks": chunks, "additions": additions,
@@ -229,7 +251,22 @@ class _IndexView(_Source, views.IndexView):
 
 
 class _HistoryView(_Source, views.HistoryView):
-    pass
+    """klaus's log with a page number that can exist: klaus makes `range(page)` for its page links
+    (?page=10**9 filled the memory), and git takes no skip beyond its integers."""
+
+    def make_template_context(self, *args: Any) -> None:
+        super(views.HistoryView, self).make_template_context(*args)  # the tree, without klaus's log
+        try:
+            page = max(0, int(flask.request.args.get("page", "")))
+        except ValueError:
+            page = 0  # klaus's answer to a page that is not a number
+        if page > MAX_PAGE:
+            raise NotFound("No such page")
+        skip = (page - 1) * LOG_PAGE + 10 if page else 0
+        found = self.context["repo"].history(self.context["commit"], self.context["path"], LOG_PAGE + 1, skip)
+        self.context.update({"page": page, "history": found[:LOG_PAGE], "more_commits": len(found) > LOG_PAGE,
+                             "previous_pages": [0, 1, 2, None, *range(page - 3, page)] if page > 7 else range(page)})
+        self.context.update(self.get_readme_context())
 
 
 class _RawView(views.BaseRepoView):
