@@ -277,15 +277,19 @@ class Core:
     # tokens
     def create_token(self, user: str, scope: str = "read", wikis: Sequence[WikiName] = (),
                      expires_days: float | None = None, note: str = "") -> tuple[Token, str]:
-        """Create a personal access token; returns the record and the secret, shown only once."""
+        """Create a personal access token; returns the record and the secret, shown only once.
+
+        `wikis` counts each wiki once (at most MAX_TOKEN_WIKIS); a user holds at most MAX_LIVE_TOKENS
+        unexpired tokens. That count is read before the insert, not in its transaction: creations racing
+        each other may pass it together, by a few tokens at most."""
         holder = self.user(user)
         if scope not in SCOPES:
             raise CoreError(f"invalid scope {scope!r}: use read or write")
-        wikis = tuple(dict.fromkeys(wikis))  # each once, in the order given
-        if len(wikis) > MAX_TOKEN_WIKIS:
+        limited = tuple(dict.fromkeys(wikis))  # each once, in the order given
+        if len(limited) > MAX_TOKEN_WIKIS:
             raise CoreError(f"a token can be limited to at most {MAX_TOKEN_WIKIS} wikis; leave the list empty "
                             "for every wiki you can reach")
-        for name in wikis:  # only wikis the user can read; others are "no such wiki", as in every answer
+        for name in limited:  # only wikis the user can read; others are "no such wiki", as in every answer
             wiki = self.store.get_wiki(name)
             if wiki is None or (not wiki.public and role_of(self.store, wiki, holder) is None):
                 raise CoreError(f"no such wiki: {name}")
@@ -297,7 +301,7 @@ class Core:
             raise CoreError(f"you have {len(live)} tokens; revoke some first")
         secret = new_token_secret()
         token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]
-                      wikis=wikis, created=now, note=note,
+                      wikis=limited, created=now, note=note,
                       expires=None if expires_days is None else now + expires_days * 86400)
         self.store.add_token(token)  # refused there if the user was deleted meanwhile
         return token, secret
