@@ -253,7 +253,8 @@ def test_a_long_path_of_short_segments_costs_a_few_ref_lookups(clients, monkeypa
     "/blob/main/../../../../etc/passwd", "/raw/main/%2e%2e/%2e%2e/config", "/raw/main/.git/config",
     "/tree/..%2f..%2f..%2fetc/", "/commit/refs%2fheads%2f..%2f..%2fconfig/", "/blob/main/notes.md%00.png",
     "/raw/" + "x/" * 500 + "notes.md", "/commit/0123456789abcdef0123456789abcdef01234567/", "/blob/nobranch/notes.md",
-    "/raw/main/odd", "/blame/main/odd", "/blob/main/", "/commit/HEAD~1/",
+    "/raw/main/odd", "/blame/main/odd", "/blob/main/", "/commit/HEAD~1/", "/commit/main/nothing.md/",
+    "/commit/main/nothing.md.diff",
 ])
 def test_odd_and_hostile_paths_are_not_found(clients, path):
     got = clients["olga"].get(f"/{PRIVATE}/-/history{path}")
@@ -277,7 +278,8 @@ def test_ids_and_tags_of_things_other_than_commits_are_not_found(core, clients):
 
 def test_odd_names_work(core, clients):
     for url in (f"/tree/main/{quote(ODD)}", f"/blob/main/{quote(ODD)}", f"/blame/main/{quote(ODD)}",
-                f"/raw/main/{quote(ODD)}", "/tree/HEAD/notes.md", f"/tree/{head(core, PRIVATE)}/odd/"):
+                f"/raw/main/{quote(ODD)}", "/tree/HEAD/notes.md", f"/tree/{head(core, PRIVATE)}/odd/",
+                "/commit/main/notes.md/", "/commit/main/odd.diff"):
         assert clients["olga"].get(f"/{PRIVATE}/-/history{url}").status_code == 200, url
 
 

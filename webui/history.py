@@ -40,7 +40,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from klaus import Klaus, views
 from klaus.diff import render_diff
 from klaus.repo import FancyRepo, synchronized
-from klaus.utils import encode_for_git, guess_is_binary
+from klaus.utils import encode_for_git, guess_is_binary, subpaths
 from werkzeug.exceptions import NotFound
 
 from wikibot.gitd.acl import Action, Verdict, decide
@@ -269,6 +269,31 @@ class _HistoryView(_Source, views.HistoryView):
         self.context.update(self.get_readme_context())
 
 
+class _CommitContext:
+    """A commit page's (and raw diff's) context without what they never show: the branches and tags
+    (the page hides klaus's branch selector) and the root tree (a path after the id still must exist)."""
+
+    view_name: str
+
+    def make_template_context(self, repo: str, namespace: str | None, rev: str | None, path: str) -> None:
+        wiki_repo, rev, path, commit = views._get_repo_and_rev(repo, namespace, rev, path)
+        try:
+            found = wiki_repo.get_blob_or_tree(commit, path) if path else None
+        except KeyError:
+            raise NotFound("File not found") from None
+        self.context = {"view": self.view_name, "repo": wiki_repo, "namespace": namespace, "rev": rev,
+                        "commit": commit, "branches": [], "tags": [], "path": path, "blob_or_tree": found,
+                        "subpaths": list(subpaths(path)) if path else None, "base_href": None}
+
+
+class _CommitView(_CommitContext, views.CommitView):
+    pass
+
+
+class _PatchView(_CommitContext, views.PatchView):
+    pass
+
+
 class _RawView(views.BaseRepoView):
     """A file as it is: up to RAW_LIMIT, typed so that a browser never runs it as a page of this origin."""
 
@@ -310,8 +335,8 @@ class _Views:
     index = _IndexView.as_view("index", "index")
     blob = _BlobView.as_view("blob", "blob")
     raw = _RawView.as_view("raw", "raw")
-    commit = views.commit
-    patch = views.patch
+    commit = _CommitView.as_view("commit", "commit")
+    patch = _PatchView.as_view("patch", "patch")
     blame = views.blame
 
 
