@@ -203,6 +203,27 @@ def test_big_files_are_listed_not_diffed_and_raw_files_are_capped(core, clients,
     assert clients["olga"].get(f"/{PUBLIC}/-/history/raw/main/notes.md").status_code == 200
 
 
+def test_the_views_of_a_big_file_read_no_more_of_it_than_they_show(core, clients, monkeypatch):
+    big = b"".join(b"line %d of a big page\n" % i for i in range(200_000))  # 4.5 MB
+    core.commit(PUBLIC, [FileChange("huge.md", big)], message="huge", author=("olga", "o@example.org"), actor="olga",
+                source="mcp")
+    read = []
+    lookup = history.WikiRepo.__getitem__
+
+    def counted(repo, key):
+        found = lookup(repo, key)
+        read.append(found.raw_length() if found.type_name == b"blob" else 0)
+        return found
+
+    monkeypatch.setattr(history.WikiRepo, "__getitem__", counted)
+    base = f"/{PUBLIC}/-/history"
+    assert "Large file" in clients[None].get(f"{base}/blob/main/huge.md").text
+    assert "line 1 of" not in clients[None].get(f"{base}/blame/main/huge.md").text
+    assert "huge" in clients[None].get(f"{base}/tree/main/huge.md").text
+    assert read and max(read) <= history.VIEW_LIMIT  # klaus read the file whole for each view
+    assert len(clients[None].get(f"{base}/raw/main/huge.md").data) == len(big)
+
+
 def test_a_commit_page_shows_diffs_up_to_a_number_of_lines(core, clients):
     short = b"".join(b"%d\n" % i for i in range(history.DIFF_LINES * 3 // 4))  # 7.5 K lines, 30 KB: in the byte budget
     sha = core.commit(PUBLIC, [FileChange("lines/1.md", short), FileChange("lines/2.md", short),

@@ -62,6 +62,7 @@ TEMPLATES = Path(__file__).parent / "history_templates"
 DIFF_FILE_LIMIT = 256 * 1024  # a side of a file's diff larger than this is not diffed (klaus shows files to 100 KB)
 DIFF_BUDGET = 2 * MB  # bytes of files one commit page (or raw diff) reads; the files after it are listed only
 RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klaus does); git clone has them all
+VIEW_LIMIT = 100 * 1024  # klaus renders files up to this size; of a larger one it reads only this much and a byte
 DIFF_LINES = 10_000  # diff lines one commit page shows (each is a table row: 44 MB of HTML for 2 MB of short lines)
 MAX_REV = 255  # the longest branch, tag or id looked up: klaus tries each prefix of a path, at a cost of its length
 LOG_PAGE = 30  # klaus's commits per log page (its index shows 10 before page 1)
@@ -143,6 +144,18 @@ class WikiRepo(FancyRepo):
             if isinstance(found, Commit):
                 dated.append((when or found.commit_time, name.decode(errors="replace")))
         return [name for _, name in sorted(dated, key=lambda item: item[0], reverse=True)]
+
+    @synchronized
+    def get_blob_or_tree(self, commit: Any, path: str) -> Any:
+        """klaus's lookup, but a file is a `_FileBlob`: klaus read a file whole for each of its views,
+        even a page's log, which only asks whether it is a file (100 MB per request for a big one)."""
+        try:
+            mode, sha = tree_lookup_path(self.dulwich_repo.__getitem__, commit.tree, encode_for_git(path))
+        except NotTreeError:
+            raise KeyError(path) from None
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            return _FileBlob(self.reader, commit.id.decode(), path, sha)
+        return self[sha]
 
     def history(self, commit: Any, path: str | None = None, max_commits: int | None = None,
                 skip: int = 0) -> list[Any]:
@@ -227,6 +240,36 @@ class WikiRepo(FancyRepo):
             write_object_diff(out, read, (change["old_path"], change["old_mode"], change["old_sha"]),
                               (change["new_path"], change["new_mode"], change["new_sha"]))
         return out.getvalue()
+
+
+class _FileBlob(Blob):
+    """A file of a klaus page, read when a view first asks for its content, and then only its first
+    VIEW_LIMIT + 1 bytes (enough for klaus to call a larger file too large to show, as it would)."""
+
+    def __init__(self, reader: Repository, commit: str, path: str, sha: bytes) -> None:
+        super().__init__()
+        self._where = (reader, commit, path)
+        self._oid = sha
+        self._read: bytes | None = None
+
+    def _content(self) -> bytes:
+        if self._read is None:
+            reader, commit, path = self._where
+            found = list(reader.read_prefixes(commit, [path], VIEW_LIMIT + 1))
+            self._read = found[0].data if found else b""
+        return self._read
+
+    @property
+    def data(self) -> bytes:  # type: ignore[override]
+        return self._content()
+
+    @property
+    def chunked(self) -> list[bytes]:  # type: ignore[override]
+        return [self._content()]
+
+    @property
+    def id(self) -> bytes:  # type: ignore[override]
+        return self._oid
 
 
 class _Source:
