@@ -332,6 +332,17 @@ def test_a_wiki_page_links_to_its_history_and_the_history_back_to_it(core, clien
     assert "class=wikibot-page" not in clients["vera"].get(f"/{PRIVATE}/-/history/").text  # no page to go back to
 
 
+def test_the_history_has_the_look_of_the_platform(core, clients):
+    sha = head(core, PUBLIC)
+    for url in ("/", "/tree/main/notes.md", f"/commit/{sha}/", "/blob/main/notes.md", "/blame/main/notes.md"):
+        page = clients[None].get(f"/{PUBLIC}/-/history{url}")
+        sheets = re.findall(r"<link rel=stylesheet href=\"?([^\" >]+)", page.text)
+        assert sheets[0] == "/-/static/wikibot.css" and sheets[-1].endswith("/klaus.css"), url  # klaus's rules win
+        assert '<a class="brand" href="/">wikibot</a>' in page.text, url
+    css = clients[None].get("/-/static/wikibot.css")
+    assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+
+
 def test_the_link_of_a_page_with_an_odd_name(core, clients):
     core.commit(PRIVATE, [FileChange("sub/road map.md", b"# Road Map\n")], message="road map",
                 author=("olga", "olga@example.org"), actor="olga", source="mcp")
