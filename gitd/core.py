@@ -34,6 +34,7 @@ from .store import Store, StoreError, open_store
 log = logging.getLogger(__name__)
 PolicyFactory = Callable[[TierLimits], ReceivePolicy]
 Announcer = Callable[[Change], None]
+UserCleanup = Callable[["Core", User], object]
 
 
 class CoreError(WikibotError):
@@ -75,12 +76,13 @@ class Core:
     repos: Repos
     policies: tuple[PolicyFactory, ...] = ()
     announcers: tuple[Announcer, ...] = ()
+    user_cleanups: tuple[UserCleanup, ...] = ()  # what else goes with an account (the web wiki's drafts)
 
     @classmethod
     def open(cls, config: Config, *, policies: Sequence[PolicyFactory] = (), announcers: Sequence[Announcer] = (),
-             hook_scripts: Mapping[str, str] | None = None) -> Core:
+             hook_scripts: Mapping[str, str] | None = None, user_cleanups: Sequence[UserCleanup] = ()) -> Core:
         repos = Repos(config.repos_dir, config.locks_dir, dict(hook_scripts or {}))
-        return cls(config, open_store(config), repos, tuple(policies), tuple(announcers))
+        return cls(config, open_store(config), repos, tuple(policies), tuple(announcers), tuple(user_cleanups))
 
     def initialise(self) -> None:
         """Create the data dir layout and the secret key (idempotent), private to this account.
@@ -150,6 +152,11 @@ class Core:
             raise CoreError(f"user {name!r} owns {names}; delete those wikis first or pass --purge")
         for wiki in owned:
             self.delete_wiki(wiki.name)
+        for cleanup in self.user_cleanups:  # hygiene: their failure never keeps an account that is asked to go
+            try:
+                cleanup(self, user)
+            except Exception:
+                log.exception("cleaning up after user %s failed", user.name)
         self.store.delete_user(name)
         for root in (self.config.repos_dir, self.config.locks_dir, self.config.cache_dir / "packs"):
             remove_empty_folder(root / user.name)  # each wiki's deletion did already, unless one raced it

@@ -437,6 +437,8 @@ def test_open_signup_makes_accounts_and_limits_them_per_address(core):
 
 def test_failed_open_signups_are_limited_per_address_and_a_taken_name_costs_no_hash(core, monkeypatch):
     opened = with_config(core, signup="open", signups_per_hour=100)
+    for n in range(5):
+        core.add_user(f"taken{n}")
     hashed = []
     import wikibot.gitd.core as core_module
     monkeypatch.setattr(core_module, "hash_password", lambda p, real=core_module.hash_password: hashed.append(p)
@@ -445,7 +447,7 @@ def test_failed_open_signups_are_limited_per_address_and_a_taken_name_costs_no_h
     for n in range(51):
         visitor = Client(opened)
         form = visitor.get("/-/signup")
-        taken = ("olga", "eddie", "vera", "sam", "admin")[n % 5]  # 10 tries each: under the per-name limit
+        taken = f"taken{n % 5}"  # 10 tries each: within the per-name limit
         got = visitor.post("/-/signup", data={"csrf_token": csrf(form.text), "username": taken,
                                               "password": "p" * 10, "password2": "p" * 10},
                            environ_base={"REMOTE_ADDR": "198.51.100.9"})

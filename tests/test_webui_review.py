@@ -18,6 +18,7 @@ from wikibot.gitd.commits import FileChange
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, SMALL, csrf, sign_in, web_core
+from wikibot.webui.otterwiki.state import otterwiki_address, state_file
 
 PUSHER = ("someone", "s@example.org")
 
@@ -133,9 +134,9 @@ def test_a_get_cannot_wipe_a_draft(core, app):
                                                        "revision": ""})
     assert saved.status_code == 200
     client.get(f"/{PUBLIC}/Home/draft")  # e.g. <a href> or window.location from another site
-    state = core.repos.path(PUBLIC) / ".git" / "wikibot" / "otterwiki.sqlite3"
-    with sqlite3.connect(state) as db:
-        drafts = db.execute("SELECT content FROM drafts WHERE author_email = 'eddie@example.org'").fetchall()
+    with sqlite3.connect(state_file(core.repos.path(PUBLIC))) as db:
+        drafts = db.execute("SELECT content FROM drafts WHERE author_email = ?",
+                            (otterwiki_address(core.user("eddie")),)).fetchall()
     assert drafts == [("my precious draft",)]
 
 

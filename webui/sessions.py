@@ -151,26 +151,22 @@ class _SignedOut(_SharedFile):
 class AttemptLimiter(_SharedFile):
     """Attempts per account and per client address in a sliding window, shared by every process on
     the data dir: failed sign-ins, so a password cannot be guessed at speed, and sign-ups, so open
-    registration cannot be flooded. An account's limit counts per address it is tried from, so a
-    stranger locks out only their own address; `per_account_total` caps an account's failures from
-    every address together (a guesser with many addresses), well above what one person reaches."""
+    registration cannot be flooded. A stranger can keep an account's password sign-in waiting this
+    way (its limit counts every address, or a guesser with many addresses would go unchecked): the
+    price of the limit, and no more than a wait; sign-in with an identity provider is not limited."""
 
     SCHEMA = ("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)",
               "CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)",
               "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (at)")
 
-    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, per_account_total: int = 100,
-                 window: float = 900.0) -> None:
+    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, window: float = 900.0) -> None:
         super().__init__(path)
         self.per_account = per_account
         self.per_address = per_address
-        self.per_account_total = per_account_total
         self.window = window
 
     def _keys(self, account: str, address: str) -> list[tuple[str, int]]:
-        account = account.lower()
-        return [(_key("user@addr", f"{account}\0{address}"), self.per_account),
-                (_key("addr", address), self.per_address), (_key("user", account), self.per_account_total)]
+        return [(_key("user", account.lower()), self.per_account), (_key("addr", address), self.per_address)]
 
     def retry_after(self, account: str, address: str, now: float | None = None) -> float:
         """Seconds until another attempt is allowed (0: now)."""
