@@ -237,6 +237,17 @@ def test_a_commit_page_shows_diffs_up_to_a_number_of_lines(core, clients):
     assert page.count("<tr>") < history.DIFF_LINES + 100 and "3 changed file(s)" in page
 
 
+def test_a_commit_page_lists_files_up_to_a_number_and_counts_the_rest(core, clients, monkeypatch):
+    monkeypatch.setattr(history, "MAX_FILES", 20)
+    sha = core.commit(PUBLIC, [FileChange(f"many/{i:02}.md", b"# %d\n" % i) for i in range(23)], message="many",
+                      author=("olga", "o@example.org"), actor="olga", source="mcp")
+    page = clients["olga"].get(f"/{PUBLIC}/-/history/commit/{sha}/").text
+    assert "23 changed file(s)" in page and page.count("<div class=file>") == 21
+    assert "many/19.md" in page and "many/20.md" not in page
+    assert "3 more changed file(s), not listed: a page lists\n      20." in page
+    assert "many/22.md" in clients["olga"].get(f"/{PUBLIC}/-/history/commit/{sha}.diff").text
+
+
 def test_the_files_of_a_commit_page_link_to_the_files(core, clients):
     sha = core.repo(PRIVATE).log(head(core, PRIVATE), path="notes.md", limit=1)[0].revision
     page = clients["vera"].get(f"/{PRIVATE}/-/history/commit/{sha}/").text

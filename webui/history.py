@@ -63,6 +63,7 @@ DIFF_FILE_LIMIT = 256 * 1024  # a side of a file's diff larger than this is not 
 DIFF_BUDGET = 2 * MB  # bytes of files one commit page (or raw diff) reads; the files after it are listed only
 RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klaus does); git clone has them all
 VIEW_LIMIT = 100 * 1024  # klaus renders files up to this size; of a larger one it reads only this much and a byte
+MAX_FILES = 1_000  # files one commit page lists (a push may change 100,000: 120 MB of HTML); the rest are counted
 DIFF_LINES = 10_000  # diff lines one commit page shows (each is a table row: 44 MB of HTML for 2 MB of short lines)
 MAX_REV = 255  # the longest branch, tag or id looked up: klaus tries each prefix of a path, at a cost of its length
 LOG_PAGE = 30  # klaus's commits per log page (its index shows 10 before page 1)
@@ -201,12 +202,15 @@ class WikiRepo(FancyRepo):
             return Blob.from_string(b"")
 
     def commit_diff(self, commit: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        """klaus's commit page data, from `changes`: files left out say why instead of their diff."""
+        """klaus's commit page data, from `changes`: files left out say why instead of their diff, and
+        files past MAX_FILES are only counted (`unlisted`)."""
         summary = {"nfiles": 0, "nadditions": 0, "ndeletions": 0}
         files = []
         lines = DIFF_LINES
         for change in self.changes(commit):
             summary["nfiles"] += 1
+            if len(files) == MAX_FILES:
+                continue
             names = {"old_filename": change["old_path"] or "/dev/null",
                      "new_filename": change["new_path"] or "/dev/null"}
             old, new = change["old"], change["new"]
@@ -226,6 +230,7 @@ class WikiRepo(FancyRepo):
             summary["ndeletions"] += deletions
             files.append({**names, "is_binary": False, "chunks": chunks, "additions": additions,
                           "deletions": deletions})
+        summary["unlisted"] = summary["nfiles"] - len(files)
         return summary, files
 
     def raw_commit_diff(self, commit: Any) -> bytes:
