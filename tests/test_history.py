@@ -224,6 +224,13 @@ def test_the_views_of_a_big_file_read_no_more_of_it_than_they_show(core, clients
     assert len(clients[None].get(f"{base}/raw/main/huge.md").data) == len(big)
 
 
+def test_a_blame_that_takes_too_long_says_so(clients, monkeypatch):
+    monkeypatch.setattr(history, "BLAME_SECONDS", 0.0)  # git cannot start in no time
+    got = clients["vera"].get(f"/{PRIVATE}/-/history/blame/main/notes.md")
+    assert got.status_code == 503 and "The blame of notes.md takes over 0 seconds" in got.text
+    assert "Traceback" not in got.text
+
+
 def test_a_commit_page_shows_diffs_up_to_a_number_of_lines(core, clients):
     short = b"".join(b"%d\n" % i for i in range(history.DIFF_LINES * 3 // 4))  # 7.5 K lines, 30 KB: in the byte budget
     sha = core.commit(PUBLIC, [FileChange("lines/1.md", short), FileChange("lines/2.md", short),

@@ -41,7 +41,7 @@ from klaus import Klaus, views
 from klaus.diff import render_diff
 from klaus.repo import FancyRepo, synchronized
 from klaus.utils import encode_for_git, guess_is_binary, subpaths
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from wikibot.gitd.acl import Action, Verdict, decide
 from wikibot.gitd.core import Core
@@ -63,6 +63,7 @@ DIFF_FILE_LIMIT = 256 * 1024  # a side of a file's diff larger than this is not 
 DIFF_BUDGET = 2 * MB  # bytes of files one commit page (or raw diff) reads; the files after it are listed only
 RAW_LIMIT = 32 * MB  # the largest file the raw view serves (read whole, as klaus does); git clone has them all
 VIEW_LIMIT = 100 * 1024  # klaus renders files up to this size; of a larger one it reads only this much and a byte
+BLAME_SECONDS = 20.0  # the longest a blame may take (it reads every commit of the file); then the page says so
 MAX_FILES = 1_000  # files one commit page lists (a push may change 100,000: 120 MB of HTML); the rest are counted
 DIFF_LINES = 10_000  # diff lines one commit page shows (each is a table row: 44 MB of HTML for 2 MB of short lines)
 MAX_REV = 255  # the longest branch, tag or id looked up: klaus tries each prefix of a path, at a cost of its length
@@ -166,9 +167,14 @@ class WikiRepo(FancyRepo):
 
     def blame(self, commit: Any, path: str) -> list[str]:
         """klaus's `git blame` (the same command), outside klaus's process-wide lock while git runs (the
-        blame of a long-edited page takes seconds) and without reading each line's commit twice."""
-        out = subprocess.check_output(["git", "blame", "-ls", "--root", commit.id.decode(), "--", path],
-                                      cwd=self.path)
+        blame of a long-edited page takes seconds), within BLAME_SECONDS, without reading each line's
+        commit twice."""
+        try:
+            out = subprocess.check_output(["git", "blame", "-ls", "--root", commit.id.decode(), "--", path],
+                                          cwd=self.path, timeout=BLAME_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise ServiceUnavailable(f"The blame of {path} takes over {BLAME_SECONDS:.0f} seconds: clone the wiki "
+                                     "with git to see it.") from None
         return [line[:40].decode() for line in out.strip().split(b"\n") if line]
 
     @synchronized
