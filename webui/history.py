@@ -12,8 +12,10 @@ Read-only, and less than `make_app` offers: GET and HEAD only, no smart HTTP (ma
 wrapping is not used), no repository list, no tarballs, no submodule pages (a push cannot bring
 one). Wikis share one origin, so nothing of a wiki runs there: pages are shown as source, never
 rendered as HTML (klaus would render Markdown if `markdown` were installed), and raw files are
-served sandboxed with a type that cannot turn into a page. Big files: a commit's diffs stop at a
-budget, raw files above a cap are refused with a message, and the raw diff is cut.
+served sandboxed with a type that cannot turn into a page. Big things have bounds klaus lacks: a
+commit page diffs files within a byte and a line budget and lists up to a number of files, raw files
+above a cap are refused with a message, the raw diff is cut, a file's views read no more of it than
+klaus would show, a blame has a time limit, and log pages and revisions have lengths that can exist.
 """
 from __future__ import annotations
 
