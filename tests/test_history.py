@@ -186,6 +186,32 @@ def test_a_page_is_shown_as_source_and_files_never_run_as_pages(core, clients):
                      "x.png": "image/png"}
 
 
+def test_branch_tag_and_file_names_with_html_in_them_stay_text(core, clients):
+    path = core.repos.path(PUBLIC)
+
+    def git(*args: str, stdin: str = "") -> str:
+        return subprocess.run(["git", "-C", str(path), *args], input=stdin, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    blob = git("hash-object", "-w", "--stdin", stdin="x\n")
+    tree = git("mktree", stdin=f"100644 blob {blob}\tq<img src=x onerror=alert(1)>'.md\n")
+    commit = run_git("commit-tree", tree, "-m", "html names", cwd=path).stdout.strip()
+    refs = ['refs/heads/x"><img/src=x/onerror=alert(2)>', "refs/tags/<b>t</b>"]  # a ref name has no spaces
+    try:
+        for ref in refs:
+            git("update-ref", ref, commit)
+        for url in ("/", "/tree/main/", f"/tree/{commit}/", f"/commit/{commit}/",
+                    f"/blob/{commit}/" + quote("q<img src=x onerror=alert(1)>'.md")):
+            got = clients[None].get(f"/{PUBLIC}/-/history{url}")
+            assert got.status_code == 200 and "<img" not in got.text and "<b>t" not in got.text, url
+        log = clients[None].get(f"/{PUBLIC}/-/history/tree/{commit}/").text
+        assert "x&#34;&gt;&lt;img/src=x/onerror=alert(2)&gt;" in log and "&lt;b&gt;t&lt;/b&gt;" in log  # as text
+        assert "q&lt;img src=x onerror=alert(1)&gt;&#39;.md" in log
+    finally:
+        for ref in refs:
+            git("update-ref", "-d", ref)
+
+
 def test_big_files_are_listed_not_diffed_and_raw_files_are_capped(core, clients, monkeypatch):
     big = b"".join(b"line %d of a long page\n" % i for i in range(14_000))  # ~300 KB
     many = [FileChange(f"bulk/{i}.md", bytes([65 + i]) * 200_000 + b"\n") for i in range(12)]  # 2.4 MB in all
