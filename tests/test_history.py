@@ -143,6 +143,9 @@ def test_a_commit_shows_its_diff_and_the_raw_diff_applies(core, clients, tmp_pat
     page = clients["eddie"].get(f"/{PRIVATE}/-/history/commit/{sha}/")
     assert "notes: second" in page.text and "second line" in page.text and "3 changed file(s)" in page.text
     assert "eddie authored" in page.text and "wikibot committed" in page.text
+    added = re.search(r'<a href="#(\d+)-R-(\d+)">(\d+)</a></td>\s*<td class="add">\s*<span id="[^"]+">\s*'
+                      r'<a name="[^"]+"></a>\s*<span class=line>second line', page.text)
+    assert added and added.group(3) == "4" and added.group(2) == "3"  # line 4, as blame counts; klaus's anchor stays
     patch = clients["eddie"].get(f"/{PRIVATE}/-/history/commit/{sha}.patch")
     assert patch.headers["Content-Type"].startswith("text/plain") and "+second line" in patch.text
     clone = tmp_path / "clone"
