@@ -69,6 +69,11 @@ def test_anonymous_sees_the_landing_page_and_is_sent_to_sign_in_everywhere_else(
         assert got.status_code == 303 and got.headers["Location"].startswith("/-/login?next=/-/"), path
 
 
+def test_the_dashboard_is_also_at_the_platforms_own_prefix(clients):
+    assert clients["olga"].get("/-/").text == clients["olga"].get("/").text  # where wiki pages link to
+    assert 'href="/-/login"' in clients[None].get("/-/").text
+
+
 def test_the_dashboard_lists_owned_and_shared_wikis_with_role_and_usage(clients, core):
     core.store.set_usage(PRIVATE, 120, 5 * 1024 * 1024)
     olga = clients["olga"].get("/").text

@@ -385,7 +385,7 @@ def test_the_history_has_the_look_of_the_platform(core, clients):
         page = clients[None].get(f"/{PUBLIC}/-/history{url}")
         sheets = re.findall(r"<link rel=stylesheet href=\"?([^\" >]+)", page.text)
         assert sheets[0] == "/-/static/wikibot.css" and sheets[-1].endswith("/klaus.css"), url  # klaus's rules win
-        assert '<a class="brand" href="/">wikibot</a>' in page.text, url
+        assert '<a class="brand" href="/-/">wikibot</a>' in page.text, url
     css = clients[None].get("/-/static/wikibot.css")
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
 

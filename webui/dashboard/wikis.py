@@ -49,6 +49,7 @@ def may_use_git_templates(user: User) -> bool:
 def blueprint(core: Core) -> Blueprint:
     bp = Blueprint("wikis", __name__)
 
+    @bp.get("/-/")  # the dashboard's address inside the platform's own space, for links from wiki pages
     @bp.get("/")
     def home() -> Page:
         if g.user is None:
