@@ -114,7 +114,8 @@ def test_repack_consumer_folds_packs_after_many_pushes(server, make_user, make_w
     for i in range(9):  # each push adds a pack; the ninth passes the threshold of 8
         commit(repo, f"p{i}.md", f"page {i}\n")
         run_git("push", "-q", "origin", "main", cwd=repo)
-    wait_until(lambda: len(list(packs.glob("*.pack"))) == 1, what="the repack consumer")
+    graph = packs.parent / "info" / "commit-graph"  # for page histories
+    wait_until(lambda: len(list(packs.glob("*.pack"))) == 1 and graph.is_file(), what="the repack consumer")
     clone(server, wiki, tmp_path / "after", alice.token)
     assert (tmp_path / "after" / "p8.md").read_text() == "page 8\n"
 
