@@ -291,7 +291,10 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
                                 502) from None
         flow = {"p": provider.name, "s": state, "n": nonce, "v": verifier, "b": g.session.sid,
                 "x": safe_next(request.values.get("next")), "l": g.user.name if g.user else "", "i": invite_token}
-        response = redirect(url, 303)
+        # a page that moves on by itself rather than a redirect: the CSP's `form-action 'self'` governs where
+        # a form's answer may redirect, and browsers block a redirect to the provider
+        response = Response(render_template("identity_continue.html", provider=provider, url=url),
+                            headers={"Cache-Control": "no-store"})
         response.set_cookie(FLOW_COOKIE, flows.dumps(flow), max_age=FLOW_SECONDS, path=FLOW_PATH, httponly=True,
                             samesite="Lax", secure=sessions.secure)
         return response
