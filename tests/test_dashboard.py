@@ -18,6 +18,7 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.secrets import check_password
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
 from wikibot.webui.dashboard.common import accounts_changing
+from wikibot.webui.dashboard.search import InFlight
 from wikibot.webui.dashboard.wikis import searched_wikis
 from wikibot.webui.sessions import COOKIE
 from wikibot.webui.signup import Invites
@@ -215,6 +216,10 @@ def test_a_token_is_shown_once_listed_without_its_secret_and_revoked_by_its_owne
     assert got.status_code == 400 and "no such wiki" in got.text
     got = post(clients["eddie"], "/-/tokens", {"scope": "admin", "expires": "30"}, "/-/tokens")
     assert got.status_code == 400 and "invalid scope" in got.text
+    before = len(core.store.list_tokens("eddie"))
+    got = post(clients["eddie"], "/-/tokens", {"scope": "read", "expires": "0.00001"}, "/-/tokens")
+    assert got.status_code == 400 and "from the lists" in got.text  # only the listed expiries
+    assert len(core.store.list_tokens("eddie")) == before
     assert post(clients["sam"], f"/-/tokens/{token.id}/revoke", page="/-/tokens").status_code == 404
     authenticate(core.store, secret)  # still works
     got = post(clients["eddie"], f"/-/tokens/{token.id}/revoke", page="/-/tokens")
@@ -292,6 +297,42 @@ def test_the_current_password_is_guessed_no_faster_than_at_sign_in(app, core):
     got = post(gil, "/-/account/password", right)
     assert got.status_code == 429 and "Too many wrong passwords" in got.text  # even the right one, for a while
     assert check_password(core.user("gil").password_hash, PASSWORD)  # nothing changed
+    assert sign_in(app, "gil").get("/-/account").status_code == 200  # its own counter: sign-in is not locked
+
+
+def test_refused_signups_naming_an_account_never_lock_its_sign_in(core):
+    opened = with_config(core, signup="open")
+    core.add_user("nell", password=PASSWORD)
+    for _ in range(12):
+        visitor = Client(opened)
+        visitor.post("/-/signup", data={"csrf_token": csrf(visitor.get("/-/signup").text), "username": "nell",
+                                        "password": "p" * 10, "password2": "p" * 10},
+                     environ_base={"REMOTE_ADDR": "203.0.113.5"})
+    assert sign_in(opened, "nell").get("/-/account").status_code == 200
+
+
+def test_an_odd_cookie_of_another_app_beside_ours_keeps_the_session(app, core):
+    core.add_user("otto", password=PASSWORD)
+    ours = sign_in(app, "otto").get_cookie(COOKIE).value
+    for odd in ('prefs={"a":1}', "x=a b", "y=\\q"):
+        got = Client(app, use_cookies=False).get("/-/account", headers={"Cookie": f"{odd}; {COOKIE}={ours}"})
+        assert got.status_code == 200, odd
+
+
+def test_a_name_no_account_can_have_is_refused_before_the_store(app):
+    client = Client(app)
+    got = client.post("/-/login", data={"username": "ol\x00ga", "password": "x", "csrf_token": csrf(client.get(
+        "/-/login").text)})
+    assert got.status_code == 401
+
+
+def test_a_user_runs_one_dashboard_search_at_a_time():
+    searching = InFlight()
+    with searching.one("ann") as first:
+        with searching.one("ann") as second, searching.one("bob") as other:
+            assert (first, second, other) == (True, False, True)
+    with searching.one("ann") as again:
+        assert again
 
 
 def test_two_administrators_disabling_each_other_at_once_leave_one(core, tmp_path):

@@ -35,7 +35,8 @@ class WebUI:
         cache = core.config.cache_dir
         limiters = Limiters(logins=AttemptLimiter(cache / "logins.sqlite3"),
                             signups=AttemptLimiter(cache / "signups.sqlite3", per_address=core.config.signups_per_hour,
-                                                   window=3600.0))
+                                                   window=3600.0),
+                            passwords=AttemptLimiter(cache / "passwords.sqlite3"))
         self.pages = create_pages(core, self.sessions, limiters, Invites(_derived(secret, "invites"),
                                                                           core.config.invite_days))
         self.core = core

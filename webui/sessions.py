@@ -16,11 +16,11 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.http import parse_cookie
 
 from wikibot.gitd.records import User
 from wikibot.gitd.store import Store
@@ -52,16 +52,13 @@ class Sessions:
 
     def load(self, environ: dict[str, Any]) -> WebSession:
         """The request's session, or a new anonymous one when it has none (or a bad or old one)."""
-        cookie = SimpleCookie()
-        try:
-            cookie.load(environ.get("HTTP_COOKIE", ""))
-        except Exception:  # a malformed Cookie header is no session, not an error page
-            return self.new()
-        morsel = cookie.get(COOKIE)
-        if morsel is None:
+        # werkzeug's parser, as Flask reads cookies: one odd cookie of another app on the host (`x=a b`,
+        # JSON) must not hide ours, as it does from http.cookies
+        value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(COOKIE)
+        if value is None:
             return self.new()
         try:
-            data = self._signer.loads(morsel.value, max_age=self.max_age)
+            data = self._signer.loads(value, max_age=self.max_age)
             return WebSession(sid=str(data["s"]), user=data.get("u"), issued=float(data["t"]),
                               account=str(data.get("a", "")))
         except (BadSignature, KeyError, TypeError, ValueError):
@@ -165,10 +162,12 @@ class AttemptLimiter(_SharedFile):
         self.per_address = per_address
         self.window = window
 
-    def _keys(self, account: str, address: str) -> list[tuple[str, int]]:
-        return [(_key("user", account.lower()), self.per_account), (_key("addr", address), self.per_address)]
+    def _keys(self, account: str | None, address: str) -> list[tuple[str, int]]:
+        """The counters an attempt touches; `account` None: the address's alone."""
+        by_address = [(_key("addr", address), self.per_address)]
+        return by_address if account is None else [(_key("user", account.lower()), self.per_account), *by_address]
 
-    def retry_after(self, account: str, address: str, now: float | None = None) -> float:
+    def retry_after(self, account: str | None, address: str, now: float | None = None) -> float:
         """Seconds until another attempt is allowed (0: now)."""
         now = time.time() if now is None else now
         db = self._db()
@@ -181,7 +180,7 @@ class AttemptLimiter(_SharedFile):
                 wait = max(wait, rows[0] + self.window - now)
         return wait
 
-    def record(self, account: str, address: str, now: float | None = None) -> None:
+    def record(self, account: str | None, address: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
                                [(key, now) for key, _ in self._keys(account, address)])

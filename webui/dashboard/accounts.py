@@ -6,6 +6,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request
 
 from wikibot.errors import WikibotError
 from wikibot.gitd.core import NO_PASSWORD, Core
+from wikibot.gitd.names import check_new_name, is_valid_name
 from wikibot.gitd.secrets import check_password
 
 from ..sessions import Sessions
@@ -38,7 +39,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         if wait > 0:
             minutes = max(1, round(wait / 60))
             return login_page(f"Too many failed sign-ins: try again in {minutes} minute(s).", 429, name, target)
-        user = core.store.get_user(name) if name else None
+        user = core.store.get_user(name) if is_valid_name(name) else None  # no odd bytes reach the store
         if not check_password(user.password_hash if user else None, password):
             limiters.logins.record(name, address)
             return login_page("Wrong user name or password.", 401, name, target)
@@ -97,17 +98,18 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         if invite is None and limiters.signups.retry_after(form["username"], address) > 0:
             return signup_page(token, invite, "Too many accounts were made from your address: try again in an hour.",
                                429, form)
-        if limiters.logins.retry_after(form["username"], address) > 0:  # failed tries count as failed sign-ins
+        if limiters.logins.retry_after(None, address) > 0:  # refused tries count against the address
             return signup_page(token, invite, "Too many failed tries from your address: try again later.", 429, form)
         try:
             if password != request.form.get("password2", ""):
                 raise WikibotError("the two passwords differ")
+            check_new_name(form["username"], "user name")  # before the store sees it
             if core.store.get_user(form["username"]) is not None:  # said before the password is hashed
                 raise WikibotError(f"user {form['username']!r} already exists")
             user, _ = core.add_user(form["username"], form["email"], password,
                                     tier=invite.tier if invite else "free", invite=invite.id if invite else None)
         except WikibotError as exc:
-            limiters.logins.record(form["username"], address)
+            limiters.logins.record(None, address)  # never the named account's: it is not being guessed
             return signup_page(token, invite, str(exc), 400, form)
         if invite is None:
             limiters.signups.record(form["username"], address)
@@ -144,7 +146,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         user = signed_in()
         new, current = request.form.get("new_password", ""), request.form.get("current_password", "")
         address = request.remote_addr or "-"
-        wait = limiters.logins.retry_after(user.name, address)
+        wait = limiters.passwords.retry_after(user.name, address)
         if wait > 0:  # the current password is guessed here no faster than at sign-in
             return account_page(f"Too many wrong passwords: try again in {max(1, round(wait / 60))} minute(s).", 429,
                                 "password")
@@ -154,7 +156,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
             changed = core.change_password(user.name, current, new)
         except WikibotError as exc:
             if user.password_hash != NO_PASSWORD and not check_password(user.password_hash, current):
-                limiters.logins.record(user.name, address)
+                limiters.passwords.record(user.name, address)
             return account_page(str(exc), 400, "password")
         g.session = sessions.new(changed)  # every other session of the account ends with the old password
         return redirect("/-/account?done=password", 303)

@@ -38,8 +38,9 @@ NOTICES = {
 
 @dataclass(frozen=True)
 class Limiters:
-    logins: AttemptLimiter  # failed sign-ins
+    logins: AttemptLimiter  # failed sign-ins (and refused sign-ups, against their address only)
     signups: AttemptLimiter  # accounts made by open sign-up, per client address
+    passwords: AttemptLimiter  # wrong current passwords in a signed-in session: never the sign-in's counter
 
 
 def safe_next(target: str | None) -> str:

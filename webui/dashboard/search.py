@@ -3,7 +3,10 @@ service, hybrid by default) asked wiki by wiki, the hits grouped by wiki, each l
 section. Web processes never load the model."""
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -14,7 +17,7 @@ from wikibot.indexer.service import SearchUnavailable, remote_search
 
 PER_WIKI = 5  # hits shown per wiki
 MAX_WIKIS = 50  # wikis asked per search: a user sharing hundreds sees the first 50 and is told
-BUDGET = 20.0  # seconds for all of them; wikis not reached in time are named
+BUDGET = 10.0  # seconds for all of them; wikis not reached in time are named
 
 
 @dataclass
@@ -28,6 +31,28 @@ class Found:
     groups: list[Group]
     error: str = ""
     skipped: list[Wiki] = field(default_factory=list)  # not searched: too many, or out of time
+
+
+class InFlight:
+    """Who has a search running in this process: a user's second search at once is refused, so one
+    person cannot hold every web thread (and the worker) with searches of many wikis each."""
+
+    def __init__(self) -> None:
+        self._users: set[str] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def one(self, user: str) -> Iterator[bool]:
+        """Yields whether `user` may search now (False: theirs is running)."""
+        with self._lock:
+            free = user not in self._users
+            self._users.add(user)
+        try:
+            yield free
+        finally:
+            if free:
+                with self._lock:
+                    self._users.discard(user)
 
 
 def page_url(wiki: Wiki, hit: dict) -> str:

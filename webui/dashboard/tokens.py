@@ -41,6 +41,8 @@ def blueprint(core: Core) -> Blueprint:
                 raise WikibotError(f"keep the note under {MAX_NOTE} characters")
             try:
                 wikis = tuple(WikiName.parse(w) for w in form["wikis"])
+                if form["expires"] not in dict(EXPIRIES):
+                    raise ValueError(form["expires"])
                 days = float(form["expires"]) if form["expires"] else None
             except (InvalidName, ValueError):
                 raise WikibotError("choose the wikis and the expiry from the lists") from None

@@ -14,7 +14,7 @@ from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import User, Wiki
 
 from .common import notice, signed_in, usage, visible_wiki, wiki_url
-from .search import search_everywhere
+from .search import Found, InFlight, search_everywhere
 
 Page = str | tuple[str, int] | Response
 
@@ -48,6 +48,7 @@ def may_use_git_templates(user: User) -> bool:
 
 def blueprint(core: Core) -> Blueprint:
     bp = Blueprint("wikis", __name__)
+    searching = InFlight()
 
     @bp.get("/-/")  # the dashboard's address inside the platform's own space, for links from wiki pages
     @bp.get("/")
@@ -155,7 +156,11 @@ def blueprint(core: Core) -> Blueprint:
         user = signed_in()
         query = request.args.get("q", "").strip()[:500]
         public = request.args.get("in") == "public"
-        found = search_everywhere(core, searched_wikis(core, user, public), query) if query else None
+        found = None
+        if query:
+            with searching.one(user.name) as free:  # a search asks many wikis: one at a time per user
+                found = (search_everywhere(core, searched_wikis(core, user, public), query) if free else
+                         Found(groups=[], error="Your last search is still running: wait for it, then try again."))
         return render_template("search.html", query=query, found=found, public=public)
 
     return bp

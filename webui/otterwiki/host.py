@@ -12,7 +12,9 @@ that are the platform's business (sign-in, registration, users, mail, repository
 git server) answered before Otterwiki sees them, and readers' writes refused before any lock; the
 body read whole and a search asked of the indexer, both before any lock; every client-sent
 `x-otterwiki-*` header dropped and the platform's own set (READ always with WRITE); writes and
-editors under the wiki's writer lock, always taken before Otterwiki's; then, in HTML answers,
+editors under the wiki's writer lock, always taken before Otterwiki's, and the wiki looked up again
+once it is held (a deletion may have gone first: then the answer is a missing wiki's, a save's text
+shown for copying, and nothing is made on disk); then, in HTML answers,
 root-relative URLs rewritten into the wiki's prefix and the editor's base revision added. What runs
 inside Otterwiki's app (saves, the search page, upload checks) is in `inside.py`.
 """
@@ -23,12 +25,14 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from contextlib import nullcontext
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
+from werkzeug.wrappers import Request
 
 from wikibot.config import MB, TierLimits
 from wikibot.gitd.acl import Action, Verdict, decide
@@ -62,12 +66,8 @@ READER_POSTS = {"search"}  # the navigation bar's search box posts its form
 FILES = {"get_attachment", "get_attachment_thumbnail"}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 WIKI_LOCK_TIMEOUT = 30.0  # seconds an editor or an Otterwiki write waits for a push or another write
-URL_ATTRIBUTE = re.compile(rb"""(\s(?:href|src|action|formaction|data-[\w-]+)=["'])/(?!/)""")
 EDITOR_REVISION = re.compile(rb'formData\.append\("revision", "([0-9a-f]*)"\)')  # Otterwiki's, in the editor
 SAVE_FORM = re.compile(rb"""(<form\b[^>]*\bid=["']saveform["'][^>]*>)""")
-SEARCH_LIMIT = 20
-SEARCH_TIMEOUT = 15.0  # seconds the search page waits for the worker
-UPLOADS = ("attachments", "inline_attachment", "edit_attachment")
 FORCED = {  # whatever a wiki's preferences say
     "AUTH_METHOD": "PROXY_HEADER", "DISABLE_REGISTRATION": True, "GIT_WEB_SERVER": False,
     "GIT_REMOTE_PUSH_ENABLED": False, "GIT_REMOTE_PULL_ENABLED": False, "MAIL_SERVER": "",
@@ -80,6 +80,10 @@ FORCED = {  # whatever a wiki's preferences say
 
 
 _Key = tuple[WikiName, float]  # a wiki's name and creation time
+
+
+class _Gone(Exception):
+    """The wiki was deleted (or deleted and made again) since the request's checks found it."""
 
 
 class OtterwikiHost:
@@ -112,11 +116,10 @@ class OtterwikiHost:
         session = self.sessions.load(environ)
         user = self.sessions.user_of(session)
         decision = decide(self.core.store, user, None, name, Action.READ)
-        login = "/-/login?next=" + quote(f"/{name}{rest}" + wsgi.query(environ))
         if decision.verdict is Verdict.CHALLENGE:  # anonymous: a private wiki and no wiki look the same
-            return wsgi.redirect(start_response, login)
+            return self._missing(environ, start_response, name, None, rest)
         if not decision.allowed or decision.wiki is None or not self.core.repos.exists(name):
-            return wsgi.plain(start_response, 404, f"wiki {name} not found")
+            return self._missing(environ, start_response, name, user, rest)
         method = environ.get("REQUEST_METHOD", "GET")
         endpoint, canonical = self._route(rest, method)
         if canonical is not None:  # Otterwiki's own spelling of the URL (`//` merged, a slash added)
@@ -133,7 +136,7 @@ class OtterwikiHost:
         if method not in SAFE_METHODS and not writer and endpoint not in READER_POSTS:
             # answered before any lock and before the body is read: a reader cannot hold them up
             if user is None:
-                return wsgi.redirect(start_response, login)
+                return wsgi.redirect(start_response, _login(environ, name, rest))
             return wsgi.plain(start_response, 403, decision.write_refusal or "you have read-only access to this wiki")
         limits = self._limits(decision.wiki)
         try:
@@ -179,6 +182,8 @@ class OtterwikiHost:
         try:
             with self.core.repos.lock(wiki.name, timeout=WIKI_LOCK_TIMEOUT) if locked else nullcontext(), \
                     otter.lock:
+                if locked and not self._still_there(wiki):  # a deletion went first; nothing is read or made
+                    raise _Gone()
                 head = self.core.repos.head(wiki.name)
                 self._point_at(wiki, limits)
                 inside.current.visit = inside.Visit(self.core, wiki, user, author, seen_as, head, limits,
@@ -193,8 +198,12 @@ class OtterwikiHost:
             if endpoint == "save":  # the user's text is never thrown away
                 return wsgi.busy_save(start_response, environ)
             return wsgi.plain(start_response, 503, "the wiki is busy with another write; try again in a moment")
+        except _Gone:
+            if endpoint == "save" and method == "POST":
+                return _deleted_save(start_response, environ, wiki.name)
+            return self._missing(environ, start_response, wiki.name, user, rest)
         if user is None and status.startswith("403"):  # anonymous on a public wiki: sign in to do more
-            return wsgi.redirect(start_response, "/-/login?next=" + quote(f"/{wiki.name}{rest}" + wsgi.query(environ)))
+            return wsgi.redirect(start_response, _login(environ, wiki.name, rest))
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if endpoint in FILES or self._is_file(wiki, rest):  # an uploaded file: served as it was, and no script
             # of it runs on this origin
@@ -208,6 +217,20 @@ class OtterwikiHost:
             headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    @staticmethod
+    def _missing(environ: dict[str, Any], start_response: StartResponse, name: WikiName, user: User | None,
+                 rest: str) -> Iterable[bytes]:
+        """What a wiki that is not there answers: anonymous visitors sign in (a private wiki and no wiki
+        look the same), others are told it is not found."""
+        if user is None:
+            return wsgi.redirect(start_response, _login(environ, name, rest))
+        return wsgi.plain(start_response, 404, f"wiki {name} not found")
+
+    def _still_there(self, wiki: Wiki) -> bool:
+        """Is `wiki` (this one: a wiki made again under its name is another) still recorded and on disk?"""
+        record = self.core.store.get_wiki(wiki.name)
+        return record is not None and record.created == wiki.created and self.core.repos.exists(wiki.name)
 
     def _is_file(self, wiki: Wiki, rest: str) -> bool:
         """Does `rest` name a file of the wiki other than a page (Otterwiki serves those as they are)?"""
@@ -251,7 +274,10 @@ class OtterwikiHost:
 
         repo = self._repos.pop(key, None)
         if repo is None:
-            repo = git.Repo(str(path))
+            try:
+                repo = git.Repo(str(path))
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError):
+                raise _Gone() from None  # deleted since the request's checks
         self._repos[key] = repo
         while len(self._repos) > self.max_open:
             _, old = self._repos.popitem(last=False)
@@ -264,7 +290,10 @@ class OtterwikiHost:
         engine = self._engines.pop(key, None)
         if engine is None:
             state = state_file(path)
-            state.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                state.parent.mkdir(exist_ok=True)  # never its parents: a deleted repository stays gone
+            except FileNotFoundError:
+                raise _Gone() from None
             engine = sqlalchemy.create_engine(f"sqlite:///{state}")
             otter = self.otterwiki
             otter.db._app_engines[otter.app][None] = engine
@@ -305,3 +334,19 @@ class OtterwikiHost:
         return made
 
 
+def _login(environ: dict[str, Any], name: WikiName, rest: str) -> str:
+    """Sign in, then come back to the URL asked for."""
+    return "/-/login?next=" + quote(f"/{name}{rest}" + wsgi.query(environ))
+
+
+def _deleted_save(start_response: StartResponse, environ: dict[str, Any], name: WikiName) -> Iterable[bytes]:
+    """A save that reached a wiki deleted meanwhile: not found, and the user's text shown for copying."""
+    text = Request(environ).form.get("content", "")
+    page = (f'<!doctype html><meta charset="utf-8"><title>Not saved: the wiki was deleted</title>'
+            f'<h1>Not saved: {escape(str(name))} was deleted</h1>'
+            f'<p>The wiki was deleted while you were editing, so nothing was saved. Your text is below: '
+            f'copy it to keep it.</p><textarea readonly rows="20" cols="90">{escape(text)}</textarea>')
+    body = page.encode()
+    start_response("404 Not Found", [("Content-Type", "text/html; charset=utf-8"),
+                                     ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+    return [body]

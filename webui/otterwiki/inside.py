@@ -26,7 +26,7 @@ from wikibot.gitd.repos import DEFAULT_BRANCH
 
 from .. import HISTORY
 from . import loader
-from .save import BASE_FIELD, SaveRequest, normalise, save_page
+from .save import BASE_FIELD, SaveOutcome, SaveRequest, normalise, save_page
 
 SEARCH_LIMIT = 20
 SEARCH_TIMEOUT = 15.0  # seconds the search page waits for the worker
@@ -133,7 +133,11 @@ def _save(otter: loader.Otterwiki, visit: Visit) -> Any:
     return render_template("wikibot_refused_save.html", title=f"{page.pagename} was not saved",
                            pagename=page.pagename, pagepath=page.pagepath, content=content, commit=message,
                            reason=outcome.reason, diff=outcome.diff, conflict=outcome.conflict,
-                           base_field=BASE_FIELD, base=outcome.head or ""), 409 if outcome.conflict else 422
+                           base_field=BASE_FIELD, base=outcome.head or ""), _refusal_status(outcome)
+
+
+def _refusal_status(outcome: SaveOutcome) -> int:
+    return 404 if outcome.gone else 409 if outcome.conflict else 422
 
 
 def _check_upload(otter: loader.Otterwiki, visit: Visit) -> Any:

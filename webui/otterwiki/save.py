@@ -4,7 +4,8 @@ when the page changed since the editor opened it (a push, an MCP write, another 
 
 The editor form carries the wiki's HEAD from when it was rendered (`BASE_FIELD`, added by the host);
 under the wiki's lock, the page's blob at that commit must equal its blob at HEAD. A refused save
-(conflict or policy) answers with a page that keeps the user's text for another try.
+(conflict or policy) answers with a page that keeps the user's text for another try; so does one that
+finds the wiki deleted (the host looks once it holds the lock, so this is the last line of defence).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wikibot.gitd.commits import CommitRefused, FileChange
-from wikibot.gitd.core import Core
+from wikibot.gitd.core import Core, NoSuchWiki
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repository import Repository, unified_diff
 
@@ -48,6 +49,7 @@ class SaveOutcome:
     saved: bool
     changed: bool = False  # a commit was made (False: the text equals the page)
     conflict: bool = False
+    gone: bool = False  # the wiki was deleted
     head: str | None = None  # HEAD after the save, or the HEAD that conflicts
     reason: str = ""  # why it was refused
     diff: str = ""  # on a conflict: the page as it is now -> the user's text
@@ -85,6 +87,8 @@ def save_page(core: Core, request: SaveRequest) -> SaveOutcome:
     except _Changed as changed:
         return _conflict(repo, request, changed.head,
                          f"{request.pagename} was changed by someone else since you opened the editor.")
+    except NoSuchWiki:
+        return SaveOutcome(saved=False, gone=True, reason=f"{request.wiki} was deleted: nothing was saved.")
     except CommitRefused as refused:  # the base stays the editor's: saving again is no conflict
         return SaveOutcome(saved=False, head=request.base, reason=str(refused))
     return SaveOutcome(saved=True, changed=True, head=head)
