@@ -329,13 +329,22 @@ class Core:
         return self.config.limits(self.user(owner).tier)
 
     def receive_session(self, name: WikiName, actor: str | None) -> ReceiveSession:
-        """What a write to `name` by `actor` needs: the lock, policies and follow-ups."""
+        """What a write to `name` by `actor` needs: the lock, policies and follow-ups. The wiki counts as
+        there while its record (this one: not a wiki made again under the name) and repository are."""
         limits = self.limits_of(name.owner)
+        wiki = self.store.get_wiki(name)
+        created = wiki.created if wiki else None
+
+        def exists() -> bool:
+            now = self.store.get_wiki(name)
+            return now is not None and now.created == created and self.repos.exists(name)
+
         return ReceiveSession(
             wiki=name,
             actor=actor,
             repo=self.repos.repo(name),
             lock=lambda: self.repos.lock(name),
+            exists=exists,
             sync_worktree=lambda: self.repos.sync_worktree(name),
             announce=self.announce,
             policies=[make(limits) for make in self.policies],

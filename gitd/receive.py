@@ -7,6 +7,8 @@ The named seams the hooks component fills:
   Ref names given twice, clashing as file and folder (`a` and `a/b`), too long for a file, or
   under `refs/heads/main/` (main could then never be born) are refused before that, since
   dulwich could only find out half-way through moving refs.
+- Under the lock, the wiki must still be there (`exists`): a push that waited for a deletion is
+  refused whole, and nothing of the wiki is made again on disk.
 - Refs then move one by one. A ref that fails to move is reported `ng` and the others still
   land; an atomic push instead puts back the refs it already moved. Results are kept per
   command, so every ref that moved is reported `ok`, synced and announced exactly once.
@@ -92,6 +94,7 @@ class ReceiveSession:
     actor: str | None
     repo: Repository
     lock: Callable[[], AbstractContextManager[object]]  # the wiki's writer lock
+    exists: Callable[[], bool]  # is the wiki still there (recorded, and its repository)? asked under the lock
     sync_worktree: Callable[[], None]
     announce: Callable[[Change], None]
     policies: Sequence[ReceivePolicy] = field(default_factory=list)
@@ -174,6 +177,8 @@ class WikiReceivePackHandler(ReceivePackHandler):
         those that moved. Returns, per command, None if its ref moved or why it did not."""
         atomic = self.has_capability(CAPABILITY_ATOMIC)
         with self.session.lock():
+            if not self.session.exists():  # deleted while the pack came in: no ref may move, nothing be made
+                return [f"no such wiki: {self.session.wiki}"] * len(updates)
             reasons = self._check(updates, quarantine)
             if reasons and atomic:
                 return [reasons.get(i, "atomic push failed: another ref was refused") for i in range(len(updates))]

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.serving import make_server
+from werkzeug.wsgi import LimitedStream
 
 from wikibot.app import Platform, routes
 from wikibot.bootstrap.create import create_wiki
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
-from wikibot.testing.servers import platform_config
+from wikibot.gitd.smart_http import GitHTTP
+from wikibot.testing.servers import commit_files, platform_config, run_git
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
 from wikibot.wiring import open_core
 
@@ -174,3 +177,61 @@ def test_a_save_under_the_lock_of_a_deleted_wiki_keeps_the_text(tmp_path):
         outcome = save_page(core, request)
     assert not outcome.saved and outcome.gone and "deleted" in outcome.reason
     assert not core.repos.path(PRIVATE).exists()
+
+
+# pushes
+@pytest.fixture
+def git_url(core: Core) -> Iterator[Callable[[WikiName, str], str]]:
+    """The platform's git app on 127.0.0.1 (threads, like the real server's)."""
+    git = GitHTTP(core)
+
+    def bounded(environ: dict[str, Any], start_response: Any) -> Any:
+        """A body that ends at its Content-Length, as gunicorn hands it over (werkzeug's server does not)."""
+        if not environ.get("wsgi.input_terminated"):
+            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], int(environ.get("CONTENT_LENGTH") or 0))
+        return git(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, bounded, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield lambda wiki, token: f"http://user:{token}@127.0.0.1:{server.server_port}/{wiki}.git"
+    finally:
+        server.shutdown()
+        serving.join(WAIT)
+
+
+def push_racing_the_deletion(core: Core, url: str, clone: Path, then: Callable[[], object] = lambda: None) -> None:
+    """`git push` of main and a new branch that waits at the lock while the wiki is deleted (and `then`
+    runs): refused whole, as a missing wiki."""
+    run_git("clone", "-q", url, str(clone))
+    commit_files(clone, {"late.md": "# Late\n"}, "late")
+    core.repos.arm()
+    pushing, out = in_thread(lambda: run_git("push", "origin", "main", "main:refs/heads/side", cwd=clone,
+                                             check=False))
+    assert core.repos.asked.wait(WAIT), "the push never asked for the wiki's lock"
+    core.delete_wiki(OLD)
+    then()
+    core.repos.go.set()
+    pushing.join(WAIT)
+    push = result(out)
+    assert push.returncode != 0
+    assert re.search(r"! \[remote rejected\] +main -> main \(no such wiki: ann/old\)", push.stderr), push.stderr
+    assert "main -> side (no such wiki: ann/old)" in push.stderr
+
+
+def test_a_push_racing_the_deletion_is_refused_and_puts_nothing_back(core, git_url, tmp_path):
+    create_wiki(core, OLD, template="default")
+    _, token = core.create_token("ann", scope="write")
+    push_racing_the_deletion(core, git_url(OLD, token), tmp_path / "clone")
+    assert not core.repos.path(OLD).exists() and leftovers(core, "ann") == []
+
+
+def test_a_push_racing_the_deletion_never_lands_in_a_wiki_made_again_under_the_name(core, git_url, tmp_path):
+    create_wiki(core, OLD, template="default")
+    _, token = core.create_token("ann", scope="write")
+    made: list[str | None] = []
+    push_racing_the_deletion(core, git_url(OLD, token), tmp_path / "clone",
+                             then=lambda: made.append(create_wiki(core, OLD, template="default")[1]))
+    assert core.repos.head(OLD) == made[0]
+    assert run_git("branch", "--list", "side", cwd=core.repos.path(OLD)).stdout == ""
