@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
 from wikibot.errors import InternalError
 
 from .git_process import git_command, git_env
+from .locks import make_folder, remove_empty_folder
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries
@@ -126,20 +128,46 @@ class PackCache:
                 yield chunk
 
     def _build(self, repo_path: Path, wants: list[bytes], include_tag: bool, path: Path) -> Iterator[bytes]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".building-", suffix=".pack")
-        complete = False
+        """Stream the pack as git makes it, keeping a copy in the cache.
+
+        Clones take no lock, so the wiki may be deleted meanwhile, and its deletion removes the cache
+        only once: a build that finds the repository gone at its end removes what it made of the cache
+        (the client still gets its pack when git could finish it), and one that finds it gone at its
+        start makes no folder at all.
+        """
+        chunks = _pack_objects(repo_path, wants, (), thin=False, include_tag=include_tag)
+        tmp = self._temp_file() if _is_repository(repo_path) else None
+        if tmp is None:
+            yield from chunks
+            return
+        fd, name = tmp
+        cached = False
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in _pack_objects(repo_path, wants, (), thin=False, include_tag=include_tag):
+                for chunk in chunks:
                     out.write(chunk)
                     yield chunk
-            os.replace(tmp, path)  # atomic: readers see a whole pack or none
-            complete = True
-            self._prune(keep=path)
+            try:
+                os.replace(name, path)  # atomic: readers see a whole pack or none
+                cached = True
+            except FileNotFoundError:
+                pass  # the cache went with the wiki
+            if cached:
+                self._prune(keep=path)
         finally:
-            if not complete:
-                os.unlink(tmp)
+            if not cached:
+                Path(name).unlink(missing_ok=True)
+            if not _is_repository(repo_path):
+                shutil.rmtree(self.directory, ignore_errors=True)
+                remove_empty_folder(self.directory.parent)
+
+    def _temp_file(self) -> tuple[int, str] | None:
+        """A new file to build a pack in, or None if the cache folder was removed as it was made."""
+        make_folder(self.directory)
+        try:
+            return tempfile.mkstemp(dir=self.directory, prefix=".building-", suffix=".pack")
+        except FileNotFoundError:
+            return None
 
     def _prune(self, keep: Path) -> None:
         """Keep the newest packs; another process may be pruning too, so vanished files are fine."""
@@ -151,6 +179,10 @@ class PackCache:
                 continue
         for _, old in sorted((d for d in dated if d[1] != keep), reverse=True)[KEEP_CACHED - 1:]:
             old.unlink(missing_ok=True)
+
+
+def _is_repository(repo_path: Path) -> bool:
+    return (repo_path / ".git").is_dir()
 
 
 class WikiUploadPackHandler(UploadPackHandler):

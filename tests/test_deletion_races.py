@@ -9,6 +9,7 @@ every check it makes before taking it (a slow request), while the test deletes t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -22,10 +23,12 @@ from werkzeug.wsgi import LimitedStream
 
 from wikibot.app import Platform, routes
 from wikibot.bootstrap.create import create_wiki
+from wikibot.gitd.change import MAIN
 from wikibot.gitd.core import Core
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
 from wikibot.gitd.smart_http import GitHTTP
+from wikibot.gitd.upload import PackCache, PackError
 from wikibot.testing.servers import commit_files, platform_config, run_git
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
 from wikibot.wiring import open_core
@@ -235,3 +238,27 @@ def test_a_push_racing_the_deletion_never_lands_in_a_wiki_made_again_under_the_n
                              then=lambda: made.append(create_wiki(core, OLD, template="default")[1]))
     assert core.repos.head(OLD) == made[0]
     assert run_git("branch", "--list", "side", cwd=core.repos.path(OLD)).stdout == ""
+
+
+# clones
+def test_a_clone_building_its_pack_while_the_wiki_goes_leaves_no_folder(core):
+    create_wiki(core, OLD, template="default")
+    head = core.repos.head(OLD).encode()
+    cache = PackCache(core.pack_cache_dir(OLD))
+    stream = cache.stream(core.repos.path(OLD), [head], {MAIN.encode(): head}, False)
+    first = next(stream)  # the pack is being built: its folder and temp file exist
+    assert first.startswith(b"PACK") and core.pack_cache_dir(OLD).is_dir()
+    core.delete_wiki(OLD)
+    pack = first + b"".join(stream)  # the client still gets the whole pack
+    assert hashlib.sha1(pack[:-20]).digest() == pack[-20:]
+    assert leftovers(core, "ann") == []
+
+
+def test_a_clone_of_a_wiki_deleted_after_its_refs_were_read_makes_no_folder(core):
+    create_wiki(core, OLD, template="default")
+    head = core.repos.head(OLD).encode()
+    path = core.repos.path(OLD)
+    core.delete_wiki(OLD)
+    with pytest.raises(PackError):
+        b"".join(PackCache(core.pack_cache_dir(OLD)).stream(path, [head], {MAIN.encode(): head}, False))
+    assert leftovers(core, "ann") == []
