@@ -62,8 +62,14 @@ class IndexStore:
 
     @contextmanager
     def writer(self, wiki: WikiName) -> Iterator[None]:
-        with file_lock(self.root / wiki.owner / f".{wiki.slug}.lock"):
-            yield
+        """The wiki's index lock. Released with no index left (dropped, or never saved), it takes its file
+        with it, and the owner's folder once empty (gitd/locks.py says why the lock stays exclusive)."""
+        with file_lock(self.root / wiki.owner / f".{wiki.slug}.lock") as held:
+            try:
+                yield
+            finally:
+                if not self.path(wiki).exists():
+                    held.remove()
 
     def generation(self, wiki: WikiName) -> str | None:
         """The name of the current generation (cheap: one small file), or None."""
@@ -145,6 +151,7 @@ class IndexStore:
                 shutil.rmtree(old, ignore_errors=True)
 
     def drop(self, wiki: WikiName) -> None:
+        """Remove the wiki's index; call it under `writer`, whose release then removes the lock file too."""
         shutil.rmtree(self.path(wiki), ignore_errors=True)
 
     def wikis(self) -> list[WikiName]:

@@ -29,6 +29,10 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
 from wikibot.gitd.smart_http import GitHTTP
 from wikibot.gitd.upload import PackCache, PackError
+from wikibot.indexer.index import WikiIndex
+from wikibot.indexer.model import Model
+from wikibot.indexer.refresh import Indexer
+from wikibot.indexer.storage import IndexStore
 from wikibot.testing.servers import commit_files, platform_config, run_git
 from wikibot.testing.web import PASSWORD, PRIVATE, PUBLIC, csrf, sign_in, web_core
 from wikibot.wiring import open_core
@@ -262,3 +266,21 @@ def test_a_clone_of_a_wiki_deleted_after_its_refs_were_read_makes_no_folder(core
     with pytest.raises(PackError):
         b"".join(PackCache(core.pack_cache_dir(OLD)).stream(path, [head], {MAIN.encode(): head}, False))
     assert leftovers(core, "ann") == []
+
+
+# the index
+def test_a_deleted_wiki_leaves_nothing_under_the_index_once_the_worker_heard_of_it(core):
+    create_wiki(core, OLD, template="empty")
+    other = WikiName("ann", "other")
+    create_wiki(core, other, template="empty")
+    store = IndexStore(core.config.index_dir)
+    indexer = Indexer(core, store, Model(None, threads=1))
+    for name in (OLD, other):
+        with store.writer(name):
+            store.save(name, WikiIndex.empty(indexer.model.dimension))
+    core.delete_wiki(OLD)
+    assert indexer.refresh(OLD).indexed_sha is None  # what the worker does with the deletion's event
+    assert sorted(p.name for p in (core.config.index_dir / "ann").iterdir()) == [".other.lock", "other"]
+    core.delete_wiki(other)
+    indexer.refresh(other)
+    assert leftovers(core, "ann") == [] and core.config.index_dir.is_dir()
