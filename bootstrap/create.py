@@ -10,7 +10,7 @@ import logging
 
 from wikibot.config import MB
 from wikibot.gitd.commits import CommitRefused, FileChange
-from wikibot.gitd.core import Core
+from wikibot.gitd.core import Core, NoSuchWiki
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.records import Wiki
 
@@ -57,6 +57,8 @@ def create_wiki(core: Core, name: WikiName, *, title: str = "", purpose: str = "
     except BaseException as exc:
         try:
             core.delete_wiki(name)
+        except NoSuchWiki:
+            pass  # a deletion went first (the commit then failed as NoSuchWiki): gone, as the rollback wants
         except Exception:
             log.exception("could not remove %s after its creation failed", name)
         if isinstance(exc, CommitRefused):

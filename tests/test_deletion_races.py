@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from werkzeug.wsgi import LimitedStream
 from wikibot.app import Platform, routes
 from wikibot.bootstrap.create import create_wiki
 from wikibot.gitd.change import MAIN
-from wikibot.gitd.core import Core
+from wikibot.gitd.core import Core, NoSuchWiki
 from wikibot.gitd.names import WikiName
 from wikibot.gitd.repos import Repos
 from wikibot.gitd.smart_http import GitHTTP
@@ -284,3 +285,14 @@ def test_a_deleted_wiki_leaves_nothing_under_the_index_once_the_worker_heard_of_
     core.delete_wiki(other)
     indexer.refresh(other)
     assert leftovers(core, "ann") == [] and core.config.index_dir.is_dir()
+
+
+# creation
+def test_a_creation_whose_first_commit_races_the_deletion_is_told_the_wiki_is_gone(core, caplog):
+    core.repos.arm(skip=2)  # the creation's own steps under the lock (hooks, re-check) pass; its first commit waits
+    creating, out = in_thread(lambda: create_wiki(core, OLD, template="default"))
+    with caplog.at_level(logging.ERROR):
+        delete_while_held(core, OLD, creating)
+    assert isinstance(out.get("error"), NoSuchWiki), out
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert leftovers(core, "ann") == []
