@@ -21,7 +21,7 @@ from .acl import role_of
 from .change import Change, Source
 from .commits import CommitConflict, FileChange, commit_changes
 from .locks import remove_empty_folder
-from .names import WikiName, check_name, check_new_name
+from .names import WikiName, check_name, check_new_name, is_valid_name
 from .permissions import keep_private
 from .receive import ReceivePolicy, ReceiveSession
 from .records import ROLES, SCOPES, Grant, Token, User, Wiki
@@ -49,7 +49,8 @@ NO_PASSWORD = "!"  # the password hash of an account that signs in only through 
 MIN_PASSWORD, MAX_PASSWORD = 8, 1024  # characters
 MAX_TITLE, MAX_PURPOSE, MAX_FULL_NAME, MAX_EMAIL = 200, 2000, 200, 254
 MAX_TOKEN_WIKIS = 50  # wikis one token may be limited to: each is checked on every request it makes
-MAX_LIVE_TOKENS = 100  # unexpired tokens per user: each is a row every listing and sign-out reads
+MAX_TOKENS = 100  # tokens per user (expired ones go when they would pass it): each is a row listings read
+MAX_NOTE = 200  # characters of a token's note
 
 
 def check_new_password(password: str) -> None:
@@ -59,11 +60,24 @@ def check_new_password(password: str) -> None:
         raise CoreError(f"password too long: use at most {MAX_PASSWORD} characters")
 
 
+def plain(text: str, *, lines: bool = False) -> bool:
+    """No control characters (NUL and the like no store keeps; line breaks only where `lines`)."""
+    return not any((ord(c) < 32 and not (lines and c in "\n\r\t")) or ord(c) == 127 for c in text)
+
+
 def check_profile(email: str, full_name: str) -> None:
-    if len(email) > MAX_EMAIL or (email and ("@" not in email or any(c.isspace() for c in email))):
+    if len(email) > MAX_EMAIL or (email and ("@" not in email or any(c.isspace() for c in email))) \
+            or not plain(email):
         raise CoreError(f"{email[:60]!r} is not an email address")
-    if len(full_name) > MAX_FULL_NAME or any(ord(c) < 32 for c in full_name):
+    if len(full_name) > MAX_FULL_NAME or not plain(full_name):
         raise CoreError(f"a name is at most {MAX_FULL_NAME} characters on one line")
+
+
+def check_wiki_text(title: str, purpose: str) -> None:
+    if len(title) > MAX_TITLE or len(purpose) > MAX_PURPOSE:
+        raise CoreError(f"keep the title under {MAX_TITLE} and the purpose under {MAX_PURPOSE} characters")
+    if not plain(title) or not plain(purpose, lines=True):
+        raise CoreError("the title is one line, and neither it nor the purpose may hold control characters")
 
 
 @dataclass(frozen=True)
@@ -124,11 +138,12 @@ class Core:
         self.user(name)
         return self.store.update_user(name, {"email": email, "full_name": full_name})
 
-    def change_password(self, name: str, current: str, new: str) -> User:
+    def change_password(self, name: str, current: str, new: str, *, proven: bool = False) -> User:
         """A new password, given the current one (an account without one, from an identity provider,
-        sets its first with `current` empty)."""
+        sets its first with `current` empty). `proven`: the caller checked another proof that the
+        account's owner asks (a sign-in through a linked provider just now) in place of the current one."""
         user = self.user(name)
-        if user.password_hash != NO_PASSWORD and not check_password(user.password_hash, current):
+        if user.password_hash != NO_PASSWORD and not proven and not check_password(user.password_hash, current):
             raise CoreError("the current password is wrong")
         check_new_password(new)
         return self.store.update_user(name, {"password_hash": hash_password(new)})
@@ -163,7 +178,7 @@ class Core:
         return [str(w.name) for w in owned]
 
     def user(self, name: str) -> User:
-        user = self.store.get_user(name)
+        user = self.store.get_user(name) if is_valid_name(name) else None  # odd bytes never reach the store
         if user is None:
             raise CoreError(f"no such user: {name!r}")
         return user
@@ -193,6 +208,8 @@ class Core:
 
     def create_wiki(self, name: WikiName, title: str = "", purpose: str = "", public: bool = False) -> Wiki:
         """Record and initialise an empty wiki repository; nothing is left behind on failure."""
+        title, purpose = title.strip(), purpose.strip()
+        check_wiki_text(title, purpose)
         self.check_new_wiki(name)
         wiki = Wiki(owner=name.owner, slug=name.slug, title=title or name.slug, purpose=purpose, public=public,
                     created=time.time())
@@ -259,8 +276,7 @@ class Core:
         """The wiki's title, purpose and visibility, as its settings page sets them."""
         self.wiki(name)
         title, purpose = title.strip() or name.slug, purpose.strip()
-        if len(title) > MAX_TITLE or len(purpose) > MAX_PURPOSE:
-            raise CoreError(f"keep the title under {MAX_TITLE} and the purpose under {MAX_PURPOSE} characters")
+        check_wiki_text(title, purpose)
         return self.store.update_wiki(name, {"title": title, "purpose": purpose, "public": public})
 
     def grant(self, name: WikiName, user: str, role: str) -> Grant:
@@ -286,9 +302,9 @@ class Core:
                      expires_days: float | None = None, note: str = "") -> tuple[Token, str]:
         """Create a personal access token; returns the record and the secret, shown only once.
 
-        `wikis` counts each wiki once (at most MAX_TOKEN_WIKIS); a user holds at most MAX_LIVE_TOKENS
-        unexpired tokens. That count is read before the insert, not in its transaction: creations racing
-        each other may pass it together, by a few tokens at most."""
+        `wikis` counts each wiki once (at most MAX_TOKEN_WIKIS); a user holds at most MAX_TOKENS tokens,
+        expired ones deleted to make room. That count is read before the insert, not in its transaction:
+        creations racing each other may pass it together, by a few tokens at most."""
         holder = self.user(user)
         if scope not in SCOPES:
             raise CoreError(f"invalid scope {scope!r}: use read or write")
@@ -302,10 +318,17 @@ class Core:
                 raise CoreError(f"no such wiki: {name}")
         if expires_days is not None and not (0 < expires_days <= 36500):  # also refuses nan and inf
             raise CoreError("--expires-days must be positive (at most 36500)")
+        if len(note) > MAX_NOTE or not plain(note):
+            raise CoreError(f"a token's note is one line of at most {MAX_NOTE} characters")
         now = time.time()
-        live = [t for t in self.store.list_tokens(user=user) if t.expires is None or t.expires > now]
-        if len(live) >= MAX_LIVE_TOKENS:
-            raise CoreError(f"you have {len(live)} tokens; revoke some first")
+        held = self.store.list_tokens(user=user)
+        if len(held) >= MAX_TOKENS:  # expired ones count, or tokens of a minute would pass the cap for ever
+            for token in held:
+                if token.expires is not None and token.expires <= now:
+                    self.store.delete_token(token.id)  # worth nothing: they make room
+            held = self.store.list_tokens(user=user)
+        if len(held) >= MAX_TOKENS:
+            raise CoreError(f"you have {len(held)} tokens; revoke some first")
         secret = new_token_secret()
         token = Token(id=secrets.token_hex(4), user=user, hash=token_hash(secret), scope=scope,  # type: ignore[arg-type]
                       wikis=limited, created=now, note=note,

@@ -155,6 +155,16 @@ def test_creating_a_wiki_with_the_clis_checks_and_messages(app, core):
     assert got.status_code == 400 and "the limit of their tier" in got.text
 
 
+def test_a_new_wikis_title_and_purpose_are_checked_as_its_settings_are(core):
+    from wikibot.gitd.core import CoreError
+    for title, purpose in (("t" * 201, ""), ("two\nlines", ""), ("", "p" * 2001), ("", "nul\x00")):
+        with pytest.raises(CoreError):
+            core.create_wiki(WikiName("olga", "checked"), title=title, purpose=purpose)
+    assert core.store.get_wiki(WikiName("olga", "checked")) is None
+    assert core.create_wiki(WikiName("olga", "checked"), title="Fine", purpose="two\nlines are fine").title == "Fine"
+    core.delete_wiki(WikiName("olga", "checked"))
+
+
 def test_settings_change_title_visibility_and_collaborators_within_the_tier(app, core):
     core.add_user("fred", password=PASSWORD)  # free: 3 collaborators
     for n in range(4):

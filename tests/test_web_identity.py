@@ -557,3 +557,31 @@ def test_github_accounts_are_keyed_by_the_numeric_id_not_the_login(core, web, gi
     other = Client(web)
     assert "Choose your user name" in round_trip(core, other, "/-/login/github").text
     assert signed_in_as(web, other) is None and accounts(core) == before
+
+
+def test_a_password_is_set_without_the_current_one_only_just_after_a_provider_sign_in(core, web, oidc):
+    new_account(core, web, oidc, "pia", Person(subject("pia")))
+
+    def browser(proved_ago: float) -> Client:
+        """A browser signed in as pia, through the provider `proved_ago` seconds ago."""
+        client = Client(web)
+        session = web.sessions.new(core.user("pia"), proved=time.time() - proved_ago)
+        client.set_cookie(COOKIE, web.sessions.set_cookie(session)[1].split(";")[0].split("=", 1)[1])
+        return client
+
+    def set_password(client: Client, new: str, current: str = "") -> TestResponse:
+        return client.post("/-/account/password", data={"csrf_token": csrf(client.get("/-/account").text),
+                                                          "current_password": current, "new_password": new,
+                                                          "new_password2": new})
+
+    stale = browser(700)  # say, a session stolen a while ago: it must not become a password of its own
+    got = set_password(stale, "thief's password")
+    assert got.status_code == 403 and "sign in with your linked provider again" in got.text
+    assert core.user("pia").password_hash == NO_PASSWORD
+    assert set_password(browser(5), "pia's own password").status_code == 303
+    assert stale.get("/-/account").status_code == 303  # a new password ends the other sessions
+    got = set_password(browser(700), "thief's password")
+    assert got.status_code == 400 and "current password is wrong" in got.text  # asked unless just proven
+    got = set_password(browser(5), "pia's new password")  # forgotten: a fresh provider sign-in replaces it
+    assert got.status_code == 303
+    assert sign_in(web, "pia", "pia's new password").get("/-/account").status_code == 200

@@ -261,7 +261,7 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
         user = core.store.get_user(identity.user)
         if user is None or user.disabled:
             raise IdentityError("This account is disabled: ask an administrator.", 403)
-        g.session = sessions.new(user)  # a new id: a session planted before sign-in is worth nothing
+        g.session = sessions.new(user, proved=time.time())  # a new id: a session planted before is worth nothing
         return redirect(target, 303)
 
     @bp.errorhandler(IdentityError)
@@ -406,7 +406,7 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
                                 f"{provider.title}.", 409, "Account exists") from None
         if invite is None:
             signups.record(username, address)
-        g.session = sessions.new(user)
+        g.session = sessions.new(user, proved=time.time())
         return redirect(safe_next(pending["x"]), 303)
 
     @bp.post("/-/account/identities/remove")
@@ -426,7 +426,7 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
             core.store.remove_identity(provider, subject)
         # whoever signed in through that account of the provider is signed out; this browser stays
         sessions.end_all(user.name)
-        g.session = sessions.new(core.user(user.name))
+        g.session = sessions.new(core.user(user.name), proved=g.session.proved)
         return redirect("/-/account?done=unlinked", 303)
 
     return bp

@@ -27,6 +27,7 @@ from wikibot.gitd.store import Store
 
 COOKIE = "wikibot_session"
 MAX_AGE = 14 * 24 * 3600  # seconds a sign-in lasts
+PROOF_SECONDS = 600  # how long a sign-in through a provider counts as proof for setting a password
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class WebSession:
     issued: float = 0.0
     account: str = ""  # binds the session to the account as it was at sign-in (see `Sessions.account_mark`)
     fresh: bool = False  # made for this request: the response must set the cookie
+    proved: float = 0.0  # when this browser last signed in through an identity provider (0: never)
 
 
 class Sessions:
@@ -60,13 +62,19 @@ class Sessions:
         try:
             data = self._signer.loads(value, max_age=self.max_age)
             return WebSession(sid=str(data["s"]), user=data.get("u"), issued=float(data["t"]),
-                              account=str(data.get("a", "")))
+                              account=str(data.get("a", "")), proved=float(data.get("p", 0.0)))
         except (BadSignature, KeyError, TypeError, ValueError):
             return self.new()
 
-    def new(self, user: User | None = None) -> WebSession:
+    def new(self, user: User | None = None, proved: float = 0.0) -> WebSession:
         return WebSession(sid=secrets.token_urlsafe(18), user=user.name if user else None, issued=time.time(),
-                          account=self.account_mark(user) if user else "", fresh=True)
+                          account=self.account_mark(user) if user else "", fresh=True, proved=proved)
+
+    @staticmethod
+    def recently_proved(session: WebSession, seconds: float = PROOF_SECONDS) -> bool:
+        """Whether this browser signed in through an identity provider in the last `seconds`: the proof
+        an account without a known password gives before its password is set."""
+        return time.time() - session.proved < seconds
 
     def account_mark(self, user: User) -> str:
         """Changes when the account is made again under its name or its password changes: a cookie
@@ -94,7 +102,8 @@ class Sessions:
         self.store.update_user(user, {"sessions_after": time.time()})
 
     def set_cookie(self, session: WebSession) -> tuple[str, str]:
-        value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued, "a": session.account})
+        value = self._signer.dumps({"s": session.sid, "u": session.user, "t": session.issued, "a": session.account,
+                                    "p": session.proved})
         return ("Set-Cookie", f"{COOKIE}={value}; Path=/; Max-Age={self.max_age}; HttpOnly; SameSite=Lax"
                 + ("; Secure" if self.secure else ""))
 

@@ -124,6 +124,7 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         return render_template("account.html", account=user, error=error, section=section, notice=notice(), form=form,
                                identities=core.store.list_identities(user.name), providers=core.config.providers,
                                has_password=user.password_hash.startswith("$"),
+                               proved=sessions.recently_proved(g.session),
                                owned=core.store.list_wikis(user.name)), status
 
     @bp.get("/-/account")
@@ -150,15 +151,23 @@ def blueprint(core: Core, sessions: Sessions, limiters: Limiters, invites: Invit
         if wait > 0:  # the current password is guessed here no faster than at sign-in
             return account_page(f"Too many wrong passwords: try again in {max(1, round(wait / 60))} minute(s).", 429,
                                 "password")
+        # whoever holds this browser is the account's owner only as far as the browser proves it: a first
+        # password (or one set without the current one) needs a sign-in through a linked provider just now,
+        # or a stolen session would become a password its owner never knew and cannot change
+        proved = sessions.recently_proved(g.session) and bool(core.store.list_identities(user.name))
+        if user.password_hash == NO_PASSWORD and not proved:
+            return account_page("To set a password, sign in with your linked provider again first, then set it "
+                                "within 10 minutes.", 403, "password")
         try:
             if new != request.form.get("new_password2", ""):
                 raise WikibotError("the two new passwords differ")
-            changed = core.change_password(user.name, current, new)
+            changed = core.change_password(user.name, current, new, proven=proved and not current)
         except WikibotError as exc:
-            if user.password_hash != NO_PASSWORD and not check_password(user.password_hash, current):
+            if user.password_hash != NO_PASSWORD and current and not check_password(user.password_hash, current):
                 limiters.passwords.record(user.name, address)
             return account_page(str(exc), 400, "password")
-        g.session = sessions.new(changed)  # every other session of the account ends with the old password
+        # every other session of the account ends with the old password; this one goes on as it was
+        g.session = sessions.new(changed, proved=g.session.proved)
         return redirect("/-/account?done=password", 303)
 
     @bp.post("/-/account/delete")

@@ -12,8 +12,6 @@ from .common import notice, signed_in
 from .wikis import Page, readable_wikis
 
 EXPIRIES = [("30", "30 days"), ("90", "90 days"), ("365", "a year"), ("7", "7 days"), ("", "never")]
-MAX_NOTE = 200
-
 
 def blueprint(core: Core) -> Blueprint:
     bp = Blueprint("tokens", __name__)
@@ -37,8 +35,6 @@ def blueprint(core: Core) -> Blueprint:
         form = {"scope": request.form.get("scope", ""), "expires": request.form.get("expires", ""),
                 "note": request.form.get("note", "").strip(), "wikis": request.form.getlist("wiki")}
         try:
-            if len(form["note"]) > MAX_NOTE:
-                raise WikibotError(f"keep the note under {MAX_NOTE} characters")
             try:
                 wikis = tuple(WikiName.parse(w) for w in form["wikis"])
                 if form["expires"] not in dict(EXPIRIES):
