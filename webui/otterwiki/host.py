@@ -346,7 +346,4 @@ def _deleted_save(start_response: StartResponse, environ: dict[str, Any], name: 
             f'<h1>Not saved: {escape(str(name))} was deleted</h1>'
             f'<p>The wiki was deleted while you were editing, so nothing was saved. Your text is below: '
             f'copy it to keep it.</p><textarea readonly rows="20" cols="90">{escape(text)}</textarea>')
-    body = page.encode()
-    start_response("404 Not Found", [("Content-Type", "text/html; charset=utf-8"),
-                                     ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
-    return [body]
+    return wsgi.html_page(start_response, "404 Not Found", page, [("Cache-Control", "no-store")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from html import escape
 from typing import IO, Any
 
@@ -59,9 +59,15 @@ def busy_save(start_response: StartResponse, environ: dict[str, Any]) -> Iterabl
             f'<p>The wiki is busy with another write. Nothing was saved; your text is below: save it again.</p>'
             f'<form method="post" action="">{hidden}<textarea name="content" rows="20" cols="90">'
             f'{escape(form.get("content", ""))}</textarea><p><button type="submit">Save</button></p></form>')
+    return html_page(start_response, "503 Service Unavailable", page, [("Retry-After", "5")])
+
+
+def html_page(start_response: StartResponse, status: str, page: str,
+              headers: Sequence[tuple[str, str]] = ()) -> Iterable[bytes]:
+    """A small page of the platform's own, answered whole."""
     body = page.encode()
-    start_response("503 Service Unavailable", [("Content-Type", "text/html; charset=utf-8"),
-                                               ("Content-Length", str(len(body))), ("Retry-After", "5")])
+    start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                            *headers])
     return [body]
 
 
