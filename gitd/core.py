@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -20,7 +19,7 @@ from wikibot.errors import NotFound, WikibotError
 from .acl import role_of
 from .change import Change, Source
 from .commits import CommitConflict, FileChange, commit_changes
-from .locks import remove_empty_folder
+from .locks import remove_empty_folder, remove_tree
 from .names import WikiName, check_name, check_new_name, is_valid_name
 from .permissions import keep_private
 from .receive import ReceivePolicy, ReceiveSession
@@ -258,10 +257,13 @@ class Core:
             except StoreError:
                 pass  # no record (any more): the repository still goes
             self.repos.remove_locked(name)
-            packs = self.pack_cache_dir(name)
-            shutil.rmtree(packs, ignore_errors=True)
-            remove_empty_folder(packs.parent)
+            remove_tree(self.pack_cache_dir(name))
             self.announce(Change(name, MAIN, head or ZERO, ZERO, "sync"))
+
+    def still_there(self, wiki: Wiki) -> bool:
+        """Is `wiki` (this one: a wiki made again under its name is another) still recorded and on disk?"""
+        record = self.store.get_wiki(wiki.name)
+        return record is not None and record.created == wiki.created and self.repos.exists(wiki.name)
 
     def pack_cache_dir(self, name: WikiName) -> Path:
         """Where full-clone packs of `name` are cached (see upload.py)."""
@@ -356,18 +358,12 @@ class Core:
         there while its record (this one: not a wiki made again under the name) and repository are."""
         limits = self.limits_of(name.owner)
         wiki = self.store.get_wiki(name)
-        created = wiki.created if wiki else None
-
-        def exists() -> bool:
-            now = self.store.get_wiki(name)
-            return now is not None and now.created == created and self.repos.exists(name)
-
         return ReceiveSession(
             wiki=name,
             actor=actor,
             repo=self.repos.repo(name),
             lock=lambda: self.repos.lock(name),
-            exists=exists,
+            exists=lambda: wiki is not None and self.still_there(wiki),
             sync_worktree=lambda: self.repos.sync_worktree(name),
             announce=self.announce,
             policies=[make(limits) for make in self.policies],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +106,12 @@ def make_folder(folder: Path) -> None:
             if folder.exists():
                 raise  # a file is in the way
             continue
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove `folder` with everything in it, then its parent once empty (an owner's folder)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    remove_empty_folder(folder.parent)
 
 
 def remove_empty_folder(folder: Path) -> bool:

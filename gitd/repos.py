@@ -7,14 +7,13 @@ refs and the worktree, so the worktree always equals HEAD between writes. Reads 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .git_process import RepoError, git, run_git
-from .locks import file_lock, make_folder, remove_empty_folder
+from .locks import file_lock, make_folder, remove_tree
 from .names import WikiName
 from .refs import MAIN
 from .repository import Repository
@@ -130,9 +129,7 @@ class Repos:
 
     def remove_locked(self, name: WikiName) -> None:
         """`delete` for a caller that holds the lock already."""
-        path = self.path(name)
-        shutil.rmtree(path, ignore_errors=True)
-        remove_empty_folder(path.parent)
+        remove_tree(self.path(name))
 
     def head(self, name: WikiName) -> str | None:
         """The commit the default branch points at, or None while it is unborn."""

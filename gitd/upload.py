@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -28,7 +27,7 @@ from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
 from wikibot.errors import InternalError
 
 from .git_process import git_command, git_env
-from .locks import make_folder, remove_empty_folder
+from .locks import make_folder, remove_tree
 
 log = logging.getLogger(__name__)
 CHUNK = 65515  # the most one side-band-64k packet carries
@@ -158,8 +157,7 @@ class PackCache:
             if not cached:
                 Path(name).unlink(missing_ok=True)
             if not _is_repository(repo_path):
-                shutil.rmtree(self.directory, ignore_errors=True)
-                remove_empty_folder(self.directory.parent)
+                remove_tree(self.directory)
 
     def _temp_file(self) -> tuple[int, str] | None:
         """A new file to build a pack in, or None if the cache folder was removed as it was made."""

@@ -182,7 +182,7 @@ class OtterwikiHost:
         try:
             with self.core.repos.lock(wiki.name, timeout=WIKI_LOCK_TIMEOUT) if locked else nullcontext(), \
                     otter.lock:
-                if locked and not self._still_there(wiki):  # a deletion went first; nothing is read or made
+                if locked and not self.core.still_there(wiki):  # a deletion went first; nothing is read or made
                     raise _Gone()
                 head = self.core.repos.head(wiki.name)
                 self._point_at(wiki, limits)
@@ -226,11 +226,6 @@ class OtterwikiHost:
         if user is None:
             return wsgi.redirect(start_response, _login(environ, name, rest))
         return wsgi.plain(start_response, 404, f"wiki {name} not found")
-
-    def _still_there(self, wiki: Wiki) -> bool:
-        """Is `wiki` (this one: a wiki made again under its name is another) still recorded and on disk?"""
-        record = self.core.store.get_wiki(wiki.name)
-        return record is not None and record.created == wiki.created and self.core.repos.exists(wiki.name)
 
     def _is_file(self, wiki: Wiki, rest: str) -> bool:
         """Does `rest` name a file of the wiki other than a page (Otterwiki serves those as they are)?"""
