@@ -47,6 +47,7 @@ from werkzeug.exceptions import NotFound, ServiceUnavailable
 
 from wikibot.gitd.acl import Action, Verdict, decide
 from wikibot.gitd.core import Core
+from wikibot.gitd.git_process import git_command, git_env
 from wikibot.gitd.http_access import Answer, StartResponse
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import Wiki
@@ -172,8 +173,8 @@ class WikiRepo(FancyRepo):
         blame of a long-edited page takes seconds), within BLAME_SECONDS, without reading each line's
         commit twice."""
         try:
-            out = subprocess.check_output(["git", "blame", "-ls", "--root", commit.id.decode(), "--", path],
-                                          cwd=self.path, timeout=BLAME_SECONDS)
+            out = subprocess.check_output(git_command(Path(self.path), "blame", "-ls", "--root", commit.id.decode(),
+                                                      "--", path), env=git_env(), timeout=BLAME_SECONDS)
         except subprocess.TimeoutExpired:
             raise ServiceUnavailable(f"The blame of {path} takes over {BLAME_SECONDS:.0f} seconds: clone the wiki "
                                      "with git to see it.") from None
