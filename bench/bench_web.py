@@ -4,7 +4,8 @@ across wikis, and the web processes' memory as more wikis are viewed.
 In the same run, on copies of the same generated 500-page repository:
 - stock single-tenant Otterwiki 2.26.1 under gunicorn (anonymous read and write; 2 workers of 4
   threads, as `wikibot serve` runs) against `wikibot serve` (a signed-in owner of the wiki):
-  the median of 20 warm page views, and of 20 saves (the POST of the editor's form, a new line each);
+  the median of 20 warm page views, and of 20 saves (the POST of the editor's form, a new line each),
+  both servers up at once and taking turns request by request;
 - page views per second from 8 concurrent clients across 3 such wikis for a few seconds (the
   platform's one Otterwiki lock per process serialises them; stock Otterwiki, one wiki, 2 sync
   workers, is the baseline it is measured against);
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -35,7 +37,7 @@ from wikibot.gitd.names import WikiName
 from wikibot.testing.bench_servers import _gunicorn, _otterwiki_settings, base_env
 from wikibot.testing.corpus import make_wiki_repo
 from wikibot.testing.servers import Server, run_git, start_server, stop_server, wait_until, worker_idle
-from wikibot.testing.web import PASSWORD, field, timed
+from wikibot.testing.web import PASSWORD, field
 
 PAGE = re.compile(r'href="(?:/bench/w\d)?/([A-Z][^"#?/]*)"')
 
@@ -79,28 +81,56 @@ def pages_of(session: requests.Session, index_url: str) -> list[str]:
     return sorted({m for m in PAGE.findall(html) if not m.startswith("-")})
 
 
-def latency(session: requests.Session, base: str, page: str, runs: int,
-            settle: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    """Medians of `runs` warm views and saves of `page` under `base` (a wiki's root URL); `settle`
-    waits, untimed, until the server's background work is done (wikibot's worker indexes each save)."""
-    for _ in range(5):
-        session.get(f"{base}/{page}")
-    views = timed(lambda _: session.get(f"{base}/{page}").raise_for_status(), runs)
-    saves = []
+@dataclass
+class Target:
+    """A wiki's root URL, a session for it, and what must be waited for (untimed) after a save there
+    (wikibot's worker indexes each save)."""
+    session: requests.Session
+    base: str
+    settle: Callable[[], None] = lambda: None
+
+
+def view(target: Target, page: str) -> float:
+    """Milliseconds one view of `page` took."""
+    start = time.perf_counter()
+    target.session.get(f"{target.base}/{page}").raise_for_status()
+    return (time.perf_counter() - start) * 1000
+
+
+def save(target: Target, page: str, i: int) -> float:
+    """Milliseconds one save of `page` took: the POST of its editor's form, with a new line."""
+    editor = target.session.get(f"{target.base}/{page}/edit")
+    text = re.search(r"<textarea[^>]*>(.*?)</textarea>", editor.text, re.S)
+    form = {"csrf_token": field(editor.text, "csrf_token"), "commit": f"bench save {i}",
+            "content": (text.group(1) if text else "# Bench\n") + f"\nline {i} {random.random()}\n"}
+    if "wikibot_base" in editor.text:
+        form["wikibot_base"] = field(editor.text, "wikibot_base")
+    start = time.perf_counter()
+    got = target.session.post(f"{target.base}/{page}/save", data=form, allow_redirects=False)
+    took = (time.perf_counter() - start) * 1000
+    if got.status_code not in (302, 303):
+        raise RuntimeError(f"save answered {got.status_code}: {got.text[:500]}")
+    target.settle()
+    return took
+
+
+def latency(targets: list[Target], page: str, runs: int) -> list[tuple[float, float]]:
+    """Per target, the medians of `runs` warm views and saves of `page`. The targets take turns
+    request by request (who goes first alternating), so a change in the machine's speed during the
+    run (another process, the CPU's clock) weighs on each of them alike."""
+    for target in targets:
+        for _ in range(5):
+            target.session.get(f"{target.base}/{page}").raise_for_status()
+    views: list[list[float]] = [[] for _ in targets]
+    saves: list[list[float]] = [[] for _ in targets]
+    turns = [list(enumerate(targets)), list(enumerate(targets))[::-1]]
     for i in range(runs):
-        editor = session.get(f"{base}/{page}/edit")
-        text = re.search(r"<textarea[^>]*>(.*?)</textarea>", editor.text, re.S)
-        form = {"csrf_token": field(editor.text, "csrf_token"), "commit": f"bench save {i}",
-                "content": (text.group(1) if text else "# Bench\n") + f"\nline {i} {random.random()}\n"}
-        if "wikibot_base" in editor.text:
-            form["wikibot_base"] = field(editor.text, "wikibot_base")
-        start = time.perf_counter()
-        got = session.post(f"{base}/{page}/save", data=form, allow_redirects=False)
-        saves.append((time.perf_counter() - start) * 1000)
-        if got.status_code not in (302, 303):
-            raise RuntimeError(f"save answered {got.status_code}: {got.text[:500]}")
-        settle()
-    return statistics.median(views), statistics.median(saves)
+        for n, target in turns[i % 2]:
+            views[n].append(view(target, page))
+    for i in range(runs):
+        for n, target in turns[i % 2]:
+            saves[n].append(save(target, page, i))
+    return [(statistics.median(v), statistics.median(s)) for v, s in zip(views, saves, strict=True)]
 
 
 def throughput(session: requests.Session, urls: list[str], clients: int = 8, seconds: float = 8.0) -> float:
@@ -157,11 +187,6 @@ def main(argv: list[str]) -> int:
         # grows with the number of path components
         stock_repo = Path(tmp) / "var" / "repos" / "bench" / "w0"
         shutil.copytree(source, stock_repo)
-        with stock_otterwiki(stock_repo) as stock:
-            anonymous = requests.Session()
-            names = pages_of(anonymous, f"{stock}/-/index")
-            page = names[len(names) // 2]
-            stock_view, stock_save = latency(anonymous, stock, page, args.runs)
         stock_repo2 = Path(tmp) / "var" / "repos" / "bench" / "w1"
         shutil.copytree(source, stock_repo2)
         with stock_otterwiki(stock_repo2, threads=1) as stock:
@@ -173,7 +198,12 @@ def main(argv: list[str]) -> int:
                 wait_until(lambda: worker_idle(server), timeout=1800, what="the worker to index", server=server)
 
             settle()  # the three wikis pushed are indexed before anything is timed
-            ours_view, ours_save = latency(session, f"{server.url}/bench/w0", page, args.runs, settle)
+            with stock_otterwiki(stock_repo) as stock:
+                anonymous = requests.Session()
+                names = pages_of(anonymous, f"{stock}/-/index")
+                page = names[len(names) // 2]
+                (stock_view, stock_save), (ours_view, ours_save) = latency(
+                    [Target(anonymous, stock), Target(session, f"{server.url}/bench/w0", settle)], page, args.runs)
             one = web_pss_mb(server)  # one wiki viewed so far
             urls = [f"{server.url}/bench/w{n}/{p}" for n in range(3)
                     for p in pages_of(session, f"{server.url}/bench/w{n}/-/index")[:100]]
