@@ -61,7 +61,7 @@ def authenticate(store: Store, secret: str, now: float | None = None) -> tuple[U
     if not secret.startswith(TOKEN_PREFIX):
         raise BadToken("not a wikibot token")
     token = store.find_token(token_hash(secret))
-    if token is None:
+    if token is None or token.kind != "access":  # a connector's refresh token is only ever sent to /-/oauth/token
         raise BadToken("unknown or revoked token")
     if token.expires is not None and token.expires <= now:
         raise BadToken("token expired")
@@ -86,6 +86,8 @@ def role_of(store: Store, wiki: Wiki, user: User | None) -> Role | None:
 
 
 def limited_elsewhere(token: Token, name: WikiName) -> str:
+    if token.client:
+        return f"this token was issued to an MCP connector for {', '.join(map(str, token.wikis))} only"
     return (f"this token is limited to {', '.join(map(str, token.wikis))}; "
             f"create one that includes {name}")
 

@@ -258,6 +258,7 @@ class Core:
                 pass  # no record (any more): the repository still goes
             self.repos.remove_locked(name)
             remove_tree(self.pack_cache_dir(name))
+            self.end_connector_grants(name)
             self.announce(Change(name, MAIN, head or ZERO, ZERO, "sync"))
 
     def still_there(self, wiki: Wiki) -> bool:
@@ -298,6 +299,15 @@ class Core:
         self.wiki(name)
         if not self.store.remove_grant(name, user):
             raise CoreError(f"{user!r} has no role on {name}")
+        self.end_connector_grants(name, user)
+
+    def end_connector_grants(self, name: WikiName, user: str | None = None) -> None:
+        """What MCP connectors were given for `name` (by `user`, or by anyone) ends: its access and
+        refresh tokens. A consent was for this wiki, as it was then: a wiki made again under its name
+        or a role given again later is a new question."""
+        for token in self.store.list_tokens(user):
+            if token.client and name in token.wikis:
+                self.store.delete_token(token.id)
 
     # tokens
     def create_token(self, user: str, scope: str = "read", wikis: Sequence[WikiName] = (),
@@ -323,12 +333,12 @@ class Core:
         if len(note) > MAX_NOTE or not plain(note):
             raise CoreError(f"a token's note is one line of at most {MAX_NOTE} characters")
         now = time.time()
-        held = self.store.list_tokens(user=user)
+        held = self.personal_tokens(user)
         if len(held) >= MAX_TOKENS:  # expired ones count, or tokens of a minute would pass the cap for ever
             for token in held:
                 if token.expires is not None and token.expires <= now:
                     self.store.delete_token(token.id)  # worth nothing: they make room
-            held = self.store.list_tokens(user=user)
+            held = self.personal_tokens(user)
         if len(held) >= MAX_TOKENS:
             raise CoreError(f"you have {len(held)} tokens; revoke some first")
         secret = new_token_secret()
@@ -337,6 +347,10 @@ class Core:
                       expires=None if expires_days is None else now + expires_days * 86400)
         self.store.add_token(token)  # refused there if the user was deleted meanwhile
         return token, secret
+
+    def personal_tokens(self, user: str) -> list[Token]:
+        """The user's personal access tokens (not those MCP connectors were given through OAuth)."""
+        return [t for t in self.store.list_tokens(user=user) if not t.client]
 
     def revoke_token(self, token_id: str) -> None:
         if not self.store.delete_token(token_id):

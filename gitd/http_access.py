@@ -60,13 +60,15 @@ class Refusal:
         return (("WWW-Authenticate", self.challenge),) if self.challenge else ()
 
 
-def challenge(scheme: Scheme, error: str | None = None, description: str = "") -> str:
-    """A `WWW-Authenticate` value. Bearer error codes (RFC 6750) only when a token was sent."""
+def challenge(scheme: Scheme, error: str | None = None, description: str = "", extra: str = "") -> str:
+    """A `WWW-Authenticate` value. Bearer error codes (RFC 6750) only when a token was sent; `extra`:
+    more Bearer parameters (MCP's `resource_metadata` and `scope`, RFC 9728)."""
     if scheme == "Basic":
         return f'Basic realm="{REALM}", charset="UTF-8"'
+    value = f'Bearer realm="{REALM}"' + (f", {extra}" if extra else "")
     if not error:
-        return f'Bearer realm="{REALM}"'
-    return f'Bearer realm="{REALM}", error="{error}", error_description="{description.replace(chr(34), chr(39))}"'
+        return value
+    return f'{value}, error="{error}", error_description="{description.replace(chr(34), chr(39))}"'
 
 
 def credentials(environ: dict[str, Any]) -> str | None:
@@ -87,19 +89,30 @@ def credentials(environ: dict[str, Any]) -> str | None:
 
 
 def access(store: Store, environ: dict[str, Any], name: WikiName, action: Action, *, scheme: Scheme,
-           anonymous: bool = True) -> Caller | Refusal:
+           anonymous: bool = True, connectors: bool = False, extra: str = "") -> Caller | Refusal:
     """May this request do `action` on wiki `name`? Surfaces that serve nobody without a token
-    (`anonymous=False`: MCP) refuse a caller that would act as no one."""
+    (`anonymous=False`: MCP) refuse a caller that would act as no one. Tokens issued to MCP connectors
+    work only where `connectors` (MCP), and only on their wiki. `extra`: the surface's Bearer challenge
+    parameters."""
     secret = credentials(environ)
     user = token = None
     if secret is None and not anonymous:
-        return Refusal(401, "a personal access token is required: send 'Authorization: Bearer wbt_...'",
-                       challenge(scheme))
+        return Refusal(401, "sign-in required: connect with OAuth (connectors do it for you) or send a personal "
+                            "access token as 'Authorization: Bearer wbt_...'" if extra else
+                       "a personal access token is required: send 'Authorization: Bearer wbt_...'",
+                       challenge(scheme, extra=extra))
     if secret is not None:
         try:
             user, token = authenticate(store, secret)
         except BadToken as exc:
-            return Refusal(401, str(exc), challenge(scheme, "invalid_token", str(exc)))
+            return Refusal(401, str(exc), challenge(scheme, "invalid_token", str(exc), extra))
+    if token is not None and token.client:
+        if not connectors:  # what the account's owner consented to is an MCP connector's access, nothing more
+            return Refusal(403, "this token was issued to an MCP connector and works only on its wiki's MCP URL; "
+                                "use a personal access token here")
+        if name not in token.wikis:  # bound to its one resource (RFC 8707): the connector must ask for this one
+            return Refusal(401, limited_elsewhere(token, name),
+                           challenge(scheme, "invalid_token", limited_elsewhere(token, name), extra))
     if not anonymous and token is not None and token.wikis and name not in token.wikis:
         # a surface that serves no one without a token says so for every other wiki alike (nothing leaks)
         return Refusal(403, limited_elsewhere(token, name))

@@ -124,13 +124,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE users ADD COLUMN sessions_after double precision NOT NULL DEFAULT 0;
     """,
+    """
+    ALTER TABLE tokens ADD COLUMN client text NOT NULL DEFAULT '',
+                       ADD COLUMN grant_id text NOT NULL DEFAULT '',
+                       ADD COLUMN kind text NOT NULL DEFAULT 'access';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _USER = "name, email, password_hash, tier, admin, created, full_name, disabled, sessions_after"
 _WIKI = "owner, slug, title, purpose, public, created, pages, bytes"
 _GRANT = "owner, slug, username, role"
-_TOKEN = "id, username, hash, scope, wikis, expires, created, last_used, note"
+_TOKEN = "id, username, hash, scope, wikis, expires, created, last_used, note, client, grant_id, kind"
 _IDENTITY = "provider, subject, username, created, label"
 _INVITE = "id, username, used"
 _TABLES = ("users", "wikis", "grants", "tokens", "identities", "invites")
@@ -138,7 +143,7 @@ _TYPES = {  # column types for COPY, in the order of the column lists above
     "users": ["text", "text", "text", "text", "bool", "float8", "text", "bool", "float8"],
     "wikis": ["text", "text", "text", "text", "bool", "float8", "int8", "int8"],
     "grants": ["text", "text", "text", "text"],
-    "tokens": ["text", "text", "text", "text", "text[]", "float8", "float8", "float8", "text"],
+    "tokens": ["text", "text", "text", "text", "text[]", "float8", "float8", "float8", "text", "text", "text", "text"],
     "identities": ["text", "text", "text", "float8", "text"],
     "invites": ["text", "text", "float8"],
 }
@@ -230,7 +235,8 @@ def _grant(row: tuple) -> Grant:
 
 def _token(row: tuple) -> Token:
     return Token(id=row[0], user=row[1], hash=row[2], scope=row[3], wikis=tuple(WikiName.parse(w) for w in row[4]),
-                 expires=row[5], created=row[6], last_used=row[7], note=row[8])
+                 expires=row[5], created=row[6], last_used=row[7], note=row[8], client=row[9], grant=row[10],
+                 kind=row[11])
 
 
 def _identity(row: tuple) -> Identity:
@@ -256,7 +262,7 @@ def _rows(table: str, records: Iterable[Any]) -> Iterator[tuple]:
             yield (r.wiki.owner, r.wiki.slug, r.user, r.role)
         else:
             yield (r.id, r.user, r.hash, r.scope, [str(w) for w in r.wikis], r.expires, r.created, r.last_used,
-                   r.note)
+                   r.note, r.client, r.grant, r.kind)
 
 
 class PostgresStore:
@@ -548,7 +554,8 @@ class PostgresStore:
         with self._tx() as conn:
             if not _lock_user(conn, token.user, "SHARE"):
                 raise StoreError(f"user {token.user!r} does not exist")
-            cur = conn.execute(f"INSERT INTO tokens ({_TOKEN}) VALUES (%s, %s, %s, %s, %s::text[], %s, %s, %s, %s) "
+            cur = conn.execute(f"INSERT INTO tokens ({_TOKEN}) VALUES "
+                               "(%s, %s, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s) "
                                "ON CONFLICT (id) DO NOTHING", next(_rows("tokens", [token])))
             if cur.rowcount == 0:
                 raise StoreError(f"token {token.id} already exists")

@@ -8,6 +8,9 @@ from .names import WikiName
 
 Role = Literal["owner", "editor", "viewer"]
 Scope = Literal["read", "write"]
+# a personal token or a connector's access token; a connector's refresh token, and one it has used up
+# (kept to notice a second use: a stolen refresh token then ends the whole grant)
+TokenKind = Literal["access", "refresh", "spent"]
 ROLES: tuple[Role, ...] = ("owner", "editor", "viewer")
 SCOPES: tuple[Scope, ...] = ("read", "write")
 
@@ -59,6 +62,11 @@ class Token:
     created: float = 0.0
     last_used: float | None = None
     note: str = ""
+    # issued through OAuth to an MCP connector (the client's id): then limited to one wiki, MCP only, and
+    # one of the tokens of `grant` (a connector's consent, whose tokens are revoked together)
+    client: str = ""
+    grant: str = ""
+    kind: TokenKind = "access"
 
 
 @dataclass(frozen=True)

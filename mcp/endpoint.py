@@ -2,8 +2,9 @@
 
 Access is decided by the platform's HTTP access layer before any MCP message is parsed, with the
 same ACL as git, except that MCP serves no one without a token: a missing or bad token is a 401
-with a Bearer challenge, a token limited to other wikis a 403, a wiki the caller cannot read a
-404. The tools get the resulting `Caller` through the request state, which no client can set.
+with a Bearer challenge naming the wiki's OAuth metadata, a token limited to other wikis a 403 (a
+connector's, bound to another wiki, a 401), a wiki the caller cannot read a 404. The tools get
+the resulting `Caller` through the request state, which no client can set.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from wikibot.gitd.acl import Action
 from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import Answer, Refusal, StartResponse, access
 from wikibot.gitd.names import NAME_PATTERN, WikiName
+from wikibot.oauth.provider import resource_metadata_url
 
 from .asgi_bridge import AsgiBridge
 from .server import build_app
@@ -48,7 +50,10 @@ class McpEndpoint:
             # which MCP allows to answer with 405
             return Answer.rpc_error(405, "this MCP endpoint takes POST requests", [("Allow", "POST")]
                                     ).send(start_response)
-        caller = access(self.core.store, environ, name, Action.READ, scheme="Bearer", anonymous=False)
+        # a 401 tells OAuth clients (Claude.ai's connectors) where to sign in for this wiki (RFC 9728)
+        discovery = f'resource_metadata="{resource_metadata_url(self.core.config, name)}", scope="read write"'
+        caller = access(self.core.store, environ, name, Action.READ, scheme="Bearer", anonymous=False,
+                        connectors=True, extra=discovery)
         if isinstance(caller, Refusal):
             return Answer.refusal("rpc", caller.status, caller.reason, caller.headers).send(start_response)
         environ["PATH_INFO"] = f"/mcp/{name}"

@@ -18,6 +18,7 @@ from werkzeug.test import Client, TestResponse
 from wikibot.config import IdentityProvider
 from wikibot.gitd.core import NO_PASSWORD, Core
 from wikibot.gitd.records import Identity
+from wikibot.oauth.server import make_provider
 from wikibot.testing.oidc_provider import FakeGitHub, GitHubUser, OidcProvider, Person, new_key
 from wikibot.testing.servers import free_port
 from wikibot.testing.web import PASSWORD, csrf, field, sign_in, web_core
@@ -75,7 +76,8 @@ def providers(oidc: OidcProvider, github: FakeGitHub) -> tuple[IdentityProvider,
 def platform(core: Core, configured: tuple[IdentityProvider, ...], signup: str = "open", per_hour: int = 1000) -> WebUI:
     """The web app of `core` with these providers and sign-up mode (same store and secret, so sessions carry)."""
     config = dataclasses.replace(core.config, providers=configured, signup=signup, signups_per_hour=per_hour)
-    return create_webui(dataclasses.replace(core, config=config))
+    core = dataclasses.replace(core, config=config)
+    return create_webui(core, make_provider(core))
 
 
 @pytest.fixture

@@ -16,10 +16,12 @@ from wikibot.gitd.core import Core
 from wikibot.gitd.http_access import Answer, StartResponse
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.secrets import ensure_secret_key
+from wikibot.local_state import AttemptLimiter
+from wikibot.oauth.provider import WikiAuthProvider
 
 from .dashboard import Limiters
 from .pages import create_pages
-from .sessions import AttemptLimiter, Sessions
+from .sessions import Sessions
 from .signup import Invites
 
 HISTORY = "/-/history"  # under a wiki's prefix
@@ -28,7 +30,7 @@ HISTORY = "/-/history"  # under a wiki's prefix
 class WebUI:
     """Routes `/` and `/-/…` to the platform's pages, `/OWNER/WIKI…` to the wiki's Otterwiki."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, connectors: WikiAuthProvider) -> None:
         secret = ensure_secret_key(core.config.secret_key_path)
         self.sessions = Sessions(_derived(secret, "sessions"), core.store, core.config.signed_out_path,
                                  secure=core.config.public_url.startswith("https://"))
@@ -38,7 +40,7 @@ class WebUI:
                                                    window=3600.0),
                             passwords=AttemptLimiter(cache / "passwords.sqlite3"))
         self.pages = create_pages(core, self.sessions, limiters, Invites(_derived(secret, "invites"),
-                                                                          core.config.invite_days))
+                                                                          core.config.invite_days), connectors)
         self.core = core
         self._secret = _derived(secret, "otterwiki")
         self._wikis: Any = None  # the OtterwikiHost, made on first use: importing Otterwiki takes a while
@@ -92,5 +94,6 @@ def _derived(secret: bytes, purpose: str) -> bytes:
     return hmac.new(secret, f"wikibot-webui:{purpose}".encode(), hashlib.sha256).digest()
 
 
-def create_webui(core: Core) -> WebUI:
-    return WebUI(core)
+def create_webui(core: Core, connectors: WikiAuthProvider) -> WebUI:
+    """`connectors`: the OAuth provider MCP connectors sign in through (its consent page is here)."""
+    return WebUI(core, connectors)

@@ -43,9 +43,10 @@ from wikibot.gitd.names import RESERVED_NAMES
 from wikibot.gitd.records import Identity
 from wikibot.gitd.secrets import ensure_secret_key
 from wikibot.gitd.store import StoreError
+from wikibot.local_state import AttemptLimiter
 
 from .dashboard.common import accounts_changing, safe_next, signed_in
-from .sessions import AttemptLimiter, Sessions
+from .sessions import Sessions
 from .signup import BadInvite, Invite, Invites, signup_refusal
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ def identity_blueprint(core: Core, sessions: Sessions, invites: Invites, signups
                 "x": safe_next(request.values.get("next")), "l": g.user.name if g.user else "", "i": invite_token}
         # a page that moves on by itself rather than a redirect: the CSP's `form-action 'self'` governs where
         # a form's answer may redirect, and browsers block a redirect to the provider
-        response = Response(render_template("identity_continue.html", provider=provider, url=url),
+        response = Response(render_template("continue.html", destination=provider.title, url=url),
                             headers={"Cache-Control": "no-store"})
         response.set_cookie(FLOW_COOKIE, flows.dumps(flow), max_age=FLOW_SECONDS, path=FLOW_PATH, httponly=True,
                             samesite="Lax", secure=sessions.secure)

@@ -14,7 +14,9 @@ from flask import Flask, Response, abort, g, render_template, request
 
 from wikibot.errors import WikibotError
 from wikibot.gitd.core import Core
+from wikibot.oauth.provider import WikiAuthProvider
 
+from .consent import consent_blueprint
 from .dashboard import Limiters, blueprints
 from .identity import identity_blueprint
 from .sessions import Sessions, WebSession
@@ -24,7 +26,8 @@ HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
 
 
-def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> Flask:
+def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites,
+                 connectors: WikiAuthProvider) -> Flask:
     app = Flask(__name__, root_path=str(HERE), instance_path=str(core.config.cache_dir / "flask"),
                 static_folder="static", static_url_path="/-/static", template_folder="templates")
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, MAX_FORM_MEMORY_SIZE=64 * 1024)
@@ -64,6 +67,7 @@ def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: In
     for blueprint in blueprints(core, sessions, limiters, invites):
         app.register_blueprint(blueprint)
     app.register_blueprint(identity_blueprint(core, sessions, invites, limiters.signups))
+    app.register_blueprint(consent_blueprint(core, connectors))
 
     @app.errorhandler(400)
     def bad_request(exc) -> tuple[str, int]:

@@ -1,4 +1,4 @@
-"""Web sign-in: a signed session cookie, CSRF tokens bound to it, and limits on login attempts.
+"""Web sign-in: a signed session cookie, CSRF tokens bound to it, and which were signed out.
 
 The cookie holds a random session id, the signed-in user's name (None before sign-in) and when it
 was issued, signed with the platform secret key (itsdangerous); HttpOnly, SameSite=Lax, Secure when
@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from werkzeug.http import parse_cookie
 
 from wikibot.gitd.records import User
 from wikibot.gitd.store import Store
+from wikibot.local_state import SharedFile
 
 COOKIE = "wikibot_session"
 MAX_AGE = 14 * 24 * 3600  # seconds a sign-in lasts
@@ -118,28 +117,7 @@ class Sessions:
         return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
 
 
-class _SharedFile:
-    """A small SQLite file every process on the data dir shares, one connection per thread."""
-
-    SCHEMA: tuple[str, ...] = ()
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            for statement in self.SCHEMA:
-                conn.execute(statement)
-            self._local.conn = conn
-        return conn
-
-
-class _SignedOut(_SharedFile):
+class _SignedOut(SharedFile):
     """Session ids signed out before their cookie expires, kept until it would have."""
 
     SCHEMA = ("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, until REAL NOT NULL)",
@@ -152,49 +130,3 @@ class _SignedOut(_SharedFile):
 
     def __contains__(self, sid: str) -> bool:
         return self._db().execute("SELECT 1 FROM signed_out WHERE sid = ?", (sid,)).fetchone() is not None
-
-
-class AttemptLimiter(_SharedFile):
-    """Attempts per account and per client address in a sliding window, shared by every process on
-    the data dir: failed sign-ins, so a password cannot be guessed at speed, and sign-ups, so open
-    registration cannot be flooded. A stranger can keep an account's password sign-in waiting this
-    way (its limit counts every address, or a guesser with many addresses would go unchecked): the
-    price of the limit, and no more than a wait; sign-in with an identity provider is not limited."""
-
-    SCHEMA = ("CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)",
-              "CREATE INDEX IF NOT EXISTS failures_by_key ON failures (key, at)",
-              "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (at)")
-
-    def __init__(self, path: Path, *, per_account: int = 10, per_address: int = 50, window: float = 900.0) -> None:
-        super().__init__(path)
-        self.per_account = per_account
-        self.per_address = per_address
-        self.window = window
-
-    def _keys(self, account: str | None, address: str) -> list[tuple[str, int]]:
-        """The counters an attempt touches; `account` None: the address's alone."""
-        by_address = [(_key("addr", address), self.per_address)]
-        return by_address if account is None else [(_key("user", account.lower()), self.per_account), *by_address]
-
-    def retry_after(self, account: str | None, address: str, now: float | None = None) -> float:
-        """Seconds until another attempt is allowed (0: now)."""
-        now = time.time() if now is None else now
-        db = self._db()
-        db.execute("DELETE FROM failures WHERE at < ?", (now - self.window,))
-        wait = 0.0
-        for key, limit in self._keys(account, address):
-            rows = db.execute("SELECT at FROM failures WHERE key = ? ORDER BY at DESC LIMIT 1 OFFSET ?",
-                              (key, limit - 1)).fetchone()
-            if rows is not None:  # `limit` failures within the window: wait until the oldest of them expires
-                wait = max(wait, rows[0] + self.window - now)
-        return wait
-
-    def record(self, account: str | None, address: str, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self._db().executemany("INSERT INTO failures (key, at) VALUES (?, ?)",
-                               [(key, now) for key, _ in self._keys(account, address)])
-
-
-def _key(kind: str, value: str) -> str:
-    """A fixed-size key: whatever a client types as a user name, a row stays small."""
-    return f"{kind}:{hashlib.sha256(value.encode('utf-8', 'replace')).hexdigest()[:32]}"

@@ -18,6 +18,7 @@ from wikibot.gitd.http_access import Answer, StartResponse, Style
 from wikibot.gitd.smart_http import GitHTTP
 from wikibot.indexer.http import SearchAPI
 from wikibot.mcp.endpoint import McpEndpoint
+from wikibot.oauth.server import OAuthServer, make_provider
 from wikibot.redaction import redact_every_logger
 from wikibot.webui import create_webui
 from wikibot.wiring import open_core
@@ -34,11 +35,14 @@ class Route:
 
 def routes(core: Core) -> list[Route]:
     """The platform's URL table, in the order it is matched."""
+    connectors = make_provider(core)
+    oauth = OAuthServer(core, connectors)
     return [  # git first: `/mcp/notes.git/` is the git URL of a user named before `mcp` was reserved
         Route(re.compile(r"/[^/]+/[^/]+\.git/"), GitHTTP(core)),
         Route(re.compile(r"/mcp/"), McpEndpoint(core), "rpc"),
         Route(re.compile(r"/api/wikis/"), SearchAPI(core), "json"),
-        Route(re.compile(r""), create_webui(core)),  # `/`, `/-/…` and every wiki's web pages
+        Route(re.compile(r"/\.well-known/oauth-|/-/oauth/(authorize|token|register|revoke)$"), oauth, "json"),
+        Route(re.compile(r""), create_webui(core, connectors)),  # `/`, `/-/…` (the consent page too), wikis' pages
     ]
 
 

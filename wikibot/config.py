@@ -97,6 +97,10 @@ class Config:
     invite_days: int = 7
     signups_per_hour: int = 5
     providers: tuple[IdentityProvider, ...] = ()
+    # MCP connectors (OAuth): how long an access token lasts (long: connectors refresh unreliably) and
+    # how long a refresh token does unused
+    oauth_access_hours: int = 24
+    oauth_refresh_days: int = 30
 
     def provider(self, name: str) -> IdentityProvider | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -132,6 +136,12 @@ class Config:
         return self.data_dir / "signed_out.sqlite3"
 
     @property
+    def oauth_path(self) -> Path:
+        """MCP connectors registered by OAuth and their pending codes (not in the cache: losing it would
+        make every connector register again)."""
+        return self.data_dir / "oauth.sqlite3"
+
+    @property
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret_key"
 
@@ -162,9 +172,13 @@ _ENV = {
     "signup": "WIKIBOT_SIGNUP",
     "invite_days": "WIKIBOT_INVITE_DAYS",
     "signups_per_hour": "WIKIBOT_SIGNUPS_PER_HOUR",
+    "oauth_access_hours": "WIKIBOT_OAUTH_ACCESS_HOURS",
+    "oauth_refresh_days": "WIKIBOT_OAUTH_REFRESH_DAYS",
 }
-_TOML_NAMES = {("data", "dir"): "data_dir", ("store", "url"): "store_url"}
-_INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb", "invite_days", "signups_per_hour"}
+_TOML_NAMES = {("data", "dir"): "data_dir", ("store", "url"): "store_url",
+               ("oauth", "access_hours"): "oauth_access_hours", ("oauth", "refresh_days"): "oauth_refresh_days"}
+_INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb", "invite_days", "signups_per_hour",
+         "oauth_access_hours", "oauth_refresh_days"}
 _BOOLS = {"allow_private_urls"}
 
 
@@ -194,7 +208,7 @@ def _coerce(name: str, value: object) -> object:
             number = int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(f"setting {name} must be an integer, got {value!r}") from None
-        if number < 0 or (name == "port" and number > 65535):
+        if number < 0 or (name == "port" and number > 65535) or (name.startswith("oauth_") and not 0 < number <= 3650):
             raise ConfigError(f"setting {name} is out of range: {number}")
         return number
     return str(value)
@@ -206,7 +220,7 @@ def _from_toml(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     values: dict[str, object] = {}
-    for section in ("server", "data", "store", "events", "search", "bootstrap", "accounts"):
+    for section in ("server", "data", "store", "events", "search", "bootstrap", "accounts", "oauth"):
         for key, value in raw.get(section, {}).items():
             if (section, key) == ("accounts", "providers"):
                 values["providers"] = _providers(path, value)

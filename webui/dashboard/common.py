@@ -15,8 +15,7 @@ from wikibot.gitd.core import Core
 from wikibot.gitd.locks import file_lock
 from wikibot.gitd.names import InvalidName, WikiName
 from wikibot.gitd.records import Role, User, Wiki
-
-from ..sessions import AttemptLimiter
+from wikibot.local_state import AttemptLimiter
 
 # What a redirect after a change may say (`?done=KEY`): fixed texts, so a link cannot make the page say
 # anything else.
