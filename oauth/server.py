@@ -41,7 +41,6 @@ PREFIX = "/-/oauth"
 PROTECTED = "/.well-known/oauth-protected-resource"
 AUTHORIZATION_SERVER = "/.well-known/oauth-authorization-server"
 MAX_BODY = 64 * 1024
-REGISTRATIONS_PER_HOUR = 60  # per client address (Claude registers up to twice per connection attempt)
 CORS = [("Access-Control-Allow-Origin", "*")]
 
 
@@ -65,7 +64,7 @@ class OAuthServer:
         self.core = core
         self.provider = provider
         self.registrations = AttemptLimiter(core.config.cache_dir / "oauth_registrations.sqlite3",
-                                            per_address=REGISTRATIONS_PER_HOUR, window=3600.0)
+                                            per_address=core.config.oauth_registrations_per_hour, window=3600.0)
         too_large = Answer.json(413, {"error": "invalid_request", "error_description": "request too large"})
         self.bridge = AsgiBridge(self._app, MAX_BODY, too_large=too_large, timeout=30.0)
 

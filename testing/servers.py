@@ -108,8 +108,9 @@ class Server:
 
 def start_server(data: Path, extra_env: dict[str, str] | None = None) -> Server:
     port = free_port()
+    # every test's client registers from 127.0.0.1: the per-address limit is tested on a server of its own
     env = {**os.environ, "WIKIBOT_DATA": str(data), "WIKIBOT_PORT": str(port), "WIKIBOT_WORKERS": "2",
-           **(extra_env or {})}
+           "WIKIBOT_OAUTH_REGISTRATIONS_PER_HOUR": "100000", **(extra_env or {})}
     on_test_store(data)
     init = subprocess.run([*WIKIBOT, "init"], env=env, check=True, capture_output=True, text=True)
     log = open(data / "serve.log", "wb")

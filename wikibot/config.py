@@ -101,6 +101,7 @@ class Config:
     # how long a refresh token does unused
     oauth_access_hours: int = 24
     oauth_refresh_days: int = 30
+    oauth_registrations_per_hour: int = 60  # per client address (Claude registers up to twice per attempt)
 
     def provider(self, name: str) -> IdentityProvider | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -174,11 +175,13 @@ _ENV = {
     "signups_per_hour": "WIKIBOT_SIGNUPS_PER_HOUR",
     "oauth_access_hours": "WIKIBOT_OAUTH_ACCESS_HOURS",
     "oauth_refresh_days": "WIKIBOT_OAUTH_REFRESH_DAYS",
+    "oauth_registrations_per_hour": "WIKIBOT_OAUTH_REGISTRATIONS_PER_HOUR",
 }
 _TOML_NAMES = {("data", "dir"): "data_dir", ("store", "url"): "store_url",
-               ("oauth", "access_hours"): "oauth_access_hours", ("oauth", "refresh_days"): "oauth_refresh_days"}
+               ("oauth", "access_hours"): "oauth_access_hours", ("oauth", "refresh_days"): "oauth_refresh_days",
+               ("oauth", "registrations_per_hour"): "oauth_registrations_per_hour"}
 _INTS = {"port", "workers", "threads", "timeout", "clone_timeout", "max_template_mb", "invite_days", "signups_per_hour",
-         "oauth_access_hours", "oauth_refresh_days"}
+         "oauth_access_hours", "oauth_refresh_days", "oauth_registrations_per_hour"}
 _BOOLS = {"allow_private_urls"}
 
 
@@ -208,7 +211,8 @@ def _coerce(name: str, value: object) -> object:
             number = int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(f"setting {name} must be an integer, got {value!r}") from None
-        if number < 0 or (name == "port" and number > 65535) or (name.startswith("oauth_") and not 0 < number <= 3650):
+        lifetime = name in ("oauth_access_hours", "oauth_refresh_days")
+        if number < 0 or (name == "port" and number > 65535) or (lifetime and not 0 < number <= 3650):
             raise ConfigError(f"setting {name} is out of range: {number}")
         return number
     return str(value)
