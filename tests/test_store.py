@@ -250,6 +250,16 @@ def test_tokens_are_found_listed_touched_and_deleted(store):
     assert store.find_token("h3") is None
 
 
+def test_a_connectors_token_keeps_its_client_grant_and_kind(store):
+    store.add_user(_user("a"))
+    store.add_wiki(Wiki(owner="a", slug="w"))
+    made = Token(id="c1", user="a", hash="h9", scope="write", wikis=(WikiName("a", "w"),), expires=50.0, created=5.0,
+                 note="Claude", client="client-id", grant="g1", kind="refresh")
+    store.add_token(made)
+    assert store.find_token("h9") == made and store.list_tokens("a") == [made]
+    assert Token(id="p", user="a", hash="x").kind == "access"  # personal tokens as before
+
+
 def test_lists_are_in_name_order_as_the_owner_slug_strings_sort(store):
     for name in ("b", "a-b", "a", "a0"):
         store.add_user(_user(name))
