@@ -212,14 +212,18 @@ def test_mcp_unknown_path(client):
 def test_mcp_without_a_token(client, wiki):
     got = client.post(f"/mcp/{wiki}", json={})
     assert got.status_code == 401
-    assert got.headers["WWW-Authenticate"] == 'Bearer realm="wikibot"'
-    assert "personal access token is required" in rpc_message(got)
+    metadata = f"http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp/{wiki}"
+    assert got.headers["WWW-Authenticate"] == f'Bearer realm="wikibot", resource_metadata="{metadata}", ' \
+                                              'scope="read write"'
+    assert "connect with OAuth" in rpc_message(got) and "personal access token" in rpc_message(got)
 
 
 def test_mcp_bad_token(client):
     got = client.post("/mcp/alice/notes", json={}, headers=bearer("wbt_" + "x" * 43))
     assert got.status_code == 401
-    assert got.headers["WWW-Authenticate"] == ('Bearer realm="wikibot", error="invalid_token", '
+    metadata = "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp/alice/notes"
+    assert got.headers["WWW-Authenticate"] == (f'Bearer realm="wikibot", resource_metadata="{metadata}", '
+                                               'scope="read write", error="invalid_token", '
                                                'error_description="unknown or revoked token"')
     assert rpc_message(got) == "unknown or revoked token"
 
