@@ -64,7 +64,7 @@ def create_pages(core: Core, sessions: Sessions, limiters: Limiters, invites: In
         return {"user": g.get("user"), "csrf_token": sessions.csrf_token(g.session) if "session" in g else "",
                 "public_url": core.config.public_url}
 
-    for blueprint in blueprints(core, sessions, limiters, invites):
+    for blueprint in blueprints(core, sessions, limiters, invites, connectors):
         app.register_blueprint(blueprint)
     app.register_blueprint(identity_blueprint(core, sessions, invites, limiters.signups))
     app.register_blueprint(consent_blueprint(core, connectors))

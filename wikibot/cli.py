@@ -19,6 +19,7 @@ from wikibot.gitd.names import WikiName
 from wikibot.gitd.permissions import keep_private, repair
 from wikibot.gitd.repository import RepoError
 from wikibot.gitd.store import POSTGRES_SCHEMES, Store, open_postgres
+from wikibot.oauth.grants import Grants
 from wikibot.redaction import redact
 from wikibot.wiring import open_core
 
@@ -144,11 +145,23 @@ def cmd_token_create(core: Core, args: argparse.Namespace) -> None:
 
 
 def cmd_token_list(core: Core, args: argparse.Namespace) -> None:
+    """Personal tokens, then the MCP connectors (one line per grant, not per token record)."""
     core.user(args.user)
     rows = [[t.id, t.scope, ",".join(map(str, t.wikis)) or "*", _when(t.created), _when(t.expires), _when(t.last_used),
              t.note]
-            for t in core.store.list_tokens(args.user)]
+            for t in core.personal_tokens(args.user)]
     _table(rows, ["ID", "SCOPE", "WIKIS", "CREATED", "EXPIRES", "LAST USED", "NOTE"])
+    grants = Grants(core).of_user(args.user)
+    if grants:
+        print(f"\n{len(grants)} MCP connector(s) signed in through OAuth (revoke them on the dashboard's tokens page):")
+        _table([[g.id, _printable(g.client_name), str(g.wiki), g.scope, _when(g.created), _when(g.expires),
+                 _when(g.last_used)] for g in grants],
+               ["GRANT", "CLIENT", "WIKI", "SCOPE", "CREATED", "EXPIRES", "LAST USED"])
+
+
+def _printable(text: str) -> str:
+    """A name someone else chose, safe to print: no terminal controls or direction overrides."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def cmd_token_revoke(core: Core, args: argparse.Namespace) -> None:

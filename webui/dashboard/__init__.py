@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from wikibot.gitd.core import Core
+from wikibot.oauth.provider import WikiAuthProvider
 
 from ..sessions import Sessions
 from ..signup import Invites
@@ -13,9 +14,10 @@ from . import accounts, admin, tokens, wikis
 from .common import Limiters
 
 
-def blueprints(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites) -> list[Blueprint]:
-    return [wikis.blueprint(core), tokens.blueprint(core), accounts.blueprint(core, sessions, limiters, invites),
-            admin.blueprint(core, sessions, invites)]
+def blueprints(core: Core, sessions: Sessions, limiters: Limiters, invites: Invites,
+               connectors: WikiAuthProvider) -> list[Blueprint]:
+    return [wikis.blueprint(core), tokens.blueprint(core, connectors),
+            accounts.blueprint(core, sessions, limiters, invites), admin.blueprint(core, sessions, invites)]
 
 
 __all__ = ["Limiters", "blueprints"]
